@@ -1,0 +1,17 @@
+//! The words every shipwatch process shares: the job/host/event model that the gateway
+//! stores and serves (DESIGN §5), the job spec a runner executes, and the frames that
+//! runners and the gateway exchange over `<run_dir>/runners.sock`, with their codec.
+//!
+//! This crate owns data shapes and their encoding only. It never does IO beyond what a
+//! codec needs and knows nothing of config files, SQLite or HTTP.
+
+pub mod event;
+pub mod frame;
+pub mod spec;
+pub mod supervision;
+
+pub use event::{Event, EventBody, HostState, JobId, JobState, RunnerEvent, Stream, Timestamp};
+pub use frame::{
+    FrameCodec, FrameError, GatewayFrame, MAX_FRAME_BYTES, PROTOCOL_VERSION, RunnerFrame,
+};
+pub use spec::{HostTarget, JobSpec, SshSpec, Transport};
