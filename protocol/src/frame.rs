@@ -58,7 +58,7 @@ pub enum GatewayFrame {
     /// Run this job; sent only to an idle runner.
     Assign {
         job: JobId,
-        spec: JobSpec,
+        spec: Box<JobSpec>,
     },
     /// Every event of `job` up to and including `rseq` is committed: forget them.
     Ack {
