@@ -5,6 +5,8 @@
 //!
 //! It never runs scripts and never blocks on a watcher.
 
+pub mod model;
+
 use std::path::{Path, PathBuf};
 
 use axum::{Router, routing::get};
