@@ -6,6 +6,14 @@
 //! It executes the job's spec as the gateway resolved it and never reads tasks from the
 //! config itself; it owns no storage and serves no HTTP.
 
+pub mod host;
+pub mod job;
+pub mod output;
+
+pub use host::{HostContext, HostOutcome};
+pub use job::run_job;
+pub use output::{EventSender, Pending};
+
 use shipwatch_config::Config;
 use tokio_util::sync::CancellationToken;
 

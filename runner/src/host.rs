@@ -1,0 +1,410 @@
+//! Runs a job's script on one host, over ssh or locally, and tells how it ended.
+//!
+//! Both transports run the same small bash wrapper and feed it the script on stdin. The
+//! wrapper starts the script in its own process group and keeps reading stdin as a
+//! lifeline: when stdin reaches EOF (we close it to cancel or time out, ssh dies, the
+//! connection drops, the runner dies) it kills the script's whole process group, TERM
+//! then KILL. That stops remote processes without a pty, so stdout and stderr stay two
+//! pipes. The wrapper marks its start and the script's exit status on stderr with a
+//! random per-run token, which tells "ssh could not connect" (255, no start marker) apart
+//! from a script that exits 255.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use shipwatch_protocol::{HostState, HostTarget, JobId, SshSpec, Stream, Transport};
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use crate::output::{EventSender, Markers, pump};
+
+/// How long the pipes may stay open after the script exited (a background child holding
+/// them); then the host completes anyway and the leftovers are killed.
+pub const DRAIN: Duration = Duration::from_secs(2);
+
+/// How long after closing the lifeline the host's process may take to exit before the
+/// local side is killed outright (the wrapper's own TERM→KILL grace is 3 s).
+const STOP_GRACE: Duration = Duration::from_secs(6);
+
+/// The wrapper, run as `bash -c WRAPPER shipwatch TOKEN` (quoted again for ssh's remote
+/// command, which the login shell parses).
+const WRAPPER: &str = r#"t=$1
+printf "shipwatch-start-%s\n" "$t" >&2
+s=
+e=1
+while IFS= read -r l; do
+  if [ "$l" = "shipwatch-end-$t" ]; then e=0; break; fi
+  s+=$l$'\n'
+done
+[ $e = 0 ] || exit 254
+exec 3<&0 </dev/null
+set -m
+bash -c "$s" shipwatch 3<&- &
+p=$!
+set +m
+{ while IFS= read -r _ <&3; do :; done
+  kill -TERM -- -$p 2>/dev/null
+  for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30; do
+    kill -0 -- -$p 2>/dev/null || exit 0
+    sleep 0.1
+  done
+  kill -KILL -- -$p 2>/dev/null
+} >/dev/null 2>&1 &
+w=$!
+exec 3<&-
+wait $p
+r=$?
+printf "shipwatch-exit-%s:%d\n" "$t" "$r" >&2
+exec >/dev/null 2>&1
+wait $w
+exit $r
+"#;
+
+/// Where ssh control sockets live, and other per-runner settings of a host run.
+#[derive(Debug, Clone)]
+pub struct HostContext {
+    /// Directory for ssh ControlPath sockets; kept short (< 108 bytes per socket).
+    pub control_dir: PathBuf,
+    /// `ControlPersist` in seconds.
+    pub control_persist_secs: u64,
+}
+
+/// Everything one host run needs.
+pub struct HostRun<'a> {
+    pub job: JobId,
+    pub target: &'a HostTarget,
+    pub transport: Transport,
+    pub script: &'a str,
+    pub params: &'a BTreeMap<String, String>,
+    pub ssh: &'a SshSpec,
+    pub timeout: Duration,
+    pub ctx: &'a HostContext,
+}
+
+/// How a host ended, and its exit code when it has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostOutcome {
+    pub state: HostState,
+    pub exit_code: Option<i32>,
+}
+
+/// Quotes `value` for bash as one word that yields exactly its bytes.
+pub fn shell_quote(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('\'');
+    for c in value.chars() {
+        if c == '\'' {
+            out.push_str("'\\''");
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
+    out
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric())
+}
+
+fn token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut bytes = [0u8; 16];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        if f.read_exact(&mut bytes).is_ok() {
+            return bytes.iter().map(|b| format!("{b:02x}")).collect();
+        }
+    }
+    // No /dev/urandom: RandomState is still seeded randomly per process.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(now_nanos());
+    format!("{:016x}{:016x}", h.finish(), now_nanos() as u64)
+}
+
+fn now_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// A short, stable ControlPath name for a destination.
+fn control_name(user: &str, address: &str, port: u16) -> String {
+    // FNV-1a: stable across runs and processes, unlike RandomState.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in format!("{user}@{address}:{port}").bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// The ssh command line (without the remote command) for a host.
+pub fn ssh_command(target: &HostTarget, ssh: &SshSpec, ctx: &HostContext) -> Command {
+    let address = target.address.as_deref().unwrap_or(&target.name);
+    let port = target.port.unwrap_or(ssh.port);
+    let mut cmd = Command::new("ssh");
+    cmd.arg("-T")
+        .args(["-o", "BatchMode=yes"])
+        .args(["-o", "StrictHostKeyChecking=yes"])
+        .arg("-o")
+        .arg(format!(
+            "ConnectTimeout={}",
+            ssh.connect_timeout_secs.max(1)
+        ))
+        .args(["-o", "ControlMaster=auto"])
+        .arg("-o")
+        .arg(format!("ControlPersist={}", ctx.control_persist_secs))
+        .arg("-o")
+        .arg(format!(
+            "ControlPath={}",
+            ctx.control_dir
+                .join(control_name(&ssh.user, address, port))
+                .display()
+        ));
+    if let Some(kh) = ssh.known_hosts.as_deref().filter(|s| !s.is_empty()) {
+        cmd.arg("-o").arg(format!("UserKnownHostsFile={kh}"));
+    }
+    if let Some(id) = ssh.identity_file.as_deref().filter(|s| !s.is_empty()) {
+        cmd.arg("-i").arg(id).args(["-o", "IdentitiesOnly=yes"]);
+    }
+    for opt in &ssh.options {
+        cmd.arg("-o").arg(opt);
+    }
+    cmd.arg("-p")
+        .arg(port.to_string())
+        .arg("-l")
+        .arg(&ssh.user)
+        .arg("--")
+        .arg(address);
+    cmd
+}
+
+/// Runs the script on one host; its lines go to `tx`, the outcome is returned. The
+/// caller sends the host's state events.
+pub async fn run_host(
+    run: HostRun<'_>,
+    tx: EventSender,
+    cancel: &CancellationToken,
+) -> HostOutcome {
+    let host = run.target.name.clone();
+    let fail = |text: String| async {
+        let _ = tx
+            .send(vec![(
+                crate::output::now(),
+                shipwatch_protocol::EventBody::Line {
+                    host: host.clone(),
+                    stream: Stream::Stderr,
+                    text,
+                },
+            )])
+            .await;
+        HostOutcome {
+            state: HostState::Failed,
+            exit_code: None,
+        }
+    };
+    let token = token();
+    let mut payload = String::new();
+    for (name, value) in run.params {
+        if !valid_name(name) {
+            return fail(format!(
+                "shipwatch: parameter name {name:?} is not a valid shell name"
+            ))
+            .await;
+        }
+        payload.push_str(&format!("export {name}={}\n", shell_quote(value)));
+    }
+    payload.push_str(&format!("export SHIPWATCH_HOST={}\n", shell_quote(&host)));
+    payload.push_str(&format!("export SHIPWATCH_JOB={}\n", run.job));
+    payload.push_str(run.script);
+    if !payload.ends_with('\n') {
+        payload.push('\n');
+    }
+    payload.push_str(&format!("shipwatch-end-{token}\n"));
+
+    let mut cmd = match run.transport {
+        Transport::Local => {
+            let mut cmd = Command::new("bash");
+            cmd.arg("-c").arg(WRAPPER).arg("shipwatch").arg(&token);
+            cmd.env("SHIPWATCH_HOST", &host)
+                .env("SHIPWATCH_JOB", run.job.to_string());
+            cmd
+        }
+        Transport::Ssh => {
+            let mut cmd = ssh_command(run.target, run.ssh, run.ctx);
+            cmd.arg(format!(
+                "exec bash -c {} shipwatch {token}",
+                shell_quote(WRAPPER)
+            ));
+            cmd
+        }
+    };
+    cmd.env_remove(shipwatch_protocol::supervision::READY_FD_ENV)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = match cmd.spawn() {
+        Ok(child) => child,
+        Err(e) => {
+            return fail(format!(
+                "shipwatch: could not start the host's process: {e}"
+            ))
+            .await;
+        }
+    };
+    let pid = child.id();
+    let (Some(mut stdin), Some(stdout), Some(stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return fail("shipwatch: the host's process has no pipes".into()).await;
+    };
+    let (started_tx, mut started_rx) = oneshot::channel();
+    let (exited_tx, mut exited_rx) = oneshot::channel();
+    let markers = Markers {
+        start: format!("shipwatch-start-{token}").into_bytes(),
+        exit_prefix: format!("shipwatch-exit-{token}:").into_bytes(),
+        started: Some(started_tx),
+        exited: Some(exited_tx),
+    };
+    let out_task = tokio::spawn(pump(stdout, host.clone(), Stream::Stdout, tx.clone(), None));
+    let err_task = tokio::spawn(pump(
+        stderr,
+        host.clone(),
+        Stream::Stderr,
+        tx.clone(),
+        Some(markers),
+    ));
+
+    let mut readers = Readers(vec![out_task, err_task]);
+
+    // The payload is small; a host that does not take it is handled by the timeout.
+    let deadline = tokio::time::Instant::now() + run.timeout;
+    let write = async {
+        stdin.write_all(payload.as_bytes()).await?;
+        stdin.flush().await
+    };
+    let mut stopped: Option<HostState> = None;
+    tokio::select! {
+        r = write => { if r.is_err() { tracing::debug!(host, "host closed stdin early"); } }
+        _ = tokio::time::sleep_until(deadline) => stopped = Some(HostState::Timeout),
+        _ = cancel.cancelled() => stopped = Some(HostState::Cancelled),
+    }
+
+    let mut exit_code: Option<i32> = None;
+    let mut status = None;
+    if stopped.is_none() {
+        tokio::select! {
+            code = &mut exited_rx => { exit_code = code.ok(); }
+            s = child.wait() => { status = s.ok(); }
+            _ = tokio::time::sleep_until(deadline) => stopped = Some(HostState::Timeout),
+            _ = cancel.cancelled() => stopped = Some(HostState::Cancelled),
+        }
+    }
+    // Drain: the pipes get a bounded time to reach EOF after the script is done.
+    let drain_until = tokio::time::Instant::now() + DRAIN;
+    if stopped.is_none() {
+        let _ = tokio::time::timeout_at(drain_until, readers.wait()).await;
+        if exit_code.is_none() {
+            exit_code = exited_rx.try_recv().ok();
+        }
+    }
+    // Close the lifeline: the wrapper kills whatever is left of the script's group.
+    drop(stdin);
+    if status.is_none() {
+        match tokio::time::timeout(STOP_GRACE, child.wait()).await {
+            Ok(s) => status = s.ok(),
+            Err(_) => {
+                if let Some(pid) = pid {
+                    let _ = nix::sys::signal::killpg(
+                        nix::unistd::Pid::from_raw(pid as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+                status = child.wait().await.ok();
+            }
+        }
+    }
+    // Whatever is still in the pipes after the drain window is given up on.
+    let floor = tokio::time::Instant::now() + Duration::from_millis(300);
+    let _ = tokio::time::timeout_at(drain_until.max(floor), readers.wait()).await;
+    readers.abort();
+
+    if let Some(state) = stopped {
+        return HostOutcome {
+            state,
+            exit_code: None,
+        };
+    }
+    if let Some(code) = exit_code {
+        return HostOutcome {
+            state: if code == 0 {
+                HostState::Ok
+            } else {
+                HostState::Failed
+            },
+            exit_code: Some(code),
+        };
+    }
+    let started = started_rx.try_recv().is_ok();
+    let code = status.and_then(|s| s.code());
+    if run.transport == Transport::Ssh && code == Some(255) && !started {
+        return HostOutcome {
+            state: HostState::Unreachable,
+            exit_code: Some(255),
+        };
+    }
+    HostOutcome {
+        state: HostState::Failed,
+        exit_code: code,
+    }
+}
+
+/// The pipe readers of a host; waiting on them again after a timeout is fine.
+struct Readers(Vec<tokio::task::JoinHandle<()>>);
+
+impl Readers {
+    async fn wait(&mut self) {
+        while let Some(task) = self.0.first_mut() {
+            let _ = task.await;
+            self.0.remove(0);
+        }
+    }
+
+    fn abort(&self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_path_is_short() {
+        let name = control_name("deploy", &"a".repeat(300), 22);
+        assert_eq!(name.len(), 16);
+    }
+
+    #[test]
+    fn quoting_round_trips_through_bash() {
+        let value = "it's $(echo no) `echo no` \"q\" \\ \n  spaces\ttab ünï";
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!("printf %s {}", shell_quote(value)))
+            .output()
+            .expect("bash runs");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), value);
+    }
+}
