@@ -6,9 +6,11 @@
 //! It executes the job's spec as the gateway resolved it and never reads tasks from the
 //! config itself; it owns no storage and serves no HTTP.
 
+pub mod client;
 pub mod host;
 pub mod job;
 pub mod output;
+pub mod wire;
 
 pub use host::{HostContext, HostOutcome};
 pub use job::run_job;
@@ -22,20 +24,65 @@ use tokio_util::sync::CancellationToken;
 pub enum RunnerError {
     #[error("runner {index}: {source}")]
     Io { index: u32, source: std::io::Error },
+    #[error(transparent)]
+    Client(#[from] client::ClientError),
 }
 
-/// Runs runner number `index` until `shutdown` is cancelled.
+/// The codec a runner speaks on `runners.sock`.
+pub type Codec = wire::JsonCodec<shipwatch_protocol::GatewayFrame, shipwatch_protocol::RunnerFrame>;
+
+/// Runs runner number `index` until `shutdown` is cancelled (SIGTERM: cancel the job and
+/// exit once its last events are acked or the stop timeout passed) or SIGUSR2 asks it to
+/// drain (finish the job, take no new one, exit when idle).
 pub async fn run(
     config: Config,
     index: u32,
     shutdown: CancellationToken,
 ) -> Result<(), RunnerError> {
-    let _ = &config;
+    let io = |source| RunnerError::Io { index, source };
+    let run_dir = config.server.run_dir.clone();
+    let control_dir = run_dir.join("ssh");
+    std::fs::create_dir_all(&control_dir).map_err(io)?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&control_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(io)?;
+    }
+    let drain = CancellationToken::new();
+    let mut usr2 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2())
+        .map_err(io)?;
+    let tracker = tokio_util::task::TaskTracker::new();
+    let signals_done = CancellationToken::new();
+    {
+        let drain = drain.clone();
+        let done = signals_done.clone();
+        tracker.spawn(async move {
+            tokio::select! {
+                _ = usr2.recv() => drain.cancel(),
+                _ = done.cancelled() => {}
+            }
+        });
+    }
+    tracker.close();
     tracing::info!(index, "runner started");
     if let Err(error) = shipwatch_protocol::supervision::notify_ready() {
         tracing::warn!(%error, "could not tell the supervisor we are ready");
     }
-    shutdown.cancelled().await;
-    tracing::info!(index, "runner stopping");
-    Ok(())
+    let cfg = client::ClientConfig {
+        socket: run_dir.join("runners.sock"),
+        index,
+        hosts: HostContext {
+            control_dir,
+            control_persist_secs: 60,
+        },
+        max_buffer_bytes: 64 << 20,
+        heartbeat: std::time::Duration::from_secs(5),
+        // Leave the supervisor's SIGKILL some room.
+        stop_timeout: config.supervisor.stop_timeout.mul_f64(0.8),
+    };
+    let result = client::serve(cfg, Codec::default, shutdown, drain).await;
+    signals_done.cancel();
+    tracker.wait().await;
+    tracing::info!(index, "runner stopped");
+    Ok(result?)
 }

@@ -1,0 +1,352 @@
+//! The runner's conversation with the gateway over `<run_dir>/runners.sock`.
+//!
+//! The job runs independently of the connection: its events go into an outbox that keeps
+//! each one until the gateway acks it, and a reconnect resends every unacked event (the
+//! gateway drops duplicates by `rseq`). The outbox is bounded: once full, the job's event
+//! channel stops being read, the host readers block, and the scripts block on write.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use shipwatch_protocol::{
+    EventBody, FrameError, GatewayFrame, JobId, JobSpec, PROTOCOL_VERSION, RunnerEvent, RunnerFrame,
+};
+use tokio::net::UnixStream;
+use tokio::sync::mpsc;
+use tokio_util::codec::{Decoder, Encoder, Framed};
+use tokio_util::sync::CancellationToken;
+
+use crate::host::HostContext;
+use crate::output::Pending;
+
+/// How a runner talks to the gateway.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `<run_dir>/runners.sock`.
+    pub socket: PathBuf,
+    /// The runner's `--index`.
+    pub index: u32,
+    pub hosts: HostContext,
+    /// Unacked event bytes (roughly) held before the hosts' pipes stop being read.
+    pub max_buffer_bytes: usize,
+    pub heartbeat: Duration,
+    /// After SIGTERM: how long to wait for the cancelled job's last events to be acked.
+    pub stop_timeout: Duration,
+}
+
+/// Events per frame; keeps frames far below `MAX_FRAME_BYTES` (lines are ≤ 64 KiB).
+const EVENTS_PER_FRAME: usize = 64;
+const BYTES_PER_FRAME: usize = 1 << 20;
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// Why the client stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("gateway refused runner {index}: {reason}")]
+    Refused { index: u32, reason: String },
+}
+
+struct Running {
+    job: JobId,
+    cancel: CancellationToken,
+    rx: Option<mpsc::Receiver<Vec<Pending>>>,
+    handle: Option<tokio::task::JoinHandle<()>>,
+    next_rseq: u64,
+}
+
+struct Outbox {
+    events: VecDeque<(JobId, RunnerEvent)>,
+    bytes: usize,
+    /// How many of `events` went out on the current connection.
+    sent: usize,
+}
+
+fn cost(event: &RunnerEvent) -> usize {
+    64 + match &event.body {
+        EventBody::Line { text, host, .. } => text.len() + host.len(),
+        _ => 64,
+    }
+}
+
+impl Outbox {
+    fn push(&mut self, job: JobId, event: RunnerEvent) {
+        self.bytes += cost(&event);
+        self.events.push_back((job, event));
+    }
+
+    fn ack(&mut self, job: JobId, rseq: u64) {
+        while let Some((j, e)) = self.events.front() {
+            if *j != job || e.rseq > rseq {
+                break;
+            }
+            self.bytes -= cost(e);
+            self.events.pop_front();
+            self.sent = self.sent.saturating_sub(1);
+        }
+    }
+}
+
+/// Runs the runner's protocol loop until `shutdown` (SIGTERM: cancel the job, wait for its
+/// last events to be acked within the stop timeout) or `drain` (SIGUSR2: finish the job,
+/// take no new one) ends it. `codec` makes one codec per connection.
+pub async fn serve<C, F>(
+    cfg: ClientConfig,
+    codec: F,
+    shutdown: CancellationToken,
+    drain: CancellationToken,
+) -> Result<(), ClientError>
+where
+    F: Fn() -> C,
+    C: Decoder<Item = GatewayFrame, Error = FrameError> + Encoder<RunnerFrame, Error = FrameError>,
+{
+    let mut conn: Option<Framed<UnixStream, C>> = None;
+    let mut backoff = BACKOFF_MIN;
+    let mut retry_at = tokio::time::Instant::now();
+    let mut outbox = Outbox {
+        events: VecDeque::new(),
+        bytes: 0,
+        sent: 0,
+    };
+    let mut running: Option<Running> = None;
+    let mut draining = false;
+    let mut stop_at: Option<tokio::time::Instant> = None;
+    let mut heartbeat = tokio::time::interval(cfg.heartbeat);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    loop {
+        let idle = running.is_none();
+        if idle && outbox.events.is_empty() && (draining || stop_at.is_some()) {
+            tracing::info!(index = cfg.index, "runner idle, exiting");
+            return Ok(());
+        }
+        if let Some(at) = stop_at
+            && tokio::time::Instant::now() >= at
+        {
+            tracing::warn!(
+                index = cfg.index,
+                unacked = outbox.events.len(),
+                "stop timeout: exiting with unacked events"
+            );
+            return Ok(());
+        }
+
+        // Send what the current connection has not seen yet.
+        if let Some(c) = conn.as_mut()
+            && let Err(error) = flush(c, &mut outbox).await
+        {
+            tracing::warn!(%error, "lost the gateway while sending");
+            conn = None;
+            retry_at = tokio::time::Instant::now() + backoff;
+        }
+
+        let room = outbox.bytes < cfg.max_buffer_bytes;
+        tokio::select! {
+            _ = tokio::time::sleep_until(retry_at), if conn.is_none() => {
+                let job = running.as_ref().map(|r| r.job).or(outbox.events.front().map(|(j, _)| *j));
+                match connect(&cfg, &codec, job, draining).await {
+                    Ok(Some(c)) => {
+                        tracing::info!(index = cfg.index, ?job, unacked = outbox.events.len(), "connected to the gateway");
+                        conn = Some(c);
+                        outbox.sent = 0;
+                        backoff = BACKOFF_MIN;
+                    }
+                    Ok(None) => {
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                        retry_at = tokio::time::Instant::now() + backoff;
+                    }
+                    Err(reason) => return Err(ClientError::Refused { index: cfg.index, reason }),
+                }
+            }
+            frame = next_frame(&mut conn) => match frame {
+                Some(GatewayFrame::Assign { job, spec }) => {
+                    if running.is_some() || draining || stop_at.is_some() {
+                        tracing::warn!(job, "assigned a job while busy or stopping; ignoring it");
+                    } else {
+                        running = Some(start_job(job, *spec, &cfg.hosts));
+                    }
+                }
+                Some(GatewayFrame::Ack { job, rseq }) => outbox.ack(job, rseq),
+                Some(GatewayFrame::Cancel { job }) => {
+                    if let Some(r) = running.as_ref().filter(|r| r.job == job) {
+                        tracing::info!(job, "cancel requested");
+                        r.cancel.cancel();
+                    }
+                }
+                Some(GatewayFrame::Heartbeat | GatewayFrame::Welcome { .. }) => {}
+                Some(GatewayFrame::Refused { reason, .. }) => {
+                    return Err(ClientError::Refused { index: cfg.index, reason });
+                }
+                None => {
+                    tracing::warn!(index = cfg.index, "gateway connection closed; reconnecting");
+                    conn = None;
+                    retry_at = tokio::time::Instant::now() + BACKOFF_MIN;
+                }
+            },
+            batch = next_batch(&mut running), if room => match batch {
+                Some(batch) => {
+                    let Some(r) = running.as_mut() else { continue };
+                    for (ts, body) in batch {
+                        let rseq = r.next_rseq;
+                        r.next_rseq += 1;
+                        outbox.push(r.job, RunnerEvent { rseq, ts, body });
+                    }
+                    // Take whatever else is ready so frames carry many events.
+                    while outbox.bytes < cfg.max_buffer_bytes {
+                        let Some(rx) = r.rx.as_mut() else { break };
+                        let Ok(batch) = rx.try_recv() else { break };
+                        for (ts, body) in batch {
+                            let rseq = r.next_rseq;
+                            r.next_rseq += 1;
+                            outbox.push(r.job, RunnerEvent { rseq, ts, body });
+                        }
+                    }
+                }
+                None => {
+                    // Every sender is gone: the job sent its last event.
+                    if let Some(mut r) = running.take()
+                        && let Some(handle) = r.handle.take()
+                    {
+                        let _ = handle.await;
+                    }
+                }
+            },
+            _ = heartbeat.tick(), if conn.is_some() => {
+                if let Some(c) = conn.as_mut()
+                    && c.send(RunnerFrame::Heartbeat).await.is_err()
+                {
+                    conn = None;
+                    retry_at = tokio::time::Instant::now() + backoff;
+                }
+            }
+            _ = shutdown.cancelled(), if stop_at.is_none() => {
+                tracing::info!(index = cfg.index, "stopping: cancelling the running job");
+                stop_at = Some(tokio::time::Instant::now() + cfg.stop_timeout);
+                if let Some(r) = running.as_ref() {
+                    r.cancel.cancel();
+                }
+            }
+            _ = drain.cancelled(), if !draining => {
+                tracing::info!(index = cfg.index, "draining: finishing the current job, taking no new one");
+                draining = true;
+                if let Some(c) = conn.as_mut()
+                    && c.send(RunnerFrame::Draining).await.is_err()
+                {
+                    conn = None;
+                }
+            }
+            _ = async { match stop_at { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => {
+                // The loop's top sees the deadline passed and exits.
+            }
+        }
+    }
+}
+
+fn start_job(job: JobId, spec: JobSpec, hosts: &HostContext) -> Running {
+    tracing::info!(job, task = %spec.task, hosts = spec.hosts.len(), "job assigned");
+    // Small: backpressure reaches the pipes soon after the outbox stops taking events.
+    let (tx, rx) = mpsc::channel(32);
+    let cancel = CancellationToken::new();
+    let token = cancel.clone();
+    let ctx = hosts.clone();
+    let handle = tokio::spawn(async move {
+        crate::job::run_job(job, &spec, &ctx, tx, token).await;
+    });
+    Running {
+        job,
+        cancel,
+        rx: Some(rx),
+        handle: Some(handle),
+        next_rseq: 1,
+    }
+}
+
+async fn next_batch(running: &mut Option<Running>) -> Option<Vec<Pending>> {
+    match running.as_mut().and_then(|r| r.rx.as_mut()) {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_frame<C>(conn: &mut Option<Framed<UnixStream, C>>) -> Option<GatewayFrame>
+where
+    C: Decoder<Item = GatewayFrame, Error = FrameError>,
+{
+    match conn.as_mut() {
+        Some(c) => match c.next().await {
+            Some(Ok(frame)) => Some(frame),
+            Some(Err(error)) => {
+                tracing::warn!(%error, "bad frame from the gateway");
+                None
+            }
+            None => None,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// Connects and says hello. `Ok(None)`: the gateway is not there (retry later);
+/// `Err`: it refused us.
+async fn connect<C, F>(
+    cfg: &ClientConfig,
+    codec: &F,
+    job: Option<JobId>,
+    draining: bool,
+) -> Result<Option<Framed<UnixStream, C>>, String>
+where
+    F: Fn() -> C,
+    C: Decoder<Item = GatewayFrame, Error = FrameError> + Encoder<RunnerFrame, Error = FrameError>,
+{
+    let Ok(stream) = UnixStream::connect(&cfg.socket).await else {
+        return Ok(None);
+    };
+    let mut framed = Framed::new(stream, codec());
+    let hello = RunnerFrame::Hello {
+        version: PROTOCOL_VERSION,
+        runner: cfg.index,
+        pid: std::process::id(),
+        job,
+        draining,
+    };
+    if framed.send(hello).await.is_err() {
+        return Ok(None);
+    }
+    match tokio::time::timeout(Duration::from_secs(10), framed.next()).await {
+        Ok(Some(Ok(GatewayFrame::Welcome { .. }))) => Ok(Some(framed)),
+        Ok(Some(Ok(GatewayFrame::Refused { reason, .. }))) => Err(reason),
+        Ok(Some(Ok(other))) => {
+            tracing::warn!(?other, "gateway did not answer the hello with a welcome");
+            Ok(None)
+        }
+        _ => Ok(None),
+    }
+}
+
+async fn flush<C>(c: &mut Framed<UnixStream, C>, outbox: &mut Outbox) -> Result<(), FrameError>
+where
+    C: Encoder<RunnerFrame, Error = FrameError>,
+{
+    let mut any = false;
+    while outbox.sent < outbox.events.len() {
+        let (job, _) = outbox.events[outbox.sent];
+        let mut events = Vec::new();
+        let mut bytes = 0;
+        while let Some((j, e)) = outbox.events.get(outbox.sent + events.len()) {
+            if *j != job || events.len() >= EVENTS_PER_FRAME || bytes >= BYTES_PER_FRAME {
+                break;
+            }
+            bytes += cost(e);
+            events.push(e.clone());
+        }
+        let n = events.len();
+        c.feed(RunnerFrame::Events { job, events }).await?;
+        outbox.sent += n;
+        any = true;
+    }
+    if any {
+        c.flush().await?;
+    }
+    Ok(())
+}
