@@ -5,7 +5,12 @@
 //! refused with an error that says so (an upgraded binary on disk while an old supervisor
 //! runs). Frames over [`MAX_FRAME_BYTES`] are refused before anything is allocated.
 
+use std::marker::PhantomData;
+
+use bytes::{Buf, BufMut, BytesMut};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use tokio_util::codec::{Decoder, Encoder};
 
 use crate::event::{JobId, RunnerEvent};
 use crate::spec::JobSpec;
@@ -17,6 +22,9 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
 
 /// What a runner says to the gateway.
+///
+/// The hello's encoding is fixed forever: `{"type":"hello","version":N,…}`, so that any
+/// two binaries can at least tell each other apart; fields added later must be optional.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum RunnerFrame {
@@ -75,15 +83,166 @@ pub enum GatewayFrame {
 /// Why a frame could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
+    /// The length header (or an encoded frame) exceeds [`MAX_FRAME_BYTES`]; the stream
+    /// cannot be resynchronised, so the connection should close.
     #[error("frame of {len} bytes is over the limit of {max} bytes")]
     TooLarge { len: usize, max: usize },
+    /// The payload is not the JSON of a frame this binary knows. The frame was consumed,
+    /// so the stream is still in sync.
     #[error("malformed frame: {0}")]
     Malformed(#[from] serde_json::Error),
+    /// The peer runs another protocol version (an upgraded binary on disk while an old
+    /// supervisor runs).
+    #[error(
+        "peer speaks shipwatch protocol {theirs}, this binary speaks {ours}: restart the \
+         supervisor so every process runs the same binary"
+    )]
+    VersionMismatch { ours: u32, theirs: u32 },
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
+/// Accepts a peer's hello version or says why not.
+pub fn check_version(peer: u32) -> Result<(), FrameError> {
+    if peer == PROTOCOL_VERSION {
+        Ok(())
+    } else {
+        Err(FrameError::VersionMismatch {
+            ours: PROTOCOL_VERSION,
+            theirs: peer,
+        })
+    }
+}
+
+/// Length of the big-endian length header in front of every frame.
+const HEADER_BYTES: usize = 4;
+
 /// Length-delimited JSON codec for one direction: decodes `In`, encodes `Out`.
+///
+/// Hand-rolled rather than wrapping `LengthDelimitedCodec` so that an oversized header
+/// yields [`FrameError::TooLarge`] with the claimed length (refused before any buffer is
+/// reserved for it), and so that encoding serialises straight into the output buffer and
+/// patches the header afterwards, with no intermediate `Vec`.
 pub struct FrameCodec<In, Out> {
-    _marker: std::marker::PhantomData<fn(Out) -> In>,
+    _marker: PhantomData<fn(Out) -> In>,
+}
+
+/// The runner's side of `runners.sock`: reads gateway frames, writes runner frames.
+pub type RunnerCodec = FrameCodec<GatewayFrame, RunnerFrame>;
+/// The gateway's side of `runners.sock`: reads runner frames, writes gateway frames.
+pub type GatewayCodec = FrameCodec<RunnerFrame, GatewayFrame>;
+
+impl<In, Out> FrameCodec<In, Out> {
+    /// A codec; it holds no state, so one per connection costs nothing.
+    pub fn new() -> Self {
+        FrameCodec {
+            _marker: PhantomData,
+        }
+    }
+}
+
+impl<In, Out> Default for FrameCodec<In, Out> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<In, Out> Clone for FrameCodec<In, Out> {
+    fn clone(&self) -> Self {
+        Self::new()
+    }
+}
+
+impl<In, Out> std::fmt::Debug for FrameCodec<In, Out> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FrameCodec")
+    }
+}
+
+impl<In: DeserializeOwned, Out> Decoder for FrameCodec<In, Out> {
+    type Item = In;
+    type Error = FrameError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<In>, FrameError> {
+        let Some(header) = src.get(..HEADER_BYTES) else {
+            return Ok(None);
+        };
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        if len > MAX_FRAME_BYTES {
+            return Err(FrameError::TooLarge {
+                len,
+                max: MAX_FRAME_BYTES,
+            });
+        }
+        let total = HEADER_BYTES + len;
+        if src.len() < total {
+            // Bounded by MAX_FRAME_BYTES above; saves regrowing the buffer piecemeal.
+            src.reserve(total - src.len());
+            return Ok(None);
+        }
+        src.advance(HEADER_BYTES);
+        let payload = src.split_to(len);
+        serde_json::from_slice(&payload).map_err(|e| malformed_or_version(&payload, e))
+    }
+}
+
+/// A frame that does not parse may be a hello from a binary of another version whose
+/// shape changed; say so rather than "malformed", since that is what the operator must fix.
+fn malformed_or_version(payload: &[u8], e: serde_json::Error) -> FrameError {
+    #[derive(Deserialize)]
+    struct AnyHello {
+        #[serde(rename = "type")]
+        kind: String,
+        version: u32,
+    }
+    match serde_json::from_slice::<AnyHello>(payload) {
+        Ok(h)
+            if h.version != PROTOCOL_VERSION
+                && matches!(h.kind.as_str(), "hello" | "welcome" | "refused") =>
+        {
+            FrameError::VersionMismatch {
+                ours: PROTOCOL_VERSION,
+                theirs: h.version,
+            }
+        }
+        _ => FrameError::Malformed(e),
+    }
+}
+
+impl<In, Out: Serialize> Encoder<Out> for FrameCodec<In, Out> {
+    type Error = FrameError;
+
+    fn encode(&mut self, item: Out, dst: &mut BytesMut) -> Result<(), FrameError> {
+        encode_into(&item, dst)
+    }
+}
+
+impl<In, Out: Serialize> Encoder<&Out> for FrameCodec<In, Out> {
+    type Error = FrameError;
+
+    /// Lets a sender keep its frame (e.g. unacked events kept for a resend).
+    fn encode(&mut self, item: &Out, dst: &mut BytesMut) -> Result<(), FrameError> {
+        encode_into(item, dst)
+    }
+}
+
+/// Appends one frame: a placeholder header, the JSON written in place, then the real length.
+fn encode_into<T: Serialize + ?Sized>(item: &T, dst: &mut BytesMut) -> Result<(), FrameError> {
+    let start = dst.len();
+    dst.put_u32(0);
+    if let Err(e) = serde_json::to_writer((&mut *dst).writer(), item) {
+        dst.truncate(start);
+        return Err(FrameError::Malformed(e));
+    }
+    let len = dst.len() - start - HEADER_BYTES;
+    if len > MAX_FRAME_BYTES {
+        dst.truncate(start);
+        return Err(FrameError::TooLarge {
+            len,
+            max: MAX_FRAME_BYTES,
+        });
+    }
+    // len <= MAX_FRAME_BYTES < u32::MAX, so the cast is lossless.
+    dst[start..start + HEADER_BYTES].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok(())
 }

@@ -12,6 +12,7 @@ pub mod supervision;
 
 pub use event::{Event, EventBody, HostState, JobId, JobState, RunnerEvent, Stream, Timestamp};
 pub use frame::{
-    FrameCodec, FrameError, GatewayFrame, MAX_FRAME_BYTES, PROTOCOL_VERSION, RunnerFrame,
+    FrameCodec, FrameError, GatewayCodec, GatewayFrame, MAX_FRAME_BYTES, PROTOCOL_VERSION,
+    RunnerCodec, RunnerFrame, check_version,
 };
 pub use spec::{HostTarget, JobSpec, SshSpec, Transport};
