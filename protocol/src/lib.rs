@@ -10,7 +10,10 @@ pub mod frame;
 pub mod spec;
 pub mod supervision;
 
-pub use event::{Event, EventBody, HostState, JobId, JobState, RunnerEvent, Stream, Timestamp};
+pub use event::{
+    Event, EventBody, EventKind, HostState, JobId, JobState, RunnerEvent, Stream, Timestamp,
+    TimestampError, UnknownName,
+};
 pub use frame::{
     FrameCodec, FrameError, GatewayCodec, GatewayFrame, MAX_FRAME_BYTES, PROTOCOL_VERSION,
     RunnerCodec, RunnerFrame, check_version,
