@@ -8,8 +8,8 @@
 use std::marker::PhantomData;
 
 use bytes::{Buf, BufMut, BytesMut};
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::de::{self, DeserializeOwned, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use tokio_util::codec::{Decoder, Encoder};
 
 use crate::event::{JobId, RunnerEvent};
@@ -25,7 +25,8 @@ pub const MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
 ///
 /// The hello's encoding is fixed forever: `{"type":"hello","version":N,…}`, so that any
 /// two binaries can at least tell each other apart; fields added later must be optional.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Deserialised by hand (below) so a batch of events is parsed once, not buffered first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum RunnerFrame {
     /// First frame of every connection.
@@ -48,6 +49,84 @@ pub enum RunnerFrame {
     /// Finish the current job, assign no new one, the runner exits afterwards.
     Draining,
     Heartbeat,
+}
+
+/// The frame types a runner sends, as named by `"type"`.
+#[derive(Clone, Copy, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RunnerFrameType {
+    Hello,
+    Events,
+    Draining,
+    Heartbeat,
+}
+
+/// Every field of every runner frame; the names do not clash, so one pass over the object
+/// collects them whatever the order, and `"type"` picks the variant at the end.
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum RunnerFrameField {
+    Type,
+    Version,
+    Runner,
+    Pid,
+    Job,
+    Draining,
+    Events,
+    #[serde(other)]
+    Other,
+}
+
+impl<'de> Deserialize<'de> for RunnerFrame {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FrameVisitor;
+        impl<'de> Visitor<'de> for FrameVisitor {
+            type Value = RunnerFrame;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a runner frame object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RunnerFrame, A::Error> {
+                let mut kind = None;
+                let (mut version, mut runner, mut pid) = (None, None, None);
+                let (mut job, mut draining, mut events) = (None, None, None);
+                while let Some(field) = map.next_key::<RunnerFrameField>()? {
+                    match field {
+                        RunnerFrameField::Type => kind = Some(map.next_value()?),
+                        RunnerFrameField::Version => version = Some(map.next_value()?),
+                        RunnerFrameField::Runner => runner = Some(map.next_value()?),
+                        RunnerFrameField::Pid => pid = Some(map.next_value()?),
+                        RunnerFrameField::Job => job = Some(map.next_value::<Option<JobId>>()?),
+                        RunnerFrameField::Draining => draining = Some(map.next_value()?),
+                        RunnerFrameField::Events => events = Some(map.next_value()?),
+                        RunnerFrameField::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                fn required<T, E: de::Error>(v: Option<T>, name: &'static str) -> Result<T, E> {
+                    v.ok_or_else(|| E::missing_field(name))
+                }
+                Ok(match required(kind, "type")? {
+                    RunnerFrameType::Hello => RunnerFrame::Hello {
+                        version: required(version, "version")?,
+                        runner: required(runner, "runner")?,
+                        pid: required(pid, "pid")?,
+                        job: job.flatten(),
+                        draining: required(draining, "draining")?,
+                    },
+                    RunnerFrameType::Events => RunnerFrame::Events {
+                        job: required(job.flatten(), "job")?,
+                        events: required(events, "events")?,
+                    },
+                    RunnerFrameType::Draining => RunnerFrame::Draining,
+                    RunnerFrameType::Heartbeat => RunnerFrame::Heartbeat,
+                })
+            }
+        }
+        deserializer.deserialize_map(FrameVisitor)
+    }
 }
 
 /// What the gateway says to a runner.
