@@ -1,7 +1,103 @@
 #!/usr/bin/env bash
-# Runs every check CI runs: formatting, lints, the whole test suite.
+# Runs every check CI runs, in order: system packages the tests need, formatting, lints,
+# the whole test suite. Works from any directory; exits with the first failing step's code.
+#
+# Under CI=true a missing tool is a failure, never a silent skip.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-cargo fmt --all --check
-cargo clippy --workspace --all-targets -- -D warnings
-cargo test --workspace
+
+cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
+
+# Debian packages the tests need. Extend this list (one package per line) when a test
+# needs a new system tool:
+#   openssh-server, openssh-client: the runner's tests drive a real sshd fleet on loopback
+#   systemd:                        systemd-analyze verify for the shipped unit files
+TEST_PACKAGES=(
+    openssh-server
+    openssh-client
+    systemd
+)
+
+CI="${CI:-false}"
+SUMMARY=()
+
+say() { printf '==> %s\n' "$*" >&2; }
+
+# step NAME COMMAND...: runs COMMAND, prints how long it took, stops on failure.
+step() {
+    local name=$1
+    shift
+    say "$name: $*"
+    local start end rc=0
+    start=$(date +%s.%N)
+    "$@" || rc=$?
+    end=$(date +%s.%N)
+    local took
+    took=$(awk -v s="$start" -v e="$end" 'BEGIN { printf "%.1f", e - s }')
+    if [[ $rc -ne 0 ]]; then
+        say "$name FAILED (exit $rc) after ${took}s"
+        exit "$rc"
+    fi
+    say "$name ok in ${took}s"
+    SUMMARY+=("$(printf '%8ss  %s' "$took" "$name")")
+}
+
+missing_packages() {
+    local pkg
+    for pkg in "${TEST_PACKAGES[@]}"; do
+        if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+            printf '%s\n' "$pkg"
+        fi
+    done
+}
+
+install_test_packages() {
+    if ! command -v dpkg-query >/dev/null; then
+        if [[ $CI == true ]]; then
+            say "not a Debian system: cannot check for ${TEST_PACKAGES[*]}"
+            return 1
+        fi
+        say "warning: not a Debian system; make sure these are installed: ${TEST_PACKAGES[*]}"
+        return 0
+    fi
+    local missing
+    mapfile -t missing < <(missing_packages)
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        say "test packages present: ${TEST_PACKAGES[*]}"
+        return 0
+    fi
+    if [[ $(id -u) -eq 0 ]]; then
+        say "installing ${missing[*]}"
+        apt-get update
+        DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+        return 0
+    fi
+    local msg="missing packages: ${missing[*]} (as root: apt-get install -y --no-install-recommends ${missing[*]})"
+    if [[ $CI == true ]]; then
+        say "$msg"
+        return 1
+    fi
+    say "warning: $msg; tests that need them will fail"
+}
+
+check_toolchain() {
+    local tool
+    for tool in cargo rustfmt cargo-clippy; do
+        if ! command -v "$tool" >/dev/null; then
+            say "missing $tool (rustup component add rustfmt clippy)"
+            return 1
+        fi
+    done
+}
+
+step "test packages" install_test_packages
+step "toolchain" check_toolchain
+step "fmt" cargo fmt --all --check
+step "clippy" cargo clippy --workspace --all-targets -- -D warnings
+step "test" cargo test --workspace
+
+# --- browser suite -----------------------------------------------------------------------
+# The browser tests of the web UI go here, as one more `step "browser" …` line.
+# ------------------------------------------------------------------------------------------
+
+say "all steps passed:"
+printf '%s\n' "${SUMMARY[@]}" >&2
