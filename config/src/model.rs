@@ -145,3 +145,10 @@ pub struct Auth {
     /// Role of unauthenticated requests; `None` refuses them.
     pub anonymous: Option<Role>,
 }
+
+impl Config {
+    /// The task called `name`.
+    pub fn task(&self, name: &str) -> Option<&Task> {
+        self.tasks.iter().find(|task| task.name == name)
+    }
+}

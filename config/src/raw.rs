@@ -1,0 +1,114 @@
+//! The file as written: every key optional, every value with its span, so validation can
+//! point at the user's words. Nothing here is trusted; `load` turns it into a `Config`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub(crate) type S<T> = Spanned<T>;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    #[serde(default)]
+    pub supervisor: RawSupervisor,
+    #[serde(default)]
+    pub ssh: RawSsh,
+    #[serde(default)]
+    /// Group name -> host specs; the keys are the user's group names.
+    pub hosts: BTreeMap<S<String>, S<Vec<S<String>>>>,
+    #[serde(default)]
+    pub tasks: Vec<S<RawTask>>,
+    #[serde(default)]
+    pub users: Vec<S<RawUser>>,
+    #[serde(default)]
+    pub tokens: Vec<S<RawToken>>,
+    #[serde(default)]
+    pub auth: RawAuth,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServer {
+    pub listen: Option<S<String>>,
+    pub data_dir: Option<S<String>>,
+    pub run_dir: Option<S<String>>,
+    pub public_url: Option<S<String>>,
+    pub retention_days: Option<S<i64>>,
+    pub max_log_bytes: Option<S<i64>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSupervisor {
+    pub runners: Option<S<i64>>,
+    pub start_secs: Option<S<f64>>,
+    pub start_retries: Option<S<i64>>,
+    pub backoff_max_secs: Option<S<f64>>,
+    pub stop_timeout_secs: Option<S<f64>>,
+    pub drain_timeout_secs: Option<S<f64>>,
+    pub watch_config: Option<S<bool>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSsh {
+    pub user: Option<S<String>>,
+    pub port: Option<S<i64>>,
+    pub identity_file: Option<S<String>>,
+    pub known_hosts: Option<S<String>>,
+    pub connect_timeout_secs: Option<S<i64>>,
+    pub options: Option<Vec<S<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTask {
+    pub name: S<String>,
+    pub description: Option<S<String>>,
+    pub hosts: S<Vec<S<String>>>,
+    pub transport: Option<S<String>>,
+    pub script: Option<S<String>>,
+    pub script_file: Option<S<String>>,
+    pub batch: Option<S<toml::Value>>,
+    pub max_failures: Option<S<toml::Value>>,
+    pub timeout_secs: Option<S<i64>>,
+    pub concurrency: Option<S<i64>>,
+    pub allow: Option<Vec<S<String>>>,
+    #[serde(default)]
+    pub params: Vec<S<RawParam>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawParam {
+    pub name: S<String>,
+    pub pattern: Option<S<String>>,
+    pub required: Option<S<bool>>,
+    pub default: Option<S<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUser {
+    pub name: S<String>,
+    pub password_hash: S<String>,
+    pub role: S<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawToken {
+    pub name: S<String>,
+    pub token_hash: S<String>,
+    pub role: S<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuth {
+    pub anonymous: Option<S<String>>,
+}
