@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use shipwatch_protocol::{HostTarget, Transport};
+pub use shipwatch_protocol::{HostTarget, JobSpec, SshSpec, Transport};
 
 /// A loaded, valid configuration.
 #[derive(Debug, Clone)]
@@ -107,7 +107,7 @@ pub enum Amount {
 pub struct Param {
     /// A valid environment variable name.
     pub name: String,
-    /// Anchored as written; `None` accepts any value.
+    /// Anchored by the loader (`^(?:…)$`): it must match the whole value; `None` accepts any.
     pub pattern: Option<regex::Regex>,
     pub required: bool,
     pub default: String,
@@ -150,5 +150,203 @@ impl Config {
     /// The task called `name`.
     pub fn task(&self, name: &str) -> Option<&Task> {
         self.tasks.iter().find(|task| task.name == name)
+    }
+
+    /// Things that are valid but probably not meant, for the gateway to log at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if let Some(role) = self.auth.anonymous
+            && role > Role::Viewer
+            && !self.server.listen.ip().is_loopback()
+        {
+            warnings.push(format!(
+                "auth.anonymous = {:?} lets anyone who reaches {} act as {} without logging in",
+                role.as_str(),
+                self.server.listen,
+                role.as_str(),
+            ));
+        }
+        if self.auth.anonymous.is_none() && self.users.is_empty() && self.tokens.is_empty() {
+            warnings.push(
+                "no [[users]], no [[tokens]] and auth.anonymous = \"none\": nobody can use the API"
+                    .to_string(),
+            );
+        }
+        if self.server.listen.ip().is_unspecified()
+            && self
+                .server
+                .public_url
+                .contains(&self.server.listen.ip().to_string())
+        {
+            warnings.push(format!(
+                "server.public_url {:?} names an unspecified address; browsers' Origin will not match it",
+                self.server.public_url
+            ));
+        }
+        warnings
+    }
+
+    /// Resolves `task` with `params` into the self-contained snapshot a runner executes.
+    pub fn job_spec(
+        &self,
+        task: &str,
+        params: &BTreeMap<String, String>,
+    ) -> Result<JobSpec, SpecError> {
+        let Some(task) = self.task(task) else {
+            return Err(SpecError::new(
+                Some("task"),
+                format!("unknown task {task:?}"),
+            ));
+        };
+        if let Some(unknown) = params
+            .keys()
+            .find(|k| !task.params.iter().any(|p| &p.name == *k))
+        {
+            return Err(SpecError::new(
+                Some(unknown),
+                format!("task {:?} has no param {unknown:?}", task.name),
+            ));
+        }
+        let mut values = BTreeMap::new();
+        for param in &task.params {
+            let value = params.get(&param.name).unwrap_or(&param.default);
+            if value.contains('\0') {
+                return Err(SpecError::new(
+                    Some(&param.name),
+                    format!("{} cannot contain a NUL character", param.name),
+                ));
+            }
+            if value.is_empty() {
+                if param.required {
+                    return Err(SpecError::new(
+                        Some(&param.name),
+                        format!("{} is required", param.name),
+                    ));
+                }
+            } else if let Some(pattern) = &param.pattern
+                && !pattern.is_match(value)
+            {
+                return Err(SpecError::new(
+                    Some(&param.name),
+                    format!(
+                        "{} = {value:?} does not match the pattern {}",
+                        param.name,
+                        param.pattern_text()
+                    ),
+                ));
+            }
+            values.insert(param.name.clone(), value.clone());
+        }
+        let mut remaining = task.hosts.iter();
+        let waves = task
+            .batch
+            .wave_sizes(task.hosts.len())
+            .into_iter()
+            .map(|size| {
+                remaining
+                    .by_ref()
+                    .take(size)
+                    .map(|h| h.name.clone())
+                    .collect()
+            })
+            .collect();
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        Ok(JobSpec {
+            task: task.name.clone(),
+            transport: task.transport,
+            script: task.script.clone(),
+            hosts: task.hosts.clone(),
+            waves,
+            max_failures: task.max_failures.resolve(task.hosts.len()),
+            timeout_secs: task.timeout.as_secs(),
+            params: values,
+            ssh: SshSpec {
+                user: self.ssh.user.clone(),
+                port: self.ssh.port,
+                identity_file: path(&self.ssh.identity_file),
+                known_hosts: path(&self.ssh.known_hosts),
+                connect_timeout_secs: self.ssh.connect_timeout.as_secs(),
+                options: self.ssh.options.clone(),
+            },
+        })
+    }
+}
+
+/// Why a job cannot be made from a task and params: the gateway answers HTTP 400.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SpecError {
+    /// The request field at fault: `task`, or the param's name.
+    pub field: Option<String>,
+    /// Human readable, names the param and what it must look like.
+    pub message: String,
+}
+
+impl SpecError {
+    fn new(field: Option<&str>, message: String) -> Self {
+        Self {
+            field: field.map(str::to_string),
+            message,
+        }
+    }
+}
+
+impl Amount {
+    /// This amount of `total` hosts; percents round down.
+    fn of(self, total: usize) -> usize {
+        match self {
+            Amount::Count(n) => n as usize,
+            Amount::Percent(p) => total * p as usize / 100,
+        }
+    }
+}
+
+impl Batch {
+    /// Hosts per wave for a job of `total` hosts: the list's last item repeats, a percent
+    /// is of all hosts (rounded down, at least 1), and the last wave takes what is left.
+    pub fn wave_sizes(&self, total: usize) -> Vec<usize> {
+        let mut sizes = Vec::new();
+        let mut left = total;
+        let mut items = self.0.iter().copied();
+        let mut last = Amount::Count(1);
+        while left > 0 {
+            if let Some(item) = items.next() {
+                last = item;
+            }
+            let size = last.of(total).max(1).min(left);
+            sizes.push(size);
+            left -= size;
+        }
+        sizes
+    }
+}
+
+impl Threshold {
+    /// Failures tolerated in a job of `total` hosts; a percent rounds down (10% of 5 is 0).
+    pub fn resolve(&self, total: usize) -> u32 {
+        u32::try_from(self.0.of(total)).unwrap_or(u32::MAX)
+    }
+}
+
+impl Param {
+    /// The pattern as the user wrote it (without the anchors the loader added).
+    pub fn pattern_text(&self) -> &str {
+        self.pattern.as_ref().map_or("", |p| {
+            let s = p.as_str();
+            s.strip_prefix("^(?:")
+                .and_then(|s| s.strip_suffix(")$"))
+                .unwrap_or(s)
+        })
+    }
+}
+
+impl Role {
+    /// The name used in the config and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Operator => "operator",
+            Role::Admin => "admin",
+        }
     }
 }
