@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use shipwatch_protocol::{
-    EventBody, GatewayCodec, RunnerCodec, RunnerEvent, RunnerFrame, Stream, Timestamp,
+    Event, EventBody, GatewayCodec, RunnerCodec, RunnerEvent, RunnerFrame, Stream, Timestamp,
 };
 use tokio_util::codec::{Decoder, Encoder};
 
@@ -63,6 +63,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dec = started.elapsed();
     assert_eq!(decoded, events);
 
+    // The gateway's side after commit: each event serialised once as DESIGN §5 JSON.
+    let stored: Vec<Event> = frames
+        .iter()
+        .flat_map(|f| match f {
+            RunnerFrame::Events { job, events } => events
+                .clone()
+                .into_iter()
+                .map(|e| Event {
+                    job: *job,
+                    seq: e.rseq,
+                    ts: e.ts,
+                    body: e.body,
+                })
+                .collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    let mut out = Vec::with_capacity(256);
+    let started = Instant::now();
+    for e in &stored {
+        out.clear();
+        e.write_json(&mut out);
+    }
+    let json = started.elapsed();
+
     println!(
         "{events} events of 100-byte lines in batches of {batch}, {:.0} bytes/event on the wire",
         wire as f64 / events as f64
@@ -74,6 +99,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "decode: {:>12.0} events/s",
         events as f64 / dec.as_secs_f64()
+    );
+    println!(
+        "write_json: {:>8.0} events/s (DESIGN §5 JSON, once per committed event)",
+        events as f64 / json.as_secs_f64()
     );
     Ok(())
 }
