@@ -4,6 +4,11 @@
 //! each way is a hello carrying [`PROTOCOL_VERSION`]; a peer with another version is
 //! refused with an error that says so (an upgraded binary on disk while an old supervisor
 //! runs). Frames over [`MAX_FRAME_BYTES`] are refused before anything is allocated.
+//!
+//! Use [`RunnerCodec`] on the runner's end and [`GatewayCodec`] on the gateway's, e.g.
+//! `Framed::new(stream, RunnerCodec::new())`. Events travel in batches
+//! ([`RunnerFrame::Events`]) with integer-millisecond timestamps; the gateway turns each
+//! into an [`crate::Event`] with RFC 3339 text once, when it commits it.
 
 use std::marker::PhantomData;
 

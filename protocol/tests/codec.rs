@@ -198,3 +198,54 @@ fn gateway_frames_round_trip() {
         assert_eq!(rn.decode(&mut buf).unwrap(), Some(f));
     }
 }
+
+fn decode_runner_frame(json: &str) -> Result<Option<RunnerFrame>, FrameError> {
+    let mut buf = BytesMut::new();
+    buf.put_u32(json.len() as u32);
+    buf.put_slice(json.as_bytes());
+    GatewayCodec::new().decode(&mut buf)
+}
+
+#[test]
+fn runner_frames_read_in_any_field_order_with_unknown_fields() {
+    let got = decode_runner_frame(
+        r#"{"events":[{"ts":5,"text":"hi","kind":"line","stream":"stdout","host":"h","rseq":1}],"later":true,"job":9,"type":"events"}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        got,
+        Some(RunnerFrame::Events {
+            job: 9,
+            events: vec![shipwatch_protocol::RunnerEvent {
+                rseq: 1,
+                ts: shipwatch_protocol::Timestamp(5),
+                body: shipwatch_protocol::EventBody::Line {
+                    host: "h".into(),
+                    stream: shipwatch_protocol::Stream::Stdout,
+                    text: "hi".into(),
+                },
+            }],
+        })
+    );
+    let hello =
+        decode_runner_frame(r#"{"type":"hello","version":1,"runner":0,"pid":7,"draining":false}"#)
+            .unwrap();
+    assert!(matches!(hello, Some(RunnerFrame::Hello { job: None, .. })));
+}
+
+#[test]
+fn incomplete_frames_of_our_version_are_malformed_not_a_version_mismatch() {
+    for json in [
+        r#"{"type":"hello","version":1,"runner":0}"#,
+        r#"{"type":"events","events":[]}"#,
+        r#"{"type":"events","job":null,"events":[]}"#,
+        r#"{"job":1,"events":[]}"#,
+        r#"[]"#,
+        r#""#,
+    ] {
+        assert!(
+            matches!(decode_runner_frame(json), Err(FrameError::Malformed(_))),
+            "{json}"
+        );
+    }
+}
