@@ -109,7 +109,12 @@ impl Checker<'_> {
     }
 
     fn syntax(&mut self, error: &toml::de::Error) {
-        let message = error.message().trim_end().to_string();
+        let message = error
+            .message()
+            .trim_end()
+            .replace("unknown field", "unknown key")
+            .replace("expected i64", "expected an integer")
+            .replace("expected f64", "expected a number");
         let Some(span) = error.span() else {
             self.errors.push(ConfigError {
                 file: self.file.clone(),
@@ -118,17 +123,40 @@ impl Checker<'_> {
             });
             return;
         };
-        // toml names the key only in its multi-line rendering; recover it from the line
-        // so the message still says which key is wrong.
-        let line_start = self.text[..span.start.min(self.text.len())]
-            .rfind('\n')
-            .map_or(0, |i| i + 1);
-        let prefix = &self.text[line_start..span.start.min(self.text.len())];
-        let message = match prefix.split_once('=') {
+        let start = span.start.min(self.text.len());
+        let before = &self.text[..start];
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        // toml names the key only in its multi-line rendering: recover it from the text
+        // (the table header above, the key left of `=`) so the message names the key.
+        let table = before
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|line| line.starts_with('['))
+            .map(|line| {
+                line.trim_matches(|c| c == '[' || c == ']')
+                    .trim()
+                    .to_string()
+            });
+        let qualify = |key: &str| match &table {
+            Some(table) => format!("{table}.{key}"),
+            None => key.to_string(),
+        };
+        let message = match before[line_start..].split_once('=') {
             Some((key, _)) if !message.contains('`') && !key.trim().is_empty() => {
-                format!("{}: {message}", key.trim())
+                format!("{}: {message}", qualify(key.trim()))
             }
-            _ => message,
+            _ if message.contains("unknown key") => {
+                format!("{}: {message}", table.as_deref().unwrap_or("top level"))
+            }
+            _ => {
+                let written = self.written(&span);
+                if !written.is_empty() && written.len() <= 60 && !written.contains('\n') {
+                    format!("{message}: {written}")
+                } else {
+                    message
+                }
+            }
         };
         self.error(span, message);
     }
@@ -642,7 +670,8 @@ impl Checker<'_> {
                 Err(error) => {
                     let why = match error {
                         regex::Error::Syntax(text) => {
-                            let last = text.lines().last().unwrap_or("").trim().to_string();
+                            let last = text.lines().last().unwrap_or("").trim();
+                            let last = last.strip_prefix("error: ").unwrap_or(last);
                             format!("not a regular expression: {last}")
                         }
                         other => format!("not a usable regular expression: {other}"),
