@@ -197,6 +197,52 @@ fn gateway_frame() -> impl Strategy<Value = GatewayFrame> {
     ]
 }
 
+/// JSON objects made of event-ish keys and values of every JSON type.
+fn json_value() -> impl Strategy<Value = serde_json::Value> {
+    let key = prop_oneof![
+        Just("kind"),
+        Just("job"),
+        Just("seq"),
+        Just("rseq"),
+        Just("ts"),
+        Just("host"),
+        Just("stream"),
+        Just("text"),
+        Just("state"),
+        Just("exit_code"),
+        Just("reason"),
+        Just("type"),
+        Just("events"),
+        Just("version"),
+        Just("other"),
+    ];
+    let leaf = prop_oneof![
+        Just(serde_json::Value::Null),
+        any::<bool>().prop_map(serde_json::Value::from),
+        any::<i64>().prop_map(serde_json::Value::from),
+        any::<f64>().prop_map(serde_json::Value::from),
+        prop_oneof![
+            Just("line".to_string()),
+            Just("host".to_string()),
+            Just("job".to_string()),
+            Just("failed".to_string()),
+            Just("stdout".to_string()),
+            Just("events".to_string()),
+            Just("2026-11-25T04:25:31.123Z".to_string()),
+            any::<String>(),
+        ]
+        .prop_map(serde_json::Value::from),
+    ];
+    leaf.prop_recursive(3, 32, 8, move |inner| {
+        prop_oneof![
+            vec(inner.clone(), 0..4).prop_map(serde_json::Value::from),
+            proptest::collection::btree_map(key.clone(), inner, 0..8).prop_map(|m| {
+                serde_json::Value::Object(m.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+            }),
+        ]
+    })
+}
+
 /// Feeds `bytes` to `codec` in pieces of the given sizes (cycled), collecting what it
 /// decodes until the first error.
 fn decode_chunked<D: Decoder>(
@@ -312,6 +358,14 @@ proptest! {
     ) {
         let _ = decode_chunked(&mut GatewayCodec::new(), &bytes, &chunks);
         let _ = decode_chunked(&mut RunnerCodec::new(), &bytes, &chunks);
+    }
+
+    #[test]
+    fn arbitrary_json_never_panics_the_event_readers(v in json_value()) {
+        let text = v.to_string();
+        let _ = serde_json::from_str::<Event>(&text);
+        let _ = serde_json::from_str::<RunnerEvent>(&text);
+        let _ = serde_json::from_str::<RunnerFrame>(&text);
     }
 
     #[test]
