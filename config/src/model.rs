@@ -147,6 +147,27 @@ pub struct Auth {
 }
 
 impl Config {
+    /// One line for `shipwatch check`: `FILE: 3 tasks, 20 hosts, 4 runners`.
+    pub fn summary(&self) -> String {
+        let file = match &self.source {
+            ConfigSource::File(path) => path.display().to_string(),
+            ConfigSource::Demo => "<demo>".to_string(),
+        };
+        let hosts: std::collections::BTreeSet<&str> = self
+            .hosts
+            .values()
+            .flatten()
+            .map(|host| host.name.as_str())
+            .collect();
+        let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+        format!(
+            "{file}: {}, {}, {}",
+            plural(self.tasks.len(), "task"),
+            plural(hosts.len(), "host"),
+            plural(self.supervisor.runners as usize, "runner"),
+        )
+    }
+
     /// The task called `name`.
     pub fn task(&self, name: &str) -> Option<&Task> {
         self.tasks.iter().find(|task| task.name == name)
