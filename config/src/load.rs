@@ -113,6 +113,7 @@ impl Checker<'_> {
             .message()
             .trim_end()
             .replace("unknown field", "unknown key")
+            .replace("missing field", "missing key")
             .replace("expected i64", "expected an integer")
             .replace("expected f64", "expected a number");
         let Some(span) = error.span() else {
@@ -145,6 +146,12 @@ impl Checker<'_> {
         let message = match before[line_start..].split_once('=') {
             Some((key, _)) if !message.contains('`') && !key.trim().is_empty() => {
                 format!("{}: {message}", qualify(key.trim()))
+            }
+            _ if message.contains("missing key") => {
+                let written = self.written(&span);
+                let header = written.lines().next().unwrap_or("").trim();
+                let table = header.trim_matches(|c| c == '[' || c == ']').trim();
+                format!("{table}: {message}")
             }
             _ if message.contains("unknown key") => {
                 format!("{}: {message}", table.as_deref().unwrap_or("top level"))
@@ -876,19 +883,16 @@ fn resolve(base_dir: &Path, path: &str) -> PathBuf {
 
 /// systemd's `RuntimeDirectory=`: the first entry when it lists several.
 fn runtime_directory() -> Option<PathBuf> {
-    let value = std::env::var_os("RUNTIME_DIRECTORY")?;
-    let value = value.to_str()?;
-    let first = value.split(':').next()?.trim();
+    first_runtime_directory(&std::env::var_os("RUNTIME_DIRECTORY")?)
+}
+
+fn first_runtime_directory(value: &std::ffi::OsStr) -> Option<PathBuf> {
+    let first = value.to_str()?.split(':').next()?.trim();
     (!first.is_empty()).then(|| PathBuf::from(first))
 }
 
 fn parse_role(text: &str) -> Option<Role> {
-    match text {
-        "viewer" => Some(Role::Viewer),
-        "operator" => Some(Role::Operator),
-        "admin" => Some(Role::Admin),
-        _ => None,
-    }
+    text.parse().ok()
 }
 
 fn valid_name(name: &str) -> bool {
@@ -1026,4 +1030,85 @@ fn check_argon2id(hash: &str) -> Result<(), String> {
         return Err(format!("the hash has no salt or no hash; {HOW}"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(name: &str, address: Option<&str>, port: Option<u16>) -> HostTarget {
+        HostTarget {
+            name: name.into(),
+            address: address.map(Into::into),
+            port,
+        }
+    }
+
+    #[test]
+    fn host_specs_in_every_accepted_form() {
+        assert_eq!(parse_host("web-01"), Ok(host("web-01", None, None)));
+        assert_eq!(
+            parse_host("w=10.0.0.1"),
+            Ok(host("w", Some("10.0.0.1"), None))
+        );
+        assert_eq!(
+            parse_host("w=h.example:2222"),
+            Ok(host("w", Some("h.example"), Some(2222)))
+        );
+        assert_eq!(
+            parse_host("w=[2001:db8::1]:22"),
+            Ok(host("w", Some("2001:db8::1"), Some(22)))
+        );
+        assert_eq!(parse_host("w=[::1]"), Ok(host("w", Some("::1"), None)));
+        assert_eq!(
+            parse_host("w=fe80::1"),
+            Ok(host("w", Some("fe80::1"), None))
+        );
+    }
+
+    #[test]
+    fn host_specs_refused() {
+        for spec in [
+            "",
+            "=10.0.0.1",
+            "w=",
+            "w=10.0.0.1:0",
+            "w=10.0.0.1:65536",
+            "w=10.0.0.1:x",
+            "w=[::1",
+            "w=[::1]22",
+            "w=[nope]:22",
+            "w=a::b::c",
+            "w=-oProxyCommand=x",
+            "w=user@host",
+            "w=a b",
+            "-w",
+            "w/1",
+        ] {
+            assert!(parse_host(spec).is_err(), "{spec:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn runtime_directory_takes_the_first_entry() {
+        let first = |s: &str| first_runtime_directory(std::ffi::OsStr::new(s));
+        assert_eq!(
+            first("/run/shipwatch"),
+            Some(PathBuf::from("/run/shipwatch"))
+        );
+        assert_eq!(first("/run/a:/run/b"), Some(PathBuf::from("/run/a")));
+        assert_eq!(first(""), None);
+    }
+
+    #[test]
+    fn locations_are_one_based_and_count_characters() {
+        let checker = Checker {
+            text: "a = 1\nbé = \"x\"\n",
+            file: String::new(),
+            errors: Vec::new(),
+        };
+        assert_eq!(checker.location(0), (1, 1));
+        assert_eq!(checker.location(6), (2, 1));
+        assert_eq!(checker.location("a = 1\nbé = ".len()), (2, 6));
+    }
 }

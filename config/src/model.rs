@@ -361,6 +361,26 @@ impl Param {
     }
 }
 
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    /// `viewer`, `operator` or `admin`, as in the config and the API.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "viewer" => Ok(Role::Viewer),
+            "operator" => Ok(Role::Operator),
+            "admin" => Ok(Role::Admin),
+            other => Err(format!("unknown role {other:?}: viewer, operator or admin")),
+        }
+    }
+}
+
 impl Role {
     /// The name used in the config and the API.
     pub fn as_str(self) -> &'static str {

@@ -642,6 +642,25 @@ max_failures = "0%"
             "shipwatch.toml:8:16: tasks[0] \"deploy\": max_failures = \"0%\": max_failures is 0 or more hosts, or a percent like \"10%\"",
         ],
     ),
+    (
+        "task without hosts",
+        r#"[hosts]
+web = ["web-01", "web-02=10.0.0.2"]
+
+[[tasks]]
+name = "deploy"
+script = "echo hi"
+"#,
+        &["shipwatch.toml:4:1: tasks: missing key `hosts`"],
+    ),
+    (
+        "user without role",
+        r#"[[users]]
+name = "alice"
+password_hash = "$HASH"
+"#,
+        &["shipwatch.toml:1:1: users: missing key `role`"],
+    ),
 ];
 
 #[test]
