@@ -46,7 +46,19 @@ pub(crate) fn load_text(
         file: file.to_string(),
         errors: Vec::new(),
     };
-    let raw: RawConfig = match toml::from_str(text) {
+    let table = match toml::de::DeTable::parse(text) {
+        Ok(table) => table,
+        Err(error) => {
+            checker.syntax(&error);
+            return Err(checker.finish());
+        }
+    };
+    checker.unknown_keys(table.get_ref(), "top level", keys::TOP);
+    if !checker.errors.is_empty() {
+        return Err(checker.finish());
+    }
+    let raw: RawConfig = match serde::Deserialize::deserialize(toml::de::Deserializer::from(table))
+    {
         Ok(raw) => raw,
         Err(error) => {
             checker.syntax(&error);
@@ -166,6 +178,50 @@ impl Checker<'_> {
             }
         };
         self.error(span, message);
+    }
+
+    /// Reports every key of `table` not in `known`, then looks inside the known tables.
+    fn unknown_keys(&mut self, table: &toml::de::DeTable<'_>, name: &str, known: &[&str]) {
+        for (key, value) in table {
+            let key_text: &str = key.get_ref();
+            if !known.contains(&key_text) {
+                let expected: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+                let message = format!(
+                    "{name}: unknown key `{key_text}`, expected one of {}",
+                    expected.join(", ")
+                );
+                self.error(key.span(), message);
+                continue;
+            }
+            let nested: Option<&[&str]> = match (name, key_text) {
+                ("top level", "server") => Some(keys::SERVER),
+                ("top level", "supervisor") => Some(keys::SUPERVISOR),
+                ("top level", "ssh") => Some(keys::SSH),
+                ("top level", "tasks") => Some(keys::TASK),
+                ("top level", "users") => Some(keys::USER),
+                ("top level", "tokens") => Some(keys::TOKEN),
+                ("top level", "auth") => Some(keys::AUTH),
+                ("tasks", "params") => Some(keys::PARAM),
+                _ => None,
+            };
+            let Some(nested) = nested else { continue };
+            let path = match name {
+                "top level" => key_text.to_string(),
+                table => format!("{table}.{key_text}"),
+            };
+            // Wrong shapes (a string where a table goes) are left to the typed pass.
+            match value.get_ref() {
+                toml::de::DeValue::Table(inner) => self.unknown_keys(inner, &path, nested),
+                toml::de::DeValue::Array(items) => {
+                    for item in items.iter() {
+                        if let toml::de::DeValue::Table(inner) = item.get_ref() {
+                            self.unknown_keys(inner, &path, nested);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
     }
 
     fn config(&mut self, raw: RawConfig, base_dir: &Path, source: ConfigSource) -> Config {

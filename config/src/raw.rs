@@ -8,6 +8,64 @@ use toml::Spanned;
 
 pub(crate) type S<T> = Spanned<T>;
 
+/// The keys each table accepts, checked before deserializing so that every unknown key
+/// is reported at once (serde's `deny_unknown_fields` stops at the first).
+pub(crate) mod keys {
+    pub const TOP: &[&str] = &[
+        "server",
+        "supervisor",
+        "ssh",
+        "hosts",
+        "tasks",
+        "users",
+        "tokens",
+        "auth",
+    ];
+    pub const SERVER: &[&str] = &[
+        "listen",
+        "data_dir",
+        "run_dir",
+        "public_url",
+        "retention_days",
+        "max_log_bytes",
+    ];
+    pub const SUPERVISOR: &[&str] = &[
+        "runners",
+        "start_secs",
+        "start_retries",
+        "backoff_max_secs",
+        "stop_timeout_secs",
+        "drain_timeout_secs",
+        "watch_config",
+    ];
+    pub const SSH: &[&str] = &[
+        "user",
+        "port",
+        "identity_file",
+        "known_hosts",
+        "connect_timeout_secs",
+        "options",
+    ];
+    pub const TASK: &[&str] = &[
+        "name",
+        "description",
+        "hosts",
+        "transport",
+        "script",
+        "script_file",
+        "batch",
+        "max_failures",
+        "timeout_secs",
+        "concurrency",
+        "allow",
+        "params",
+    ];
+    pub const PARAM: &[&str] = &["name", "pattern", "required", "default"];
+    pub const USER: &[&str] = &["name", "password_hash", "role"];
+    pub const TOKEN: &[&str] = &["name", "token_hash", "role"];
+    pub const AUTH: &[&str] = &["anonymous"];
+}
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawConfig {

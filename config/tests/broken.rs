@@ -661,6 +661,32 @@ password_hash = "$HASH"
 "#,
         &["shipwatch.toml:1:1: users: missing key `role`"],
     ),
+    (
+        "every unknown key is reported",
+        r#"[server]
+listn = "x"
+[ssh]
+user = "a"
+prot = 2
+[hosts]
+web = ["web-01", "web-02=10.0.0.2"]
+
+[[tasks]]
+name = "deploy"
+hosts = ["web"]
+script = "echo hi"
+retries = 1
+[[tasks.params]]
+name = "A"
+regex = "x"
+"#,
+        &[
+            "shipwatch.toml:2:1: server: unknown key `listn`, expected one of `listen`, `data_dir`, `run_dir`, `public_url`, `retention_days`, `max_log_bytes`",
+            "shipwatch.toml:5:1: ssh: unknown key `prot`, expected one of `user`, `port`, `identity_file`, `known_hosts`, `connect_timeout_secs`, `options`",
+            "shipwatch.toml:13:1: tasks: unknown key `retries`, expected one of `name`, `description`, `hosts`, `transport`, `script`, `script_file`, `batch`, `max_failures`, `timeout_secs`, `concurrency`, `allow`, `params`",
+            "shipwatch.toml:16:1: tasks.params: unknown key `regex`, expected one of `name`, `pattern`, `required`, `default`",
+        ],
+    ),
 ];
 
 #[test]

@@ -70,3 +70,78 @@ fn empty_file_gets_every_default() {
     assert!(config.ssh.options.is_empty());
     assert_eq!(config.auth.anonymous, None);
 }
+
+/// DESIGN §4's own example, every key spelled out, loads as written.
+#[test]
+fn every_key_of_the_design_loads() {
+    let hash = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0Wn3kP0EVtP3Pqf7Ghx5BCZ+OiN7dJV0/wBJ3NQ7GQM";
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:8080"
+data_dir = "/var/lib/shipwatch"
+run_dir = "/run/shipwatch"
+public_url = "http://127.0.0.1:8080"
+retention_days = 90
+max_log_bytes = 268435456
+
+[supervisor]
+runners = 4
+start_secs = 1
+start_retries = 5
+backoff_max_secs = 30
+stop_timeout_secs = 10
+drain_timeout_secs = 3600
+watch_config = true
+
+[ssh]
+user = "deploy"
+port = 22
+identity_file = ""
+known_hosts = ""
+connect_timeout_secs = 10
+options = []
+
+[hosts]
+web = ["web-01", "web-02=10.0.0.12", "web-03=10.0.0.13:2222"]
+db  = ["db-01"]
+
+[[tasks]]
+name = "deploy"
+description = "Rolling deploy of the web tier"
+hosts = ["web"]
+transport = "ssh"
+script = "echo hi"
+batch = 5
+max_failures = 0
+timeout_secs = 600
+concurrency = 1
+allow = ["operator"]
+[[tasks.params]]
+name = "REVISION"
+pattern = "^[0-9a-f]{{7,40}}$"
+required = true
+default = ""
+
+[[users]]
+name = "alice"
+password_hash = "{hash}"
+role = "operator"
+[[tokens]]
+name = "ci"
+token_hash = "{hash}"
+role = "operator"
+[auth]
+anonymous = "none"
+"#
+    );
+    let config = shipwatch_config::load_str(&text, "design.toml", Path::new("/etc/shipwatch"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.tasks[0].params[0].name, "REVISION");
+    assert!(config.tasks[0].params[0].required);
+    assert_eq!(config.users[0].role, Role::Operator);
+    assert_eq!(config.tokens[0].name, "ci");
+    assert_eq!(config.hosts["web"].len(), 3);
+    assert_eq!(config.hosts["web"][2].port, Some(2222));
+    assert!(config.warnings().is_empty(), "{:?}", config.warnings());
+}
