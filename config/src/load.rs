@@ -543,6 +543,9 @@ impl Checker<'_> {
         for item in task.hosts.into_inner() {
             let name = item.get_ref();
             let resolved: Vec<HostTarget> = match (groups.get(name), hosts.get(name)) {
+                (Some(group), Some(host)) if group.as_slice() == std::slice::from_ref(host) => {
+                    group.clone()
+                }
                 (Some(_), Some(_)) => {
                     let message =
                         format!("{key}: hosts: {name:?} is both a group and a host; rename one");

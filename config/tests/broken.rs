@@ -744,3 +744,9 @@ fn script_file_is_read_relative_to_the_config() {
     let config = load_str(text, "x.toml", dir.path()).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.tasks[0].script, "echo from file\n");
 }
+
+#[test]
+fn a_group_named_like_its_only_host_is_not_ambiguous() {
+    let text = "[hosts]\nbastion = [\"bastion=10.0.0.1\"]\n[[tasks]]\nname = \"d\"\nhosts = [\"bastion\"]\nscript = \"true\"\n";
+    assert_eq!(errors(text), Vec::<String>::new());
+}
