@@ -786,7 +786,7 @@ impl Checker<'_> {
         for (i, user) in raw.into_iter().enumerate() {
             let user = user.into_inner();
             let key = format!("users[{i}] {:?}", user.name.get_ref());
-            if let Some(user) = self.account(
+            if let Some((name, password_hash, role)) = self.account(
                 &key,
                 "users",
                 &user.name,
@@ -796,9 +796,9 @@ impl Checker<'_> {
                 users.iter().map(|u| u.name.as_str()),
             ) {
                 users.push(User {
-                    name: user.0,
-                    password_hash: user.1,
-                    role: user.2,
+                    name,
+                    password_hash,
+                    role,
                 });
             }
         }
@@ -810,7 +810,7 @@ impl Checker<'_> {
         for (i, token) in raw.into_iter().enumerate() {
             let token = token.into_inner();
             let key = format!("tokens[{i}] {:?}", token.name.get_ref());
-            if let Some(token) = self.account(
+            if let Some((name, token_hash, role)) = self.account(
                 &key,
                 "tokens",
                 &token.name,
@@ -820,16 +820,16 @@ impl Checker<'_> {
                 tokens.iter().map(|t| t.name.as_str()),
             ) {
                 tokens.push(ApiToken {
-                    name: token.0,
-                    token_hash: token.1,
-                    role: token.2,
+                    name,
+                    token_hash,
+                    role,
                 });
             }
         }
         tokens
     }
 
-    /// Checks one user or token: a unique name, an argon2id hash, a role.
+    /// Checks one user or token: a unique name, an argon2id hash, a role; returns them.
     #[allow(clippy::too_many_arguments)]
     fn account<'n>(
         &mut self,
