@@ -156,3 +156,18 @@ fn warnings_flag_anonymous_admin_on_a_public_address() {
     let loopback = config("[auth]\nanonymous = \"admin\"\n");
     assert!(loopback.warnings().is_empty());
 }
+
+#[test]
+fn a_hash_made_by_the_argon2_crate_is_accepted() {
+    use argon2::PasswordHasher;
+    let salt = argon2::password_hash::SaltString::encode_b64(b"sixteen byte salt").unwrap();
+    let hash = argon2::Argon2::default()
+        .hash_password(b"hunter2", &salt)
+        .unwrap()
+        .to_string();
+    assert!(hash.starts_with("$argon2id$"));
+    let text =
+        format!("[[users]]\nname = \"alice\"\npassword_hash = \"{hash}\"\nrole = \"admin\"\n");
+    let config = config(&text);
+    assert_eq!(config.users[0].password_hash, hash);
+}
