@@ -37,7 +37,7 @@ pub struct ClientConfig {
 }
 
 /// Events per frame; keeps frames far below `MAX_FRAME_BYTES` (lines are ≤ 64 KiB).
-const EVENTS_PER_FRAME: usize = 64;
+const EVENTS_PER_FRAME: usize = 1024;
 const BYTES_PER_FRAME: usize = 1 << 20;
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
@@ -100,9 +100,14 @@ pub async fn serve<C, F>(
 ) -> Result<(), ClientError>
 where
     F: Fn() -> C,
-    C: Decoder<Item = GatewayFrame, Error = FrameError> + Encoder<RunnerFrame, Error = FrameError>,
+    C: Decoder<Item = GatewayFrame, Error = FrameError>
+        + Encoder<RunnerFrame, Error = FrameError>
+        + Send
+        + 'static,
 {
-    let mut conn: Option<Framed<UnixStream, C>> = None;
+    let mut conn: Option<Conn<C>> = None;
+    // Frames other than events waiting for the writer (heartbeat, draining).
+    let mut control: VecDeque<RunnerFrame> = VecDeque::new();
     let mut backoff = BACKOFF_MIN;
     let mut retry_at = tokio::time::Instant::now();
     let mut outbox = Outbox {
@@ -133,14 +138,10 @@ where
             return Ok(());
         }
 
-        // Send what the current connection has not seen yet.
-        if let Some(c) = conn.as_mut()
-            && let Err(error) = flush(c, &mut outbox).await
-        {
-            tracing::warn!(%error, "lost the gateway while sending");
-            conn = None;
-            retry_at = tokio::time::Instant::now() + backoff;
-        }
+        // Writes go through the connection's writer task, so this loop keeps reading acks
+        // while the socket is full (the gateway may be blocked writing acks to us).
+        let sender = conn.as_ref().map(|c| c.tx.clone());
+        let unsent = outbox.sent < outbox.events.len() || !control.is_empty();
 
         let room = outbox.bytes < cfg.max_buffer_bytes;
         tokio::select! {
@@ -149,7 +150,7 @@ where
                 match connect(&cfg, &codec, job, draining).await {
                     Ok(Some(c)) => {
                         tracing::info!(index = cfg.index, ?job, unacked = outbox.events.len(), "connected to the gateway");
-                        conn = Some(c);
+                        conn = Some(Conn::new(c));
                         outbox.sent = 0;
                         backoff = BACKOFF_MIN;
                     }
@@ -182,6 +183,7 @@ where
                 None => {
                     tracing::warn!(index = cfg.index, "gateway connection closed; reconnecting");
                     conn = None;
+                    control.clear();
                     retry_at = tokio::time::Instant::now() + BACKOFF_MIN;
                 }
             },
@@ -213,12 +215,25 @@ where
                     }
                 }
             },
-            _ = heartbeat.tick(), if conn.is_some() => {
-                if let Some(c) = conn.as_mut()
-                    && c.send(RunnerFrame::Heartbeat).await.is_err()
-                {
+            permit = reserve(sender), if unsent => match permit {
+                Some(permit) => {
+                    if let Some(frame) = control.pop_front() {
+                        permit.send(frame);
+                    } else {
+                        let (frame, n) = next_events_frame(&outbox);
+                        permit.send(frame);
+                        outbox.sent += n;
+                    }
+                }
+                None => {
+                    tracing::warn!(index = cfg.index, "lost the gateway while sending; reconnecting");
                     conn = None;
                     retry_at = tokio::time::Instant::now() + backoff;
+                }
+            },
+            _ = heartbeat.tick(), if conn.is_some() => {
+                if control.is_empty() {
+                    control.push_back(RunnerFrame::Heartbeat);
                 }
             }
             _ = shutdown.cancelled(), if stop_at.is_none() => {
@@ -231,10 +246,8 @@ where
             _ = drain.cancelled(), if !draining => {
                 tracing::info!(index = cfg.index, "draining: finishing the current job, taking no new one");
                 draining = true;
-                if let Some(c) = conn.as_mut()
-                    && c.send(RunnerFrame::Draining).await.is_err()
-                {
-                    conn = None;
+                if conn.is_some() {
+                    control.push_back(RunnerFrame::Draining);
                 }
             }
             _ = async { match stop_at { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => {
@@ -270,20 +283,78 @@ async fn next_batch(running: &mut Option<Running>) -> Option<Vec<Pending>> {
     }
 }
 
-async fn next_frame<C>(conn: &mut Option<Framed<UnixStream, C>>) -> Option<GatewayFrame>
+/// One connection: frames are read here, written by a task that owns the sink.
+struct Conn<C> {
+    frames: futures_util::stream::SplitStream<Framed<UnixStream, C>>,
+    tx: mpsc::Sender<RunnerFrame>,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+impl<C> Conn<C>
+where
+    C: Decoder<Item = GatewayFrame, Error = FrameError>
+        + Encoder<RunnerFrame, Error = FrameError>
+        + Send
+        + 'static,
+{
+    fn new(framed: Framed<UnixStream, C>) -> Conn<C> {
+        let (mut sink, frames) = framed.split();
+        let (tx, mut rx) = mpsc::channel::<RunnerFrame>(4);
+        let writer = tokio::spawn(async move {
+            while let Some(frame) = rx.recv().await {
+                if sink.feed(frame).await.is_err() {
+                    return;
+                }
+                while let Ok(frame) = rx.try_recv() {
+                    if sink.feed(frame).await.is_err() {
+                        return;
+                    }
+                }
+                if sink.flush().await.is_err() {
+                    return;
+                }
+            }
+        });
+        Conn { frames, tx, writer }
+    }
+}
+
+impl<C> Drop for Conn<C> {
+    fn drop(&mut self) {
+        // Its connection is gone; whatever it still holds is resent on the next one.
+        self.writer.abort();
+    }
+}
+
+async fn reserve(
+    sender: Option<mpsc::Sender<RunnerFrame>>,
+) -> Option<mpsc::OwnedPermit<RunnerFrame>> {
+    match sender {
+        Some(tx) => tx.reserve_owned().await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_frame<C>(conn: &mut Option<Conn<C>>) -> Option<GatewayFrame>
 where
     C: Decoder<Item = GatewayFrame, Error = FrameError>,
 {
-    match conn.as_mut() {
-        Some(c) => match c.next().await {
-            Some(Ok(frame)) => Some(frame),
+    let Some(c) = conn.as_mut() else {
+        return std::future::pending().await;
+    };
+    loop {
+        match c.frames.next().await {
+            Some(Ok(frame)) => return Some(frame),
+            // The codec consumed it; the stream is still in sync.
+            Some(Err(FrameError::Malformed(error))) => {
+                tracing::warn!(%error, "skipping a malformed frame from the gateway");
+            }
             Some(Err(error)) => {
                 tracing::warn!(%error, "bad frame from the gateway");
-                None
+                return None;
             }
-            None => None,
-        },
-        None => std::future::pending().await,
+            None => return None,
+        }
     }
 }
 
@@ -324,29 +395,23 @@ where
     }
 }
 
-async fn flush<C>(c: &mut Framed<UnixStream, C>, outbox: &mut Outbox) -> Result<(), FrameError>
-where
-    C: Encoder<RunnerFrame, Error = FrameError>,
-{
-    let mut any = false;
-    while outbox.sent < outbox.events.len() {
-        let (job, _) = outbox.events[outbox.sent];
-        let mut events = Vec::new();
-        let mut bytes = 0;
-        while let Some((j, e)) = outbox.events.get(outbox.sent + events.len()) {
-            if *j != job || events.len() >= EVENTS_PER_FRAME || bytes >= BYTES_PER_FRAME {
-                break;
-            }
-            bytes += cost(e);
-            events.push(e.clone());
+/// The next frame of unsent events (one job, bounded size) and how many it holds.
+fn next_events_frame(outbox: &Outbox) -> (RunnerFrame, usize) {
+    let start = outbox.sent;
+    let job = outbox
+        .events
+        .get(start)
+        .map(|(j, _)| *j)
+        .unwrap_or_default();
+    let mut events = Vec::new();
+    let mut bytes = 0;
+    while let Some((j, e)) = outbox.events.get(start + events.len()) {
+        if *j != job || events.len() >= EVENTS_PER_FRAME || bytes >= BYTES_PER_FRAME {
+            break;
         }
-        let n = events.len();
-        c.feed(RunnerFrame::Events { job, events }).await?;
-        outbox.sent += n;
-        any = true;
+        bytes += cost(e);
+        events.push(e.clone());
     }
-    if any {
-        c.flush().await?;
-    }
-    Ok(())
+    let n = events.len();
+    (RunnerFrame::Events { job, events }, n)
 }

@@ -10,7 +10,6 @@ pub mod client;
 pub mod host;
 pub mod job;
 pub mod output;
-pub mod wire;
 
 pub use host::{HostContext, HostOutcome};
 pub use job::run_job;
@@ -29,7 +28,7 @@ pub enum RunnerError {
 }
 
 /// The codec a runner speaks on `runners.sock`.
-pub type Codec = wire::JsonCodec<shipwatch_protocol::GatewayFrame, shipwatch_protocol::RunnerFrame>;
+pub type Codec = shipwatch_protocol::RunnerCodec;
 
 /// Runs runner number `index` until `shutdown` is cancelled (SIGTERM: cancel the job and
 /// exit once its last events are acked or the stop timeout passed) or SIGUSR2 asks it to

@@ -16,7 +16,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio_util::codec::Framed;
 use tokio_util::sync::CancellationToken;
 
-type GatewayCodec = shipwatch_runner::wire::JsonCodec<RunnerFrame, GatewayFrame>;
+type GatewayCodec = shipwatch_protocol::GatewayCodec;
 type Conn = Framed<UnixStream, GatewayCodec>;
 
 const LONG: Duration = Duration::from_secs(30);

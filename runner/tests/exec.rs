@@ -79,6 +79,13 @@ impl Env {
             ),
             None => ("nobody".into(), None, None),
         };
+        let ends: Vec<String> = waves
+            .iter()
+            .scan(0, |acc, w: &Vec<String>| {
+                *acc += w.len();
+                Some(acc.to_string())
+            })
+            .collect();
         JobSpec {
             task: "test".into(),
             transport: self.transport,
@@ -87,7 +94,10 @@ impl Env {
             waves,
             max_failures: 0,
             timeout_secs: 60,
-            params: BTreeMap::from([("DIR".to_owned(), self.dir.path().display().to_string())]),
+            params: BTreeMap::from([
+                ("DIR".to_owned(), self.dir.path().display().to_string()),
+                ("WAVE_ENDS".to_owned(), ends.join(" ")),
+            ]),
             ssh: SshSpec {
                 user,
                 port: 22,
@@ -266,8 +276,17 @@ fn peak(iv: &BTreeMap<String, (u128, u128)>) -> usize {
     max as usize
 }
 
+/// Each host logs start/end; it waits (at most 20 s) until every host of its wave has
+/// started, so slow ssh connects cannot hide concurrency, and a runner that started the
+/// wave one host at a time would show a peak of 1.
 const TIMED: &str = r#"echo "start $(date +%s%N) $SHIPWATCH_HOST" >> "$DIR/times"
-sleep 2
+i=$((10#${SHIPWATCH_HOST#h}))
+for end in $WAVE_ENDS; do if [ "$i" -lt "$end" ]; then break; fi; done
+for _ in $(seq 200); do
+  [ "$(grep -c ^start "$DIR/times")" -ge "$end" ] && break
+  sleep 0.1
+done
+sleep 0.3
 echo "end $(date +%s%N) $SHIPWATCH_HOST" >> "$DIR/times"
 echo "done on $SHIPWATCH_HOST job $SHIPWATCH_JOB"
 "#;
