@@ -1,0 +1,512 @@
+//! The SQLite store (DESIGN §1, §5): one writer thread owns the write connection and
+//! commits whatever is queued in one transaction, assigning each job's gapless `seq`, and
+//! only then hands each job's batch to the [`Publisher`]; readers use their own
+//! connections on blocking threads, so reads keep working while the writer is busy or
+//! failing.
+
+mod schema;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use shipwatch_protocol::{
+    EventBody, HostState, JobId, JobSpec, JobState, RunnerEvent, Stream, Timestamp,
+};
+use tokio::sync::oneshot;
+
+use crate::model::{CommittedBatch, CommittedEvent, Counts, EventFilter, HostView, JobView};
+
+/// Where the writer hands each committed batch and each job state change: the fan-out.
+pub trait Publisher: Send + Sync + 'static {
+    /// A batch of one job's events, committed, in `seq` order. Called on the writer
+    /// thread: must never block.
+    fn publish(&self, batch: Arc<CommittedBatch>);
+    /// A job was created or changed state (for `/ws/jobs`). Must never block.
+    fn job_changed(&self, job: &JobView);
+}
+
+/// A publisher that drops everything: for tools and tests that only need the store.
+pub struct NoPublisher;
+
+impl Publisher for NoPublisher {
+    fn publish(&self, _batch: Arc<CommittedBatch>) {}
+    fn job_changed(&self, _job: &JobView) {}
+}
+
+/// The `[server]` limits the store enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreLimits {
+    /// Past this many bytes of line text a job's further lines are counted, not stored.
+    pub max_log_bytes: u64,
+    /// Finished jobs older than this many days are deleted by [`Store::sweep`].
+    pub retention_days: u32,
+}
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the data directory {}: {source}", path.display())]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("unexpected stored value: {0}")]
+    Value(#[from] rusqlite::types::FromSqlError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("the database schema is version {found}, newer than this binary's {known}")]
+    TooNew { found: u32, known: u32 },
+    #[error("job {0} does not exist")]
+    NoSuchJob(JobId),
+    #[error("job {job} is {state}, it takes no more events")]
+    Finished { job: JobId, state: JobState },
+    #[error("the store's writer has stopped")]
+    WriterGone,
+    #[error("a blocking store task failed: {0}")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+/// One audit record.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AuditEntry {
+    pub ts: String,
+    pub actor: String,
+    pub action: String,
+    pub job: Option<JobId>,
+    pub detail: String,
+}
+
+/// A cheap, cloneable handle on the store.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writes: std::sync::mpsc::Sender<writer::Op>,
+    /// Idle read connections; a reader takes one or opens a new one.
+    readers: Mutex<Vec<Connection>>,
+}
+
+/// Readers kept open between requests.
+const READ_POOL: usize = 8;
+
+impl Store {
+    /// Opens (creating and migrating) `<data_dir>/shipwatch.db` and starts the writer
+    /// thread, which runs until every handle is dropped.
+    pub fn open(
+        data_dir: &Path,
+        limits: StoreLimits,
+        publish: Arc<dyn Publisher>,
+    ) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
+        let path = data_dir.join("shipwatch.db");
+        let conn = Connection::open(&path)?;
+        schema::prepare_writer(&conn)?;
+        schema::migrate(&conn)?;
+        let writes = writer::spawn(conn, limits, publish)?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path,
+                writes,
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    async fn write<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> writer::Op,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .writes
+            .send(make(tx))
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Queues a new job (state `queued`, every host `pending`).
+    pub async fn create_job(
+        &self,
+        spec: JobSpec,
+        params: BTreeMap<String, String>,
+        started_by: &str,
+    ) -> Result<JobView, StoreError> {
+        let started_by = started_by.to_string();
+        self.write(|reply| writer::Op::Create {
+            spec: Box::new(spec),
+            params,
+            started_by,
+            reply,
+        })
+        .await
+    }
+
+    /// Commits a runner's events, skipping those at or below the job's committed `rseq`
+    /// (resends after a reconnect). Returns the highest committed `rseq`, for the Ack.
+    pub async fn append(&self, job: JobId, events: Vec<RunnerEvent>) -> Result<u64, StoreError> {
+        self.write(|reply| writer::Op::Append { job, events, reply })
+            .await
+    }
+
+    /// Commits an event the gateway itself makes (running, lost, cancelled…), with the
+    /// host and job tables updated in the same transaction; returns its `seq`.
+    pub async fn gateway_event(&self, job: JobId, body: EventBody) -> Result<u64, StoreError> {
+        self.write(|reply| writer::Op::Gateway { job, body, reply })
+            .await
+    }
+
+    /// Records who did what.
+    pub async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        job: Option<JobId>,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        let (actor, action, detail) = (actor.to_string(), action.to_string(), detail.to_string());
+        self.write(|reply| writer::Op::Audit {
+            actor,
+            action,
+            job,
+            detail,
+            reply,
+        })
+        .await
+    }
+
+    /// Deletes finished jobs older than `retention_days`; returns how many.
+    pub async fn sweep(&self) -> Result<u64, StoreError> {
+        self.sweep_before(Timestamp::now()).await
+    }
+
+    /// Deletes jobs that ended more than `retention_days` before `now`.
+    pub async fn sweep_before(&self, now: Timestamp) -> Result<u64, StoreError> {
+        self.write(|reply| writer::Op::Sweep { now, reply }).await
+    }
+
+    /// Makes every later commit fail, as a full disk would (tests only).
+    #[doc(hidden)]
+    pub async fn fail_commits_for_test(&self, fail: bool) -> Result<(), StoreError> {
+        self.write(|reply| writer::Op::FailCommits { fail, reply })
+            .await
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = inner.readers.lock().ok().and_then(|mut p| p.pop());
+            let conn = match pooled {
+                Some(c) => c,
+                None => open_reader(&inner.path)?,
+            };
+            let out = f(&conn);
+            if let Ok(mut pool) = inner.readers.lock()
+                && pool.len() < READ_POOL
+            {
+                pool.push(conn);
+            }
+            out
+        })
+        .await?
+    }
+
+    /// One job with its hosts and spec.
+    pub async fn job(&self, id: JobId) -> Result<Option<JobView>, StoreError> {
+        self.read(move |c| read_job(c, id, true)).await
+    }
+
+    /// Jobs newest first, without hosts or spec.
+    pub async fn jobs(
+        &self,
+        limit: u32,
+        before: Option<JobId>,
+    ) -> Result<Vec<JobView>, StoreError> {
+        self.read(move |c| {
+            let mut stmt =
+                c.prepare_cached("SELECT id FROM jobs WHERE id < ?1 ORDER BY id DESC LIMIT ?2")?;
+            let ids: Vec<JobId> = stmt
+                .query_map(
+                    params![before.unwrap_or(i64::MAX as u64) as i64, limit],
+                    |r| r.get::<_, i64>(0),
+                )?
+                .map(|r| r.map(|v| v as JobId))
+                .collect::<Result<_, _>>()?;
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                if let Some(j) = read_job(c, id, false)? {
+                    out.push(j);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Jobs in one of `states`, oldest first (dispatch: queued and running at start).
+    pub async fn jobs_in_state(&self, states: &[JobState]) -> Result<Vec<JobView>, StoreError> {
+        let states: Vec<&'static str> = states.iter().map(|s| s.as_str()).collect();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached("SELECT id FROM jobs WHERE state = ?1 ORDER BY id")?;
+            let mut out = Vec::new();
+            for s in states {
+                let ids: Vec<i64> = stmt
+                    .query_map([s], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?;
+                for id in ids {
+                    if let Some(j) = read_job(c, id as JobId, true)? {
+                        out.push(j);
+                    }
+                }
+            }
+            out.sort_by_key(|j| j.id);
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Up to `limit` committed events with `seq > after` that `filter` takes, in order.
+    pub async fn read_events(
+        &self,
+        job: JobId,
+        after: u64,
+        filter: &EventFilter,
+        limit: usize,
+    ) -> Result<Vec<CommittedEvent>, StoreError> {
+        let filter = filter.clone();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, kind, host, stream, json FROM events \
+                 WHERE job = ?1 AND seq > ?2 ORDER BY seq",
+            )?;
+            let mut rows = stmt.query(params![job as i64, after as i64])?;
+            let mut out = Vec::with_capacity(limit.min(65_536));
+            let mut last_host: Option<Arc<str>> = None;
+            while let Some(r) = rows.next()? {
+                if out.len() >= limit {
+                    break;
+                }
+                let kind = kind_name(r.get_ref(1)?.as_str()?);
+                let host = r.get_ref(2)?.as_str_or_null()?;
+                let stream = match r.get_ref(3)?.as_str_or_null()? {
+                    Some(s) => Some(
+                        s.parse::<Stream>()
+                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    ),
+                    None => None,
+                };
+                if !filter_takes(&filter, kind, host, stream) {
+                    continue;
+                }
+                // Lines of one host come in runs: share the name instead of reallocating.
+                let host = host.map(|h| match &last_host {
+                    Some(l) if &**l == h => l.clone(),
+                    _ => {
+                        let a: Arc<str> = Arc::from(h);
+                        last_host = Some(a.clone());
+                        a
+                    }
+                });
+                out.push(CommittedEvent {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    kind,
+                    host,
+                    stream,
+                    json: Bytes::copy_from_slice(r.get_ref(4)?.as_blob()?),
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// The job's highest committed `seq` (0 when it has none).
+    pub async fn last_seq(&self, job: JobId) -> Result<u64, StoreError> {
+        self.read(move |c| {
+            let v: Option<i64> = c
+                .prepare_cached("SELECT last_seq FROM jobs WHERE id = ?1")?
+                .query_row([job as i64], |r| r.get(0))
+                .optional()?;
+            v.map(|v| v as u64).ok_or(StoreError::NoSuchJob(job))
+        })
+        .await
+    }
+
+    /// The newest `limit` audit records, newest first.
+    pub async fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT ts, actor, action, job, detail FROM audit ORDER BY id DESC LIMIT ?1",
+            )?;
+            let rows = stmt.query_map([limit], |r| {
+                Ok(AuditEntry {
+                    ts: r.get(0)?,
+                    actor: r.get(1)?,
+                    action: r.get(2)?,
+                    job: r.get::<_, Option<i64>>(3)?.map(|v| v as JobId),
+                    detail: r.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// Lines of a job counted but not stored past `max_log_bytes`.
+    pub async fn dropped_lines(&self, job: JobId) -> Result<u64, StoreError> {
+        self.read(move |c| {
+            let v: Option<i64> = c
+                .prepare_cached("SELECT dropped_lines FROM jobs WHERE id = ?1")?
+                .query_row([job as i64], |r| r.get(0))
+                .optional()?;
+            v.map(|v| v as u64).ok_or(StoreError::NoSuchJob(job))
+        })
+        .await
+    }
+}
+
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+/// The `&'static str` kind names `CommittedEvent` carries.
+pub(crate) fn kind_name(s: &str) -> &'static str {
+    match s {
+        "line" => "line",
+        "host" => "host",
+        "job" => "job",
+        _ => "notice",
+    }
+}
+
+fn filter_takes(f: &EventFilter, kind: &str, host: Option<&str>, stream: Option<Stream>) -> bool {
+    if let Some(kinds) = &f.kinds
+        && !kinds.iter().any(|k| k == kind)
+    {
+        return false;
+    }
+    if let Some(hosts) = &f.hosts {
+        // Job and notice events concern every host.
+        if let Some(h) = host
+            && !hosts.iter().any(|x| x == h)
+        {
+            return false;
+        }
+    }
+    if let Some(streams) = &f.streams
+        && let Some(s) = stream
+        && !streams.contains(&s)
+    {
+        return false;
+    }
+    true
+}
+
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+/// Reads one job (with hosts and spec when `full`).
+pub(crate) fn read_job(
+    c: &Connection,
+    id: JobId,
+    full: bool,
+) -> Result<Option<JobView>, StoreError> {
+    let row = c
+        .prepare_cached(
+            "SELECT task, state, params, started_by, created_at, started_at, ended_at, reason, spec \
+             FROM jobs WHERE id = ?1",
+        )?
+        .query_row([id as i64], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, Option<String>>(6)?,
+                r.get::<_, Option<String>>(7)?,
+                r.get::<_, String>(8)?,
+            ))
+        })
+        .optional()?;
+    let Some((task, state, params, started_by, created_at, started_at, ended_at, reason, spec)) =
+        row
+    else {
+        return Ok(None);
+    };
+    let mut counts = Counts::default();
+    let mut hosts = Vec::new();
+    let mut stmt = c.prepare_cached(
+        "SELECT host, state, exit_code, wave, started_at, ended_at FROM hosts \
+         WHERE job = ?1 ORDER BY wave, rowid",
+    )?;
+    let mut rows = stmt.query([id as i64])?;
+    while let Some(r) = rows.next()? {
+        let state: HostState = r.get_ref(1)?.as_str()?.parse().map_err(corrupt)?;
+        let n = match state {
+            HostState::Pending => &mut counts.pending,
+            HostState::Running => &mut counts.running,
+            HostState::Ok => &mut counts.ok,
+            HostState::Failed => &mut counts.failed,
+            HostState::Timeout => &mut counts.timeout,
+            HostState::Unreachable => &mut counts.unreachable,
+            HostState::Cancelled => &mut counts.cancelled,
+            HostState::Skipped => &mut counts.skipped,
+        };
+        *n += 1;
+        if full {
+            hosts.push(HostView {
+                host: r.get(0)?,
+                state,
+                exit_code: r.get(2)?,
+                wave: r.get(3)?,
+                started_at: r.get(4)?,
+                ended_at: r.get(5)?,
+            });
+        }
+    }
+    Ok(Some(JobView {
+        id,
+        task,
+        state: state.parse().map_err(corrupt)?,
+        params: serde_json::from_str(&params).map_err(corrupt)?,
+        started_by,
+        created_at,
+        started_at,
+        ended_at,
+        reason,
+        counts,
+        hosts: full.then_some(hosts),
+        spec: if full {
+            Some(serde_json::from_str(&spec).map_err(corrupt)?)
+        } else {
+            None
+        },
+    }))
+}

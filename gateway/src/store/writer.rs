@@ -1,0 +1,617 @@
+//! The writer thread: takes whatever is queued (up to [`GROUP_EVENTS`] events across
+//! jobs), commits it in one transaction, then publishes each job's batch in `seq` order.
+//! No timer delays a lone line, and nothing is published before it is committed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, Sender};
+
+use bytes::Bytes;
+use rusqlite::{Connection, OptionalExtension, params};
+use shipwatch_protocol::{Event, EventBody, JobId, JobSpec, JobState, RunnerEvent, Timestamp};
+use tokio::sync::oneshot;
+
+use super::{Publisher, StoreError, StoreLimits, read_job};
+use crate::model::{CommittedBatch, CommittedEvent};
+
+/// Events committed together at most (a group may exceed it by one op's events).
+const GROUP_EVENTS: usize = 1_000;
+
+type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// A write the store asks of the writer.
+pub(super) enum Op {
+    Create {
+        spec: Box<JobSpec>,
+        params: std::collections::BTreeMap<String, String>,
+        started_by: String,
+        reply: Reply<crate::model::JobView>,
+    },
+    Append {
+        job: JobId,
+        events: Vec<RunnerEvent>,
+        reply: Reply<u64>,
+    },
+    Gateway {
+        job: JobId,
+        body: EventBody,
+        reply: Reply<u64>,
+    },
+    Audit {
+        actor: String,
+        action: String,
+        job: Option<JobId>,
+        detail: String,
+        reply: Reply<()>,
+    },
+    Sweep {
+        now: Timestamp,
+        reply: Reply<u64>,
+    },
+    FailCommits {
+        fail: bool,
+        reply: Reply<()>,
+    },
+}
+
+impl Op {
+    fn weight(&self) -> usize {
+        match self {
+            Op::Append { events, .. } => events.len(),
+            _ => 1,
+        }
+    }
+}
+
+/// What a job's row holds that every commit touches, cached between groups.
+#[derive(Clone, Copy)]
+struct JobMeta {
+    last_seq: u64,
+    last_rseq: u64,
+    log_bytes: u64,
+    dropped: u64,
+    state: JobState,
+    dirty: bool,
+}
+
+/// How to answer an op once its group's fate is known.
+enum Done {
+    Job(JobId, Reply<crate::model::JobView>),
+    U64(u64, Reply<u64>),
+    Unit(Reply<()>),
+    Failed(StoreError, Reply<u64>),
+}
+
+pub(super) fn spawn(
+    conn: Connection,
+    limits: StoreLimits,
+    publish: Arc<dyn Publisher>,
+) -> Result<Sender<Op>, StoreError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut w = Writer {
+        conn,
+        limits,
+        publish,
+        jobs: HashMap::new(),
+        fail_commits: false,
+        json: Vec::with_capacity(4096),
+    };
+    std::thread::Builder::new()
+        .name("store-writer".into())
+        .spawn(move || w.run(rx))
+        .map_err(|source| StoreError::DataDir {
+            path: "store-writer thread".into(),
+            source,
+        })?;
+    Ok(tx)
+}
+
+struct Writer {
+    conn: Connection,
+    limits: StoreLimits,
+    publish: Arc<dyn Publisher>,
+    jobs: HashMap<JobId, JobMeta>,
+    fail_commits: bool,
+    json: Vec<u8>,
+}
+
+/// One job's events of the current group, published after the commit.
+struct Pending {
+    job: JobId,
+    events: Vec<CommittedEvent>,
+}
+
+struct Group {
+    pending: Vec<Pending>,
+    index: HashMap<JobId, usize>,
+    changed: Vec<JobId>,
+    done: Vec<Done>,
+}
+
+impl Writer {
+    fn run(&mut self, rx: Receiver<Op>) {
+        // Ends when every Store handle is gone.
+        while let Ok(first) = rx.recv() {
+            let mut ops = vec![first];
+            let mut weight = ops[0].weight();
+            while weight < GROUP_EVENTS {
+                match rx.try_recv() {
+                    Ok(op) => {
+                        weight += op.weight();
+                        ops.push(op);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.group(ops);
+        }
+        tracing::debug!("store writer stopped");
+    }
+
+    fn group(&mut self, ops: Vec<Op>) {
+        let mut g = Group {
+            pending: Vec::new(),
+            index: HashMap::new(),
+            changed: Vec::new(),
+            done: Vec::with_capacity(ops.len()),
+        };
+        let mut touched: Vec<JobId> = Vec::new();
+        // Armed by an op of this group, the fault hits the next group.
+        let fail = self.fail_commits;
+        let result = (|| -> Result<(), rusqlite::Error> {
+            self.conn.execute_batch("BEGIN")?;
+            for op in ops {
+                match op {
+                    Op::FailCommits { fail, reply } => {
+                        self.fail_commits = fail;
+                        g.done.push(Done::Unit(reply));
+                    }
+                    Op::Sweep { now, reply } => match self.sweep(now) {
+                        Ok(n) => g.done.push(Done::U64(n, reply)),
+                        Err(e) => g.done.push(Done::Failed(e, reply)),
+                    },
+                    Op::Audit {
+                        actor,
+                        action,
+                        job,
+                        detail,
+                        reply,
+                    } => {
+                        self.conn
+                            .prepare_cached(
+                                "INSERT INTO audit (ts, actor, action, job, detail) \
+                                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                            )?
+                            .execute(params![
+                                Timestamp::now().to_string(),
+                                actor,
+                                action,
+                                job.map(|j| j as i64),
+                                detail
+                            ])?;
+                        g.done.push(Done::Unit(reply));
+                    }
+                    Op::Create {
+                        spec,
+                        params,
+                        started_by,
+                        reply,
+                    } => {
+                        let id = self.create(&spec, &params, &started_by)?;
+                        g.changed.push(id);
+                        g.done.push(Done::Job(id, reply));
+                    }
+                    Op::Append { job, events, reply } => {
+                        touched.push(job);
+                        match self.append(&mut g, job, events)? {
+                            Ok(rseq) => g.done.push(Done::U64(rseq, reply)),
+                            Err(e) => g.done.push(Done::Failed(e, reply)),
+                        }
+                    }
+                    Op::Gateway { job, body, reply } => {
+                        touched.push(job);
+                        match self.gateway(&mut g, job, body)? {
+                            Ok(seq) => g.done.push(Done::U64(seq, reply)),
+                            Err(e) => g.done.push(Done::Failed(e, reply)),
+                        }
+                    }
+                }
+            }
+            self.flush_meta()?;
+            if fail {
+                return Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                    Some("database or disk is full (injected by a test)".into()),
+                ));
+            }
+            self.conn.execute_batch("COMMIT")
+        })();
+        match result {
+            Ok(()) => self.after_commit(g),
+            Err(e) => {
+                if !self.conn.is_autocommit()
+                    && let Err(error) = self.conn.execute_batch("ROLLBACK")
+                {
+                    tracing::error!(%error, "store rollback failed");
+                }
+                self.after_failure(g, touched, e)
+            }
+        }
+    }
+
+    fn after_commit(&mut self, g: Group) {
+        for p in g.pending {
+            let state = self.jobs.get(&p.job).map_or(JobState::Running, |m| m.state);
+            let len: usize = p.events.iter().map(|e| e.json.len() + 1).sum();
+            let mut frame = Vec::with_capacity(len + 1);
+            frame.push(b'[');
+            for (i, e) in p.events.iter().enumerate() {
+                if i > 0 {
+                    frame.push(b',');
+                }
+                frame.extend_from_slice(&e.json);
+            }
+            frame.push(b']');
+            self.publish.publish(Arc::new(CommittedBatch {
+                job: p.job,
+                events: p.events,
+                frame: Bytes::from(frame),
+                job_state: state,
+            }));
+        }
+        let mut changed = g.changed;
+        changed.dedup();
+        for id in changed {
+            match read_job(&self.conn, id, false) {
+                Ok(Some(view)) => self.publish.job_changed(&view),
+                Ok(None) => {}
+                Err(error) => tracing::warn!(job = id, %error, "cannot read a changed job"),
+            }
+        }
+        for d in g.done {
+            match d {
+                Done::Job(id, r) => {
+                    let view = read_job(&self.conn, id, true)
+                        .and_then(|v| v.ok_or(StoreError::NoSuchJob(id)));
+                    let _ = r.send(view);
+                }
+                Done::U64(v, r) => drop(r.send(Ok(v))),
+                Done::Unit(r) => drop(r.send(Ok(()))),
+                Done::Failed(e, r) => drop(r.send(Err(e))),
+            }
+        }
+    }
+
+    /// Nothing of the group is stored: answer every op with the error, then try to fail
+    /// each job that lost events so nobody waits on it forever.
+    fn after_failure(&mut self, g: Group, mut touched: Vec<JobId>, error: rusqlite::Error) {
+        tracing::error!(%error, "store commit failed; failing the jobs it carried");
+        self.jobs.clear();
+        let reason = format!("the gateway could not store its events: {error}");
+        for d in g.done {
+            let e = || StoreError::Sqlite(clone_error(&error));
+            match d {
+                Done::Job(_, r) => drop(r.send(Err(e()))),
+                Done::U64(_, r) => drop(r.send(Err(e()))),
+                Done::Unit(r) => drop(r.send(Err(e()))),
+                Done::Failed(e2, r) => drop(r.send(Err(e2))),
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        // Marking them failed is a commit too; the injected fault is one-shot for this.
+        self.fail_commits = false;
+        for job in touched {
+            let (tx, _rx) = oneshot::channel();
+            self.group(vec![Op::Gateway {
+                job,
+                body: EventBody::Job {
+                    state: JobState::Failed,
+                    reason: Some(reason.clone()),
+                },
+                reply: tx,
+            }]);
+        }
+    }
+
+    fn meta(&mut self, job: JobId) -> Result<Option<&mut JobMeta>, rusqlite::Error> {
+        if !self.jobs.contains_key(&job) {
+            let row = self
+                .conn
+                .prepare_cached(
+                    "SELECT last_seq, last_rseq, log_bytes, dropped_lines, state \
+                     FROM jobs WHERE id = ?1",
+                )?
+                .query_row([job as i64], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, i64>(3)?,
+                        r.get::<_, String>(4)?,
+                    ))
+                })
+                .optional()?;
+            let Some((seq, rseq, bytes, dropped, state)) = row else {
+                return Ok(None);
+            };
+            let state = state.parse().unwrap_or(JobState::Failed);
+            self.jobs.insert(
+                job,
+                JobMeta {
+                    last_seq: seq as u64,
+                    last_rseq: rseq as u64,
+                    log_bytes: bytes as u64,
+                    dropped: dropped as u64,
+                    state,
+                    dirty: false,
+                },
+            );
+        }
+        Ok(self.jobs.get_mut(&job))
+    }
+
+    fn flush_meta(&mut self) -> Result<(), rusqlite::Error> {
+        let mut stmt = self.conn.prepare_cached(
+            "UPDATE jobs SET last_seq = ?2, last_rseq = ?3, log_bytes = ?4, dropped_lines = ?5 \
+             WHERE id = ?1",
+        )?;
+        for (id, m) in self.jobs.iter_mut().filter(|(_, m)| m.dirty) {
+            stmt.execute(params![
+                *id as i64,
+                m.last_seq as i64,
+                m.last_rseq as i64,
+                m.log_bytes as i64,
+                m.dropped as i64
+            ])?;
+            m.dirty = false;
+        }
+        Ok(())
+    }
+
+    fn create(
+        &mut self,
+        spec: &JobSpec,
+        params: &std::collections::BTreeMap<String, String>,
+        started_by: &str,
+    ) -> Result<JobId, rusqlite::Error> {
+        let spec_json = serde_json::to_string(spec).unwrap_or_default();
+        let params_json = serde_json::to_string(params).unwrap_or_else(|_| "{}".into());
+        self.conn
+            .prepare_cached(
+                "INSERT INTO jobs (task, spec, params, started_by, created_at, state) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'queued')",
+            )?
+            .execute(params![
+                spec.task,
+                spec_json,
+                params_json,
+                started_by,
+                Timestamp::now().to_string()
+            ])?;
+        let id = self.conn.last_insert_rowid() as JobId;
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT OR IGNORE INTO hosts (job, host, wave, state) VALUES (?1, ?2, ?3, 'pending')",
+        )?;
+        for (wave, names) in spec.waves.iter().enumerate() {
+            for name in names {
+                stmt.execute(params![id as i64, name, wave as i64])?;
+            }
+        }
+        Ok(id)
+    }
+
+    /// `Ok(Err(_))`: the op is refused but the group goes on; `Err(_)`: SQLite failed.
+    fn append(
+        &mut self,
+        g: &mut Group,
+        job: JobId,
+        events: Vec<RunnerEvent>,
+    ) -> Result<Result<u64, StoreError>, rusqlite::Error> {
+        let Some(meta) = self.meta(job)? else {
+            return Ok(Err(StoreError::NoSuchJob(job)));
+        };
+        if meta.state.is_terminal() {
+            return Ok(Err(StoreError::Finished {
+                job,
+                state: meta.state,
+            }));
+        }
+        for ev in events {
+            let Some(meta) = self.jobs.get_mut(&job) else {
+                break;
+            };
+            if ev.rseq <= meta.last_rseq {
+                continue;
+            }
+            meta.last_rseq = ev.rseq;
+            meta.dirty = true;
+            if let EventBody::Line { text, .. } = &ev.body {
+                let len = text.len() as u64;
+                if meta.log_bytes + len > self.limits.max_log_bytes {
+                    meta.dropped += 1;
+                    if meta.dropped == 1 {
+                        let text = format!(
+                            "this job's log reached max_log_bytes ({} bytes): further lines \
+                             are counted, not stored",
+                            self.limits.max_log_bytes
+                        );
+                        self.insert(g, job, ev.ts, EventBody::Notice { text })?;
+                    }
+                    continue;
+                }
+                meta.log_bytes += len;
+            }
+            self.insert(g, job, ev.ts, ev.body)?;
+        }
+        Ok(Ok(self.jobs.get(&job).map_or(0, |m| m.last_rseq)))
+    }
+
+    fn gateway(
+        &mut self,
+        g: &mut Group,
+        job: JobId,
+        body: EventBody,
+    ) -> Result<Result<u64, StoreError>, rusqlite::Error> {
+        let Some(meta) = self.meta(job)? else {
+            return Ok(Err(StoreError::NoSuchJob(job)));
+        };
+        if meta.state.is_terminal() {
+            return Ok(Err(StoreError::Finished {
+                job,
+                state: meta.state,
+            }));
+        }
+        let seq = self.insert(g, job, Timestamp::now(), body)?;
+        Ok(Ok(seq))
+    }
+
+    /// Stores one event with the next `seq` and applies it to the hosts and jobs tables.
+    fn insert(
+        &mut self,
+        g: &mut Group,
+        job: JobId,
+        ts: Timestamp,
+        body: EventBody,
+    ) -> Result<u64, rusqlite::Error> {
+        let Some(meta) = self.jobs.get_mut(&job) else {
+            return Err(rusqlite::Error::QueryReturnedNoRows);
+        };
+        meta.last_seq += 1;
+        meta.dirty = true;
+        let seq = meta.last_seq;
+        let kind = super::kind_name(body.kind().as_str());
+        let stream = body.stream();
+        match &body {
+            EventBody::Host {
+                host,
+                state,
+                exit_code,
+            } => {
+                let at = ts.to_string();
+                self.conn
+                    .prepare_cached(
+                        "UPDATE hosts SET state = ?3, exit_code = ?4, \
+                         started_at = CASE WHEN ?3 = 'running' THEN ?5 ELSE started_at END, \
+                         ended_at = CASE WHEN ?6 THEN ?5 ELSE ended_at END \
+                         WHERE job = ?1 AND host = ?2",
+                    )?
+                    .execute(params![
+                        job as i64,
+                        host,
+                        state.as_str(),
+                        exit_code,
+                        at,
+                        state.is_terminal()
+                    ])?;
+                g.changed.push(job);
+            }
+            EventBody::Job { state, reason } => {
+                meta.state = *state;
+                let at = ts.to_string();
+                self.conn
+                    .prepare_cached(
+                        "UPDATE jobs SET state = ?2, reason = COALESCE(?3, reason), \
+                         started_at = CASE WHEN ?2 = 'running' AND started_at IS NULL \
+                                      THEN ?4 ELSE started_at END, \
+                         ended_at = CASE WHEN ?5 THEN ?4 ELSE ended_at END, \
+                         ended_ms = CASE WHEN ?5 THEN ?6 ELSE ended_ms END \
+                         WHERE id = ?1",
+                    )?
+                    .execute(params![
+                        job as i64,
+                        state.as_str(),
+                        reason,
+                        at,
+                        state.is_terminal(),
+                        ts.as_millis()
+                    ])?;
+                if state.is_terminal() {
+                    // Hosts that never finished cannot now: say so in the table.
+                    self.conn
+                        .prepare_cached(
+                            "UPDATE hosts SET state = CASE state WHEN 'pending' THEN 'skipped' \
+                             ELSE 'cancelled' END, ended_at = ?2 \
+                             WHERE job = ?1 AND state IN ('pending', 'running')",
+                        )?
+                        .execute(params![job as i64, at])?;
+                }
+                g.changed.push(job);
+            }
+            _ => {}
+        }
+        let host: Option<Arc<str>> = body.host().map(|h| {
+            let last = g
+                .index
+                .get(&job)
+                .and_then(|&i| g.pending[i].events.last())
+                .and_then(|e| e.host.clone());
+            match last {
+                Some(l) if &*l == h => l,
+                _ => Arc::from(h),
+            }
+        });
+        let event = Event { job, seq, ts, body };
+        self.json.clear();
+        event.write_json(&mut self.json);
+        self.conn
+            .prepare_cached(
+                "INSERT INTO events (job, seq, kind, host, stream, ts, json) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?
+            .execute(params![
+                job as i64,
+                seq as i64,
+                kind,
+                host.as_deref(),
+                stream.map(|s| s.as_str()),
+                ts.as_millis(),
+                &self.json[..]
+            ])?;
+        let committed = CommittedEvent {
+            seq,
+            kind,
+            host,
+            stream,
+            json: Bytes::copy_from_slice(&self.json),
+        };
+        let i = *g.index.entry(job).or_insert_with(|| {
+            g.pending.push(Pending {
+                job,
+                events: Vec::new(),
+            });
+            g.pending.len() - 1
+        });
+        g.pending[i].events.push(committed);
+        Ok(seq)
+    }
+
+    /// Runs inside the group's transaction.
+    fn sweep(&mut self, now: Timestamp) -> Result<u64, StoreError> {
+        let cutoff = now.as_millis() - i64::from(self.limits.retention_days) * 86_400_000;
+        let tx = &self.conn;
+        let ids: Vec<i64> = tx
+            .prepare_cached("SELECT id FROM jobs WHERE ended_ms IS NOT NULL AND ended_ms < ?1")?
+            .query_map([cutoff], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for id in &ids {
+            tx.execute("DELETE FROM events WHERE job = ?1", [id])?;
+            tx.execute("DELETE FROM hosts WHERE job = ?1", [id])?;
+            tx.execute("DELETE FROM jobs WHERE id = ?1", [id])?;
+            self.jobs.remove(&(*id as JobId));
+        }
+        if !ids.is_empty() {
+            tracing::info!(jobs = ids.len(), "retention sweep deleted old jobs");
+        }
+        Ok(ids.len() as u64)
+    }
+}
+
+fn clone_error(e: &rusqlite::Error) -> rusqlite::Error {
+    match e {
+        rusqlite::Error::SqliteFailure(code, msg) => {
+            rusqlite::Error::SqliteFailure(*code, msg.clone())
+        }
+        other => rusqlite::Error::InvalidParameterName(other.to_string()),
+    }
+}

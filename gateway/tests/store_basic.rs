@@ -1,0 +1,395 @@
+//! The store against real SQLite files: gapless seq, rseq dedupe, caps, retention, faults.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use shipwatch_gateway::model::{CommittedBatch, EventFilter, JobView};
+use shipwatch_gateway::store::{Publisher, Store, StoreLimits};
+use shipwatch_protocol::{
+    EventBody, HostState, HostTarget, JobSpec, JobState, RunnerEvent, SshSpec, Stream, Timestamp,
+    Transport,
+};
+
+#[derive(Default)]
+struct Recorder {
+    batches: Mutex<Vec<Arc<CommittedBatch>>>,
+    jobs: Mutex<Vec<JobView>>,
+}
+
+impl Publisher for Recorder {
+    fn publish(&self, batch: Arc<CommittedBatch>) {
+        self.batches.lock().unwrap().push(batch);
+    }
+    fn job_changed(&self, job: &JobView) {
+        self.jobs.lock().unwrap().push(job.clone());
+    }
+}
+
+fn spec(hosts: &[&str]) -> JobSpec {
+    JobSpec {
+        task: "deploy".into(),
+        transport: Transport::Local,
+        script: "echo hi".into(),
+        hosts: hosts
+            .iter()
+            .map(|h| HostTarget {
+                name: h.to_string(),
+                address: None,
+                port: None,
+            })
+            .collect(),
+        waves: vec![hosts.iter().map(|h| h.to_string()).collect()],
+        max_failures: 0,
+        timeout_secs: 60,
+        params: BTreeMap::new(),
+        ssh: SshSpec {
+            user: "deploy".into(),
+            port: 22,
+            identity_file: None,
+            known_hosts: None,
+            connect_timeout_secs: 5,
+            options: vec![],
+        },
+    }
+}
+
+fn line(rseq: u64, host: &str, text: &str) -> RunnerEvent {
+    RunnerEvent {
+        rseq,
+        ts: Timestamp(1_764_000_000_000 + rseq as i64),
+        body: EventBody::Line {
+            host: host.into(),
+            stream: Stream::Stdout,
+            text: text.into(),
+        },
+    }
+}
+
+fn open(dir: &std::path::Path, max_log_bytes: u64) -> (Store, Arc<Recorder>) {
+    let rec = Arc::new(Recorder::default());
+    let store = Store::open(
+        dir,
+        StoreLimits {
+            max_log_bytes,
+            retention_days: 30,
+        },
+        rec.clone(),
+    )
+    .unwrap();
+    (store, rec)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seq_is_gapless_per_job_under_concurrent_jobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, rec) = open(dir.path(), u64::MAX);
+    let mut tasks = Vec::new();
+    for j in 0..4 {
+        let job = store
+            .create_job(spec(&["a", "b"]), BTreeMap::new(), "alice")
+            .await
+            .unwrap();
+        assert_eq!(job.state, JobState::Queued);
+        assert_eq!(job.counts.pending, 2);
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for chunk in 0..50u64 {
+                let evs = (1..=20)
+                    .map(|i| line(chunk * 20 + i, "a", &format!("j{j} {i}")))
+                    .collect();
+                let acked = store.append(job.id, evs).await.unwrap();
+                assert_eq!(acked, chunk * 20 + 20);
+            }
+            job.id
+        }));
+    }
+    for t in tasks {
+        let id = t.await.unwrap();
+        let evs = store
+            .read_events(id, 0, &EventFilter::default(), usize::MAX)
+            .await
+            .unwrap();
+        let seqs: Vec<u64> = evs.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (1..=1000).collect::<Vec<_>>());
+        assert_eq!(store.last_seq(id).await.unwrap(), 1000);
+        // Published batches of this job are in order, gapless, and the same bytes as stored.
+        let published: Vec<u64> = rec
+            .batches
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|b| b.job == id)
+            .flat_map(|b| b.events.iter().map(|e| e.seq).collect::<Vec<_>>())
+            .collect();
+        assert_eq!(published, seqs);
+        let v: serde_json::Value = serde_json::from_slice(&evs[0].json).unwrap();
+        assert_eq!(v["seq"], 1);
+        assert_eq!(v["job"], id);
+        assert_eq!(v["kind"], "line");
+    }
+    let b = rec.batches.lock().unwrap()[0].clone();
+    let frame: Vec<serde_json::Value> = serde_json::from_slice(&b.frame).unwrap();
+    assert_eq!(frame.len(), b.events.len());
+}
+
+#[tokio::test]
+async fn resent_events_are_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path(), u64::MAX);
+    let job = store
+        .create_job(spec(&["a"]), BTreeMap::new(), "alice")
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .append(job.id, (1..=5).map(|i| line(i, "a", "x")).collect())
+            .await
+            .unwrap(),
+        5
+    );
+    // A reconnecting runner resends 3..=8.
+    assert_eq!(
+        store
+            .append(job.id, (3..=8).map(|i| line(i, "a", "y")).collect())
+            .await
+            .unwrap(),
+        8
+    );
+    let evs = store
+        .read_events(job.id, 0, &EventFilter::default(), 100)
+        .await
+        .unwrap();
+    assert_eq!(evs.len(), 8);
+    let texts: Vec<String> = evs
+        .iter()
+        .map(|e| {
+            serde_json::from_slice::<serde_json::Value>(&e.json).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(texts, ["x", "x", "x", "x", "x", "y", "y", "y"]);
+    // Survives reopening: the dedupe state is in the file.
+    drop(store);
+    let (store, _) = open(dir.path(), u64::MAX);
+    assert_eq!(
+        store
+            .append(job.id, (7..=9).map(|i| line(i, "a", "z")).collect())
+            .await
+            .unwrap(),
+        9
+    );
+    assert_eq!(store.last_seq(job.id).await.unwrap(), 9);
+}
+
+#[tokio::test]
+async fn host_and_job_events_update_counts_and_filters_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, rec) = open(dir.path(), u64::MAX);
+    let job = store
+        .create_job(spec(&["a", "b"]), BTreeMap::new(), "alice")
+        .await
+        .unwrap();
+    store
+        .gateway_event(
+            job.id,
+            EventBody::Job {
+                state: JobState::Running,
+                reason: None,
+            },
+        )
+        .await
+        .unwrap();
+    let host = |rseq, h: &str, state| RunnerEvent {
+        rseq,
+        ts: Timestamp::now(),
+        body: EventBody::Host {
+            host: h.into(),
+            state,
+            exit_code: Some(0),
+        },
+    };
+    store
+        .append(
+            job.id,
+            vec![
+                host(1, "a", HostState::Running),
+                line(2, "a", "out a"),
+                RunnerEvent {
+                    rseq: 3,
+                    ts: Timestamp::now(),
+                    body: EventBody::Line {
+                        host: "b".into(),
+                        stream: Stream::Stderr,
+                        text: "err b".into(),
+                    },
+                },
+                host(4, "a", HostState::Ok),
+            ],
+        )
+        .await
+        .unwrap();
+    let v = store.job(job.id).await.unwrap().unwrap();
+    assert_eq!(v.state, JobState::Running);
+    assert!(v.started_at.is_some());
+    assert_eq!(v.counts.ok, 1);
+    assert_eq!(v.counts.pending, 1);
+    assert!(v.spec.is_some());
+    let stderr = EventFilter {
+        streams: Some(vec![Stream::Stderr]),
+        ..Default::default()
+    };
+    let evs = store.read_events(job.id, 0, &stderr, 100).await.unwrap();
+    // Events without a stream (job, host) pass a stream filter; only stderr lines do.
+    let kinds: Vec<&str> = evs.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, ["job", "host", "line", "host"]);
+    assert!(evs.iter().all(|e| e.stream != Some(Stream::Stdout)));
+    assert!(evs.iter().any(|e| e.stream == Some(Stream::Stderr)));
+    let only_a = EventFilter {
+        hosts: Some(vec!["a".into()]),
+        kinds: Some(vec!["line".into()]),
+        ..Default::default()
+    };
+    let evs = store.read_events(job.id, 0, &only_a, 100).await.unwrap();
+    assert_eq!(evs.len(), 1);
+    assert_eq!(evs[0].host.as_deref(), Some("a"));
+    store
+        .gateway_event(
+            job.id,
+            EventBody::Job {
+                state: JobState::Succeeded,
+                reason: None,
+            },
+        )
+        .await
+        .unwrap();
+    let v = store.job(job.id).await.unwrap().unwrap();
+    assert_eq!(v.state, JobState::Succeeded);
+    assert_eq!(v.counts.skipped, 1, "the never-started host is skipped");
+    assert!(
+        rec.jobs
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|j| j.state == JobState::Succeeded)
+    );
+    // A finished job takes no more events.
+    assert!(
+        store
+            .append(job.id, vec![line(9, "a", "late")])
+            .await
+            .is_err()
+    );
+    assert_eq!(store.jobs(10, None).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn lines_past_max_log_bytes_are_counted_with_one_notice() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path(), 10);
+    let job = store
+        .create_job(spec(&["a"]), BTreeMap::new(), "alice")
+        .await
+        .unwrap();
+    let acked = store
+        .append(job.id, (1..=6).map(|i| line(i, "a", "1234")).collect())
+        .await
+        .unwrap();
+    assert_eq!(acked, 6);
+    let evs = store
+        .read_events(job.id, 0, &EventFilter::default(), 100)
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = evs.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, ["line", "line", "notice"]);
+    assert_eq!(store.dropped_lines(job.id).await.unwrap(), 4);
+    // Host and job events are still stored past the cap.
+    store
+        .gateway_event(
+            job.id,
+            EventBody::Job {
+                state: JobState::Failed,
+                reason: Some("x".into()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.last_seq(job.id).await.unwrap(), 4);
+}
+
+#[tokio::test]
+async fn retention_sweep_deletes_old_finished_jobs_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path(), u64::MAX);
+    let done = store
+        .create_job(spec(&["a"]), BTreeMap::new(), "alice")
+        .await
+        .unwrap();
+    let queued = store
+        .create_job(spec(&["a"]), BTreeMap::new(), "alice")
+        .await
+        .unwrap();
+    store
+        .append(done.id, vec![line(1, "a", "x")])
+        .await
+        .unwrap();
+    store
+        .gateway_event(
+            done.id,
+            EventBody::Job {
+                state: JobState::Succeeded,
+                reason: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.sweep().await.unwrap(), 0, "fresh jobs are kept");
+    let later = Timestamp(Timestamp::now().as_millis() + 31 * 86_400_000);
+    assert_eq!(store.sweep_before(later).await.unwrap(), 1);
+    assert!(store.job(done.id).await.unwrap().is_none());
+    assert!(
+        store
+            .read_events(done.id, 0, &EventFilter::default(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.job(queued.id).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn a_failed_commit_fails_the_job_and_reads_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path(), u64::MAX);
+    let job = store
+        .create_job(spec(&["a"]), BTreeMap::new(), "alice")
+        .await
+        .unwrap();
+    store
+        .append(job.id, vec![line(1, "a", "kept")])
+        .await
+        .unwrap();
+    store.fail_commits_for_test(true).await.unwrap();
+    let err = store
+        .append(job.id, vec![line(2, "a", "lost")])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("full"), "{err}");
+    let v = store.job(job.id).await.unwrap().unwrap();
+    assert_eq!(v.state, JobState::Failed);
+    assert!(v.reason.unwrap().contains("could not store"));
+    let evs = store
+        .read_events(job.id, 0, &EventFilter::default(), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        evs.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        ["line", "job"]
+    );
+    store
+        .audit("alice", "cancel", Some(job.id), "test")
+        .await
+        .unwrap();
+    assert_eq!(store.audit_log(10).await.unwrap()[0].actor, "alice");
+}
