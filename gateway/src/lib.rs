@@ -5,15 +5,23 @@
 //!
 //! It never runs scripts and never blocks on a watcher.
 
+pub mod dispatch;
 pub mod model;
 pub mod store;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::{Router, routing::get};
 use shipwatch_config::Config;
 use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use dispatch::Dispatcher;
+pub use store::{NoPublisher, Publisher, Store, StoreError, StoreLimits};
 
 /// Why the gateway could not start or keep serving.
 #[derive(Debug, thiserror::Error)]
@@ -30,30 +38,109 @@ pub enum GatewayError {
     },
     #[error("HTTP server failed: {0}")]
     Serve(std::io::Error),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
 }
+
+/// What every HTTP handler and background task of the gateway shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The current configuration; replaced in place on reload (send on `config_tx`).
+    pub config: watch::Receiver<Arc<Config>>,
+    /// Where a reload publishes the new configuration.
+    pub config_tx: Arc<watch::Sender<Arc<Config>>>,
+    pub store: Store,
+    pub dispatcher: Dispatcher,
+}
+
+impl AppState {
+    /// The configuration as it is now.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.borrow().clone()
+    }
+}
+
+/// How often finished jobs past `retention_days` are deleted.
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
 /// Serves until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), GatewayError> {
+    let limits = StoreLimits {
+        max_log_bytes: config.server.max_log_bytes,
+        retention_days: config.server.retention_days,
+    };
+    // The fan-out hub (gateway/src/fanout.rs) becomes the publisher once committed.
+    let store = Store::open(&config.server.data_dir, limits, Arc::new(NoPublisher))?;
     let addr = config.server.listen;
     let http = TcpListener::bind(addr)
         .await
         .map_err(|source| GatewayError::Listen { addr, source })?;
     let socket_path = config.server.run_dir.join("runners.sock");
-    let _runners =
+    let runners =
         bind_private_socket(&socket_path).map_err(|source| GatewayError::RunnerSocket {
             path: socket_path.clone(),
             source,
         })?;
-    tracing::info!(%addr, runners = %socket_path.display(), "gateway listening");
+
+    let (config_tx, config_rx) = watch::channel(Arc::new(config));
+    let tracker = TaskTracker::new();
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        config_rx.clone(),
+        tracker.clone(),
+        shutdown.clone(),
+    );
+    let state = AppState {
+        config: config_rx,
+        config_tx: Arc::new(config_tx),
+        store: store.clone(),
+        dispatcher: dispatcher.clone(),
+    };
+    {
+        let dispatcher = dispatcher.clone();
+        tracker.spawn(async move {
+            if let Err(error) = dispatcher.serve(runners).await {
+                tracing::error!(%error, "runner dispatch stopped");
+            }
+        });
+    }
+    {
+        let store = store.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            let mut every = tokio::time::interval(SWEEP_EVERY);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = every.tick() => {}
+                }
+                if let Err(error) = store.sweep().await {
+                    tracing::warn!(%error, "retention sweep failed");
+                }
+            }
+        });
+    }
+
+    tracing::info!(%addr, runners = %socket_path.display(), db = %store.path().display(), "gateway listening");
     if let Err(error) = shipwatch_protocol::supervision::notify_ready() {
         tracing::warn!(%error, "could not tell the supervisor we are ready");
     }
+    dispatcher.wake();
 
-    let app = Router::new().route("/healthz", get(|| async { "ok\n" }));
-    axum::serve(http, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(state);
+    let served = axum::serve(http, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await
-        .map_err(GatewayError::Serve)
+        .map_err(GatewayError::Serve);
+    shutdown.cancel();
+    tracker.close();
+    tracker.wait().await;
+    if let Err(error) = store.flush().await {
+        tracing::warn!(%error, "store did not flush on shutdown");
+    }
+    served
 }
 
 /// Binds a Unix socket only its owner may use, replacing a stale one from a dead gateway.

@@ -165,6 +165,25 @@ impl Store {
             .await
     }
 
+    /// Like [`Store::append`] but queues the events now, so several frames can be in
+    /// flight and still commit (and be acked) in the order they were submitted.
+    pub fn submit(
+        &self,
+        job: JobId,
+        events: Vec<RunnerEvent>,
+    ) -> impl std::future::Future<Output = Result<u64, StoreError>> + Send + 'static {
+        let (reply, rx) = oneshot::channel();
+        let sent = self
+            .inner
+            .writes
+            .send(writer::Op::Append { job, events, reply })
+            .map_err(|_| StoreError::WriterGone);
+        async move {
+            sent?;
+            rx.await.map_err(|_| StoreError::WriterGone)?
+        }
+    }
+
     /// Commits an event the gateway itself makes (running, lost, cancelled…), with the
     /// host and job tables updated in the same transaction; returns its `seq`.
     pub async fn gateway_event(&self, job: JobId, body: EventBody) -> Result<u64, StoreError> {
@@ -199,6 +218,11 @@ impl Store {
     /// Deletes jobs that ended more than `retention_days` before `now`.
     pub async fn sweep_before(&self, now: Timestamp) -> Result<u64, StoreError> {
         self.write(|reply| writer::Op::Sweep { now, reply }).await
+    }
+
+    /// Waits until everything queued before it is committed (shutdown).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.write(|reply| writer::Op::Flush { reply }).await
     }
 
     /// Makes every later commit fail, as a full disk would (tests only).

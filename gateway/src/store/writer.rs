@@ -52,6 +52,10 @@ pub(super) enum Op {
         fail: bool,
         reply: Reply<()>,
     },
+    /// Answered once everything queued before it is committed.
+    Flush {
+        reply: Reply<()>,
+    },
 }
 
 impl Op {
@@ -162,6 +166,7 @@ impl Writer {
             self.conn.execute_batch("BEGIN")?;
             for op in ops {
                 match op {
+                    Op::Flush { reply } => g.done.push(Done::Unit(reply)),
                     Op::FailCommits { fail, reply } => {
                         self.fail_commits = fail;
                         g.done.push(Done::Unit(reply));

@@ -1,0 +1,627 @@
+//! The runner socket server and the job queue (DESIGN §1): runners say hello, idle ones
+//! get the oldest queued job their task's `concurrency` allows, their events are committed
+//! and acked, and a job whose runner is gone past [`GRACE`] becomes `lost`.
+//!
+//! The queue itself is the store's `queued` jobs, so a job created over HTTP only needs a
+//! [`Dispatcher::wake`], and a gateway restart loses nothing. Jobs left `running` by a dead
+//! gateway wait [`GRACE`] for their runner to reclaim them. When a job ends by `lost` or
+//! failure to store, the store marks its running hosts `cancelled` and pending ones
+//! `skipped`; a runner that comes back with a job already finished gets a Cancel.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::stream::FuturesOrdered;
+use futures_util::{SinkExt, StreamExt};
+use shipwatch_config::Config;
+use shipwatch_protocol::{
+    EventBody, GatewayCodec, GatewayFrame, JobId, JobState, PROTOCOL_VERSION, RunnerFrame,
+};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio_util::codec::Framed;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::store::{Store, StoreError};
+
+/// How long a job waits for its runner to reconnect before it is `lost`.
+pub const GRACE: Duration = Duration::from_secs(10);
+/// How often each side sends a heartbeat.
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+/// A runner connection silent this long is dropped.
+pub const SILENCE: Duration = Duration::from_secs(30);
+/// Event frames of one runner committed but not yet acked, at most; then reading pauses.
+const IN_FLIGHT: usize = 64;
+
+/// What [`Dispatcher::cancel`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The job was queued (or had no runner) and is now `cancelled`.
+    Cancelled,
+    /// A Cancel went to the job's runner; the job ends when the runner says so.
+    Requested,
+    /// The job had already ended in this state.
+    AlreadyFinished(JobState),
+}
+
+/// Why dispatch could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error("job {0} does not exist")]
+    NoSuchJob(JobId),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A cheap handle on the queue and the connected runners.
+#[derive(Clone)]
+pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    config: watch::Receiver<Arc<Config>>,
+    wake: Notify,
+    state: Mutex<State>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    grace: Duration,
+}
+
+#[derive(Default)]
+struct State {
+    next_conn: u64,
+    runners: HashMap<u64, Runner>,
+    /// Every job the gateway believes running, whether or not its runner is connected.
+    running: HashMap<JobId, Running>,
+}
+
+struct Runner {
+    index: u32,
+    tx: mpsc::UnboundedSender<GatewayFrame>,
+    job: Option<JobId>,
+    draining: bool,
+}
+
+struct Running {
+    task: String,
+    /// The connection running it; `None` while waiting for a runner to come back.
+    conn: Option<u64>,
+    /// Bumped on every attach, so a stale grace timer knows it lost the race.
+    epoch: u64,
+}
+
+impl Dispatcher {
+    /// A dispatcher over `store`; call [`Dispatcher::serve`] to take runners.
+    pub fn new(
+        store: Store,
+        config: watch::Receiver<Arc<Config>>,
+        tracker: TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Dispatcher {
+        Self::with_grace(store, config, tracker, shutdown, GRACE)
+    }
+
+    /// Like [`Dispatcher::new`] with another grace period (tests).
+    pub fn with_grace(
+        store: Store,
+        config: watch::Receiver<Arc<Config>>,
+        tracker: TaskTracker,
+        shutdown: CancellationToken,
+        grace: Duration,
+    ) -> Dispatcher {
+        Dispatcher {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                wake: Notify::new(),
+                state: Mutex::new(State::default()),
+                tracker,
+                shutdown,
+                grace,
+            }),
+        }
+    }
+
+    /// A job was queued (or a slot freed): try to hand out work.
+    pub fn wake(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// The id of a running job of `task`, if any (HTTP answers 409 with it when the
+    /// task's `concurrency` is reached).
+    pub fn running_job_of_task(&self, task: &str) -> Option<JobId> {
+        self.running_jobs_of_task(task).into_iter().min()
+    }
+
+    /// Every job of `task` the gateway believes running.
+    pub fn running_jobs_of_task(&self, task: &str) -> Vec<JobId> {
+        self.lock()
+            .running
+            .iter()
+            .filter(|(_, r)| r.task == task)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// How many runners are connected.
+    pub fn runners(&self) -> usize {
+        self.lock().runners.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain maps behind: still usable.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queued → cancelled at once; running → a Cancel frame to its runner.
+    pub async fn cancel(&self, job: JobId) -> Result<CancelOutcome, DispatchError> {
+        let view = self
+            .inner
+            .store
+            .job(job)
+            .await?
+            .ok_or(DispatchError::NoSuchJob(job))?;
+        if view.state.is_terminal() {
+            return Ok(CancelOutcome::AlreadyFinished(view.state));
+        }
+        let runner_tx = {
+            let st = self.lock();
+            st.running
+                .get(&job)
+                .and_then(|r| r.conn)
+                .and_then(|c| st.runners.get(&c))
+                .map(|r| r.tx.clone())
+        };
+        if let Some(tx) = runner_tx
+            && tx.send(GatewayFrame::Cancel { job }).is_ok()
+        {
+            return Ok(CancelOutcome::Requested);
+        }
+        let reason = if view.state == JobState::Queued {
+            "cancelled while queued"
+        } else {
+            "cancelled while its runner was disconnected"
+        };
+        match self.end_job(job, JobState::Cancelled, reason).await {
+            Ok(()) => Ok(CancelOutcome::Cancelled),
+            Err(StoreError::Finished { state, .. }) => Ok(CancelOutcome::AlreadyFinished(state)),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn end_job(&self, job: JobId, state: JobState, reason: &str) -> Result<(), StoreError> {
+        let result = self
+            .inner
+            .store
+            .gateway_event(
+                job,
+                EventBody::Job {
+                    state,
+                    reason: Some(reason.to_string()),
+                },
+            )
+            .await;
+        self.lock().running.remove(&job);
+        self.wake();
+        result.map(|_| ())
+    }
+
+    /// Takes runners on `listener` and hands out jobs until shutdown. Jobs the store has
+    /// `running` (left by a previous gateway) get [`GRACE`] to be reclaimed.
+    pub async fn serve(self, listener: UnixListener) -> Result<(), StoreError> {
+        for job in self.inner.store.jobs_in_state(&[JobState::Running]).await? {
+            self.lock().running.insert(
+                job.id,
+                Running {
+                    task: job.task.clone(),
+                    conn: None,
+                    epoch: 0,
+                },
+            );
+            self.start_grace(
+                job.id,
+                0,
+                format!(
+                    "its runner did not reconnect within {} s of the gateway restarting",
+                    self.inner.grace.as_secs()
+                ),
+            );
+        }
+        let me = self.clone();
+        self.inner
+            .tracker
+            .spawn(async move { me.assign_loop().await });
+        let shutdown = self.inner.shutdown.clone();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        let me = self.clone();
+                        self.inner.tracker.spawn(async move { me.connection(stream).await });
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "cannot accept a runner connection");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
+        }
+    }
+
+    fn start_grace(&self, job: JobId, epoch: u64, reason: String) {
+        let me = self.clone();
+        let grace = self.inner.grace;
+        let shutdown = self.inner.shutdown.clone();
+        self.inner.tracker.spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(grace) => {}
+            }
+            let still_orphaned = me
+                .lock()
+                .running
+                .get(&job)
+                .is_some_and(|r| r.conn.is_none() && r.epoch == epoch);
+            if still_orphaned {
+                tracing::warn!(job, %reason, "job lost");
+                match me.end_job(job, JobState::Lost, &reason).await {
+                    Ok(()) | Err(StoreError::Finished { .. }) => {}
+                    Err(error) => tracing::error!(job, %error, "cannot mark a job lost"),
+                }
+            }
+        });
+    }
+
+    async fn assign_loop(self) {
+        loop {
+            tokio::select! {
+                _ = self.inner.shutdown.cancelled() => return,
+                _ = self.inner.wake.notified() => {}
+            }
+            if let Err(error) = self.assign_some().await {
+                tracing::error!(%error, "cannot read the job queue");
+            }
+        }
+    }
+
+    /// Hands queued jobs, oldest first, to idle runners while the tasks' limits allow.
+    async fn assign_some(&self) -> Result<(), StoreError> {
+        if !self
+            .lock()
+            .runners
+            .values()
+            .any(|r| r.job.is_none() && !r.draining)
+        {
+            return Ok(());
+        }
+        let queued = self.inner.store.jobs_in_state(&[JobState::Queued]).await?;
+        for job in queued {
+            let conn = {
+                let mut st = self.lock();
+                let limit = self
+                    .inner
+                    .config
+                    .borrow()
+                    .tasks
+                    .iter()
+                    .find(|t| t.name == job.task)
+                    .map_or(1, |t| t.concurrency);
+                let running = st.running.values().filter(|r| r.task == job.task).count();
+                if limit != 0 && running >= limit as usize {
+                    continue;
+                }
+                let Some((&conn, runner)) = st
+                    .runners
+                    .iter_mut()
+                    .filter(|(_, r)| r.job.is_none() && !r.draining)
+                    .min_by_key(|(c, _)| **c)
+                else {
+                    return Ok(());
+                };
+                runner.job = Some(job.id);
+                st.running.insert(
+                    job.id,
+                    Running {
+                        task: job.task.clone(),
+                        conn: Some(conn),
+                        epoch: 0,
+                    },
+                );
+                conn
+            };
+            let marked = self
+                .inner
+                .store
+                .gateway_event(
+                    job.id,
+                    EventBody::Job {
+                        state: JobState::Running,
+                        reason: None,
+                    },
+                )
+                .await;
+            let mut st = self.lock();
+            if let Err(error) = marked {
+                // Cancelled meanwhile, or the store failed: free the runner again.
+                tracing::info!(job = job.id, %error, "not assigning job");
+                st.running.remove(&job.id);
+                if let Some(r) = st.runners.get_mut(&conn) {
+                    r.job = None;
+                }
+                continue;
+            }
+            let sent = match (st.runners.get(&conn), job.spec) {
+                (Some(r), Some(spec)) => {
+                    r.tx.send(GatewayFrame::Assign {
+                        job: job.id,
+                        spec: Box::new(spec),
+                    })
+                    .is_ok()
+                }
+                _ => false,
+            };
+            if sent {
+                tracing::info!(job = job.id, task = %job.task, runner = st.runners.get(&conn).map(|r| r.index), "job assigned");
+            } else if let Some(r) = st.running.get_mut(&job.id) {
+                // The runner vanished between choosing and sending: give it the grace.
+                r.conn = None;
+                drop(st);
+                self.start_grace(
+                    job.id,
+                    0,
+                    format!(
+                        "its runner disconnected as the job was assigned and none came back within {} s",
+                        self.inner.grace.as_secs()
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn connection(self, stream: UnixStream) {
+        let mut framed = Framed::new(stream, GatewayCodec::new());
+        let hello = tokio::select! {
+            _ = self.inner.shutdown.cancelled() => return,
+            first = tokio::time::timeout(SILENCE, framed.next()) => first,
+        };
+        let (index, reclaim, draining) = match hello {
+            Ok(Some(Ok(RunnerFrame::Hello {
+                version,
+                runner,
+                job,
+                draining,
+                ..
+            }))) if version == PROTOCOL_VERSION => (runner, job, draining),
+            Ok(Some(Ok(RunnerFrame::Hello { version, .. }))) => {
+                let reason = format!(
+                    "this gateway speaks runner protocol version {PROTOCOL_VERSION} and the \
+                     runner speaks version {version}: the binaries differ; restart the whole \
+                     system with one shipwatch binary (`shipwatch up` starts gateway and \
+                     runners from the same file)"
+                );
+                tracing::warn!(%reason, "runner refused");
+                let _ = framed
+                    .send(GatewayFrame::Refused {
+                        version: PROTOCOL_VERSION,
+                        reason,
+                    })
+                    .await;
+                return;
+            }
+            Ok(Some(Ok(_))) => {
+                let _ = framed
+                    .send(GatewayFrame::Refused {
+                        version: PROTOCOL_VERSION,
+                        reason: format!(
+                            "the first frame must be a hello with protocol version \
+                             {PROTOCOL_VERSION}"
+                        ),
+                    })
+                    .await;
+                return;
+            }
+            Ok(Some(Err(error))) => {
+                let _ = framed
+                    .send(GatewayFrame::Refused {
+                        version: PROTOCOL_VERSION,
+                        reason: format!(
+                            "unreadable hello ({error}); this gateway speaks runner protocol \
+                             version {PROTOCOL_VERSION}"
+                        ),
+                    })
+                    .await;
+                return;
+            }
+            Ok(None) | Err(_) => return,
+        };
+        if framed
+            .send(GatewayFrame::Welcome {
+                version: PROTOCOL_VERSION,
+            })
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let conn = {
+            let mut st = self.lock();
+            st.next_conn += 1;
+            let conn = st.next_conn;
+            st.runners.insert(
+                conn,
+                Runner {
+                    index,
+                    tx: tx.clone(),
+                    job: None,
+                    draining,
+                },
+            );
+            conn
+        };
+        tracing::info!(runner = index, job = ?reclaim, "runner connected");
+        if let Some(job) = reclaim {
+            self.reclaim(conn, job, &tx);
+        }
+        self.wake();
+        self.serve_runner(conn, index, &mut framed, &mut rx).await;
+        // Gone: its job waits for it to come back.
+        let orphan = {
+            let mut st = self.lock();
+            let job = st.runners.remove(&conn).and_then(|r| r.job);
+            job.and_then(|job| {
+                let r = st.running.get_mut(&job)?;
+                if r.conn != Some(conn) {
+                    return None;
+                }
+                r.conn = None;
+                Some((job, r.epoch))
+            })
+        };
+        tracing::info!(runner = index, "runner disconnected");
+        if let Some((job, epoch)) = orphan
+            && !self.inner.shutdown.is_cancelled()
+        {
+            self.start_grace(
+                job,
+                epoch,
+                format!(
+                    "runner-{index} disconnected and did not come back within {} s",
+                    self.inner.grace.as_secs()
+                ),
+            );
+        }
+    }
+
+    /// A reconnecting runner takes its job back, or is told to stop it if it ended.
+    fn reclaim(&self, conn: u64, job: JobId, tx: &mpsc::UnboundedSender<GatewayFrame>) {
+        let mut st = self.lock();
+        let taken = match st.running.get_mut(&job) {
+            Some(r) => {
+                r.conn = Some(conn);
+                r.epoch += 1;
+                true
+            }
+            None => false,
+        };
+        if taken {
+            if let Some(r) = st.runners.get_mut(&conn) {
+                r.job = Some(job);
+            }
+            tracing::info!(job, "runner reclaimed its job");
+        } else {
+            // The job ended (lost, cancelled) while the runner was away: stop it. Its
+            // resent events are acked and dropped when they arrive.
+            let _ = tx.send(GatewayFrame::Cancel { job });
+        }
+    }
+
+    async fn serve_runner(
+        &self,
+        conn: u64,
+        index: u32,
+        framed: &mut Framed<UnixStream, GatewayCodec>,
+        rx: &mut mpsc::UnboundedReceiver<GatewayFrame>,
+    ) {
+        let mut acks = FuturesOrdered::new();
+        let mut beat = tokio::time::interval(HEARTBEAT);
+        let mut last_heard = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = self.inner.shutdown.cancelled() => return,
+                _ = beat.tick() => {
+                    if last_heard.elapsed() > SILENCE {
+                        tracing::warn!(runner = index, "runner silent too long, dropping it");
+                        return;
+                    }
+                    if framed.send(GatewayFrame::Heartbeat).await.is_err() {
+                        return;
+                    }
+                }
+                Some(frame) = rx.recv() => {
+                    if framed.send(frame).await.is_err() {
+                        return;
+                    }
+                }
+                Some((job, last_rseq, ends, result)) = acks.next(), if !acks.is_empty() => {
+                    let rseq = match result {
+                        Ok(rseq) => rseq,
+                        // Finished elsewhere (lost, cancelled, store failure): let the
+                        // runner forget these events and stop the job.
+                        Err(StoreError::Finished { .. }) | Err(StoreError::NoSuchJob(_)) => {
+                            let _ = framed.feed(GatewayFrame::Cancel { job }).await;
+                            self.job_ended(conn, job);
+                            last_rseq
+                        }
+                        Err(error) => {
+                            tracing::error!(job, %error, "cannot store a runner's events");
+                            self.job_ended(conn, job);
+                            let _ = framed.feed(GatewayFrame::Cancel { job }).await;
+                            continue;
+                        }
+                    };
+                    if framed.send(GatewayFrame::Ack { job, rseq }).await.is_err() {
+                        return;
+                    }
+                    if ends {
+                        self.job_ended(conn, job);
+                    }
+                }
+                frame = framed.next(), if acks.len() < IN_FLIGHT => {
+                    last_heard = tokio::time::Instant::now();
+                    match frame {
+                        None => return,
+                        Some(Err(error)) => {
+                            tracing::warn!(runner = index, %error, "bad frame from runner");
+                            return;
+                        }
+                        Some(Ok(RunnerFrame::Events { job, events })) => {
+                            let last_rseq = events.last().map_or(0, |e| e.rseq);
+                            let ends = events.iter().any(|e| matches!(
+                                e.body,
+                                EventBody::Job { state, .. } if state.is_terminal()
+                            ));
+                            let fut = self.inner.store.submit(job, events);
+                            acks.push_back(async move { (job, last_rseq, ends, fut.await) });
+                        }
+                        Some(Ok(RunnerFrame::Draining)) => {
+                            tracing::info!(runner = index, "runner draining");
+                            if let Some(r) = self.lock().runners.get_mut(&conn) {
+                                r.draining = true;
+                            }
+                        }
+                        Some(Ok(RunnerFrame::Heartbeat)) => {}
+                        Some(Ok(RunnerFrame::Hello { .. })) => {
+                            tracing::warn!(runner = index, "second hello from runner, dropping it");
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The job is over (committed terminal event): the runner is idle again.
+    fn job_ended(&self, conn: u64, job: JobId) {
+        let mut st = self.lock();
+        if st.running.get(&job).is_some_and(|r| r.conn == Some(conn)) {
+            st.running.remove(&job);
+        }
+        if let Some(r) = st.runners.get_mut(&conn)
+            && r.job == Some(job)
+        {
+            r.job = None;
+        }
+        drop(st);
+        self.wake();
+    }
+}
