@@ -6,6 +6,7 @@
 //! It never runs scripts and never blocks on a watcher.
 
 pub mod dispatch;
+pub mod fanout;
 pub mod model;
 pub mod store;
 
