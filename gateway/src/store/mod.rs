@@ -225,7 +225,7 @@ impl Store {
         self.write(|reply| writer::Op::Flush { reply }).await
     }
 
-    /// Makes every later commit fail, as a full disk would (tests only).
+    /// Makes the next commit fail, as a full disk would (tests only).
     #[doc(hidden)]
     pub async fn fail_commits_for_test(&self, fail: bool) -> Result<(), StoreError> {
         self.write(|reply| writer::Op::FailCommits { fail, reply })

@@ -98,6 +98,7 @@ pub(super) fn spawn(
         publish,
         jobs: HashMap::new(),
         fail_commits: false,
+        marking_failed: false,
         json: Vec::with_capacity(4096),
     };
     std::thread::Builder::new()
@@ -116,6 +117,8 @@ struct Writer {
     publish: Arc<dyn Publisher>,
     jobs: HashMap<JobId, JobMeta>,
     fail_commits: bool,
+    /// Set while failing the jobs of a failed commit, so a second failure cannot recurse.
+    marking_failed: bool,
     json: Vec<u8>,
 }
 
@@ -302,10 +305,16 @@ impl Writer {
                 Done::Failed(e2, r) => drop(r.send(Err(e2))),
             }
         }
+        if self.marking_failed {
+            // Recording the failure failed too (the disk is still full): give up on it;
+            // reads go on and the next group tries again.
+            return;
+        }
         touched.sort_unstable();
         touched.dedup();
         // Marking them failed is a commit too; the injected fault is one-shot for this.
         self.fail_commits = false;
+        self.marking_failed = true;
         for job in touched {
             let (tx, _rx) = oneshot::channel();
             self.group(vec![Op::Gateway {
@@ -317,6 +326,7 @@ impl Writer {
                 reply: tx,
             }]);
         }
+        self.marking_failed = false;
     }
 
     fn meta(&mut self, job: JobId) -> Result<Option<&mut JobMeta>, rusqlite::Error> {
