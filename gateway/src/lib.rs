@@ -7,6 +7,7 @@
 
 pub mod dispatch;
 pub mod fanout;
+pub mod http;
 pub mod model;
 pub mod store;
 
@@ -14,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::{Router, routing::get};
 use shipwatch_config::Config;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
@@ -70,8 +70,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
         max_log_bytes: config.server.max_log_bytes,
         retention_days: config.server.retention_days,
     };
-    // The fan-out hub (gateway/src/fanout.rs) becomes the publisher once committed.
-    let store = Store::open(&config.server.data_dir, limits, Arc::new(NoPublisher))?;
+    http::install_metrics();
+    let hub = fanout::Hub::new(shutdown.clone());
+    let store = Store::open(&config.server.data_dir, limits, hub.clone())?;
     let addr = config.server.listen;
     let http = TcpListener::bind(addr)
         .await
@@ -128,9 +129,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
     }
     dispatcher.wake();
 
-    let app = Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .with_state(state);
+    let app = http::router(state, hub);
     let served = axum::serve(http, app)
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await

@@ -200,7 +200,10 @@ async fn every_watcher_gets_exactly_what_it_asked_for_under_churn() {
     done_tx.send(true).unwrap();
     let (got, code) = stalled.await.unwrap();
     assert_eq!(code, close::DONE);
-    assert_eq!(got, (1..=store.last_seq(id).await.unwrap()).collect::<Vec<_>>());
+    assert_eq!(
+        got,
+        (1..=store.last_seq(id).await.unwrap()).collect::<Vec<_>>()
+    );
 
     for (after, filter, task) in watchers {
         let (got, code) = task.await.unwrap();

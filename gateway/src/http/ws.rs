@@ -1,0 +1,172 @@
+//! `/ws/jobs/{id}` (one job's events: replay, then live) and `/ws/jobs` (job changes).
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use futures_util::SinkExt;
+use serde::Deserialize;
+use shipwatch_protocol::{JobId, Stream};
+use tokio::sync::broadcast;
+
+use super::{Api, ApiError, Principal};
+use crate::fanout::{Outgoing, close};
+use crate::model::EventFilter;
+
+/// Read buffer per socket: the default 128 KiB is zero-filled on every read and made idle
+/// sockets cost 135 KB each.
+const READ_BUFFER: usize = 4096;
+
+/// `after`, `streams`, `hosts`, `kinds` as DESIGN §6.
+#[derive(Deserialize)]
+pub(super) struct WatchQuery {
+    after: Option<u64>,
+    streams: Option<String>,
+    hosts: Option<String>,
+    kinds: Option<String>,
+}
+
+fn list(s: Option<String>) -> Option<Vec<String>> {
+    s.map(|s| {
+        s.split(',')
+            .filter(|x| !x.is_empty())
+            .map(str::to_string)
+            .collect()
+    })
+}
+
+fn upgrade(ws: WebSocketUpgrade) -> WebSocketUpgrade {
+    // Frames are written whole and flushed once per drained batch.
+    ws.read_buffer_size(READ_BUFFER).write_buffer_size(0)
+}
+
+pub(super) async fn job(
+    State(api): State<Api>,
+    _who: Principal,
+    Path(id): Path<JobId>,
+    Query(q): Query<WatchQuery>,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let streams = match list(q.streams) {
+        None => None,
+        Some(v) => Some(
+            v.iter()
+                .map(|s| s.parse::<Stream>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| {
+                    let mut err = ApiError::new(StatusCode::BAD_REQUEST, e.to_string());
+                    err.field = Some("streams".into());
+                    err
+                })?,
+        ),
+    };
+    if let Some(kinds) = list(q.kinds.clone()) {
+        if let Some(bad) = kinds
+            .iter()
+            .find(|k| !matches!(k.as_str(), "line" | "host" | "job" | "notice"))
+        {
+            let mut err = ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("unknown kind {bad:?}: line, host, job or notice"),
+            );
+            err.field = Some("kinds".into());
+            return Err(err);
+        }
+    }
+    let filter = EventFilter {
+        kinds: list(q.kinds),
+        hosts: list(q.hosts),
+        streams,
+    };
+    if api.app.store.job(id).await?.is_none() {
+        return Err(ApiError::not_found(id));
+    }
+    // Register before the upgrade completes, so nothing committed from here is missed.
+    let watch = api
+        .hub
+        .watch(api.app.store.clone(), id, q.after.unwrap_or(0), filter);
+    Ok(upgrade(ws).on_upgrade(move |socket| serve_job(socket, watch)))
+}
+
+async fn serve_job(mut socket: WebSocket, mut watch: crate::fanout::Watch) {
+    loop {
+        let out = tokio::select! {
+            out = watch.next() => out,
+            // A client that closes or errors ends the watch; anything else it sends is ignored.
+            msg = socket.recv() => match msg {
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(_)) => continue,
+            },
+        };
+        match out {
+            Some(Outgoing::Frame(frame)) => {
+                let Ok(text) = Utf8Bytes::try_from(frame) else {
+                    tracing::warn!(job = watch.job(), "a stored event is not UTF-8");
+                    return;
+                };
+                if socket.feed(Message::Text(text)).await.is_err() {
+                    return;
+                }
+                if socket.flush().await.is_err() {
+                    return;
+                }
+            }
+            Some(Outgoing::Close(code, reason)) => {
+                let _ = socket
+                    .send(Message::Close(Some(CloseFrame {
+                        code,
+                        reason: reason.into(),
+                    })))
+                    .await;
+                return;
+            }
+            None => return,
+        }
+    }
+}
+
+pub(super) async fn jobs(
+    State(api): State<Api>,
+    _who: Principal,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let rx = api.hub.watch_jobs();
+    let shutdown = api.hub.shutdown().clone();
+    upgrade(ws).on_upgrade(move |socket| serve_jobs(socket, rx, shutdown))
+}
+
+async fn serve_jobs(
+    mut socket: WebSocket,
+    mut rx: broadcast::Receiver<bytes::Bytes>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        let (code, reason) = tokio::select! {
+            () = shutdown.cancelled() => (close::GOING_AWAY, "gateway shutting down"),
+            msg = socket.recv() => match msg {
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
+                Some(Ok(_)) => continue,
+            },
+            change = rx.recv() => match change {
+                Ok(bytes) => {
+                    let Ok(text) = Utf8Bytes::try_from(bytes) else { continue };
+                    if socket.send(Message::Text(text)).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    (close::LAGGING, "fell behind; reload the job list")
+                }
+                Err(broadcast::error::RecvError::Closed) => (close::GOING_AWAY, "gateway shutting down"),
+            },
+        };
+        let _ = socket
+            .send(Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            })))
+            .await;
+        return;
+    }
+}

@@ -1,0 +1,170 @@
+//! The HTTP API and job WebSocket against a real gateway (`run()`), real SQLite, loopback.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+fn config(dir: &std::path::Path, port: u16) -> shipwatch_config::Config {
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+data_dir = "{d}/data"
+run_dir = "{d}/run"
+
+[auth]
+anonymous = "admin"
+
+[hosts]
+web = ["web-01", "web-02"]
+
+[[tasks]]
+name = "deploy"
+hosts = ["web"]
+transport = "local"
+script = "echo hi"
+
+[[tasks.params]]
+name = "REVISION"
+pattern = "[0-9a-f]{{7,40}}"
+required = true
+"#,
+        d = dir.display()
+    );
+    shipwatch_config::load_str(&text, "shipwatch.toml", dir).unwrap()
+}
+
+/// One HTTP/1.1 request with `Connection: close`; returns status and body.
+async fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_string();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_are_created_validated_listed_cancelled_and_watched() {
+    let dir = tempfile::Builder::new()
+        .prefix("api")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(shipwatch_gateway::run(
+        config(dir.path(), port),
+        shutdown.clone(),
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gateway never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(http(port, "GET", "/healthz", "").await.0, 200);
+
+    let (status, body) = http(port, "POST", "/api/jobs", r#"{"task":"nope"}"#).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = http(
+        port,
+        "POST",
+        "/api/jobs",
+        r#"{"task":"deploy","params":{"REVISION":"x y"}}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    let e: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(e["field"], "REVISION");
+    assert!(e["error"].is_string());
+
+    let (status, body) = http(
+        port,
+        "POST",
+        "/api/jobs",
+        r#"{"task":"deploy","params":{"REVISION":"abc1234"}}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let job: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let id = job["id"].as_u64().unwrap();
+    assert_eq!(job["started_by"], "anonymous");
+    assert_eq!(job["params"]["REVISION"], "abc1234");
+
+    let (status, body) = http(port, "GET", &format!("/api/jobs/{id}"), "").await;
+    assert_eq!(status, 200);
+    let got: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(got["hosts"].as_array().unwrap().len(), 2);
+    let (_, body) = http(port, "GET", "/api/jobs?limit=10", "").await;
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(list["jobs"][0]["id"], id);
+    assert!(list["jobs"][0].get("hosts").is_none());
+    let (_, body) = http(port, "GET", "/api/tasks", "").await;
+    assert!(body.contains("REVISION"), "{body}");
+    assert_eq!(http(port, "GET", "/api/jobs/999", "").await.0, 404);
+
+    // Watch it, then cancel the queued job: the final job event arrives and the socket
+    // closes with 1000.
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws/jobs/{id}?after=0"))
+            .await
+            .unwrap();
+    let (status, _) = http(port, "POST", &format!("/api/jobs/{id}/cancel"), "").await;
+    assert_eq!(status, 202);
+    let mut last_state = None;
+    let code = loop {
+        let msg = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .expect("no close within 20 s");
+        match msg {
+            Some(Ok(Message::Text(t))) => {
+                let evs: Vec<serde_json::Value> = serde_json::from_str(&t).unwrap();
+                for e in evs {
+                    if e["kind"] == "job" {
+                        last_state = Some(e["state"].as_str().unwrap().to_string());
+                    }
+                }
+            }
+            Some(Ok(Message::Close(f))) => break f.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(code, Some(1000));
+    assert_eq!(last_state.as_deref(), Some("cancelled"));
+
+    let (status, body) = http(port, "GET", "/metrics", "").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("shipwatch_ws_watchers"), "{body}");
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(20), server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
