@@ -98,6 +98,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
         store: store.clone(),
         dispatcher: dispatcher.clone(),
     };
+    tracker.spawn(http::reload_on_sighup(
+        state.config_tx.clone(),
+        shutdown.clone(),
+    ));
     {
         let dispatcher = dispatcher.clone();
         tracker.spawn(async move {

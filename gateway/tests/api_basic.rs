@@ -168,3 +168,34 @@ async fn jobs_are_created_validated_listed_cancelled_and_watched() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn reload_swaps_a_valid_config_and_keeps_the_old_on_errors() {
+    let dir = tempfile::Builder::new()
+        .prefix("rl")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let file = dir.path().join("shipwatch.toml");
+    let base = "[server]\nlisten = \"127.0.0.1:1\"\n\n[hosts]\nweb = [\"web-01\"]\n";
+    let task = |name: &str| {
+        format!(
+            "\n[[tasks]]\nname = \"{name}\"\nhosts = [\"web\"]\ntransport = \"local\"\nscript = \"true\"\n"
+        )
+    };
+    std::fs::write(&file, format!("{base}{}", task("one"))).unwrap();
+    let config =
+        shipwatch_config::load(&shipwatch_config::ConfigSource::File(file.clone())).unwrap();
+    let (tx, rx) = tokio::sync::watch::channel(std::sync::Arc::new(config));
+
+    std::fs::write(&file, format!("{base}{}{}", task("one"), task("two"))).unwrap();
+    shipwatch_gateway::http::reload(&tx).await;
+    assert!(rx.borrow().task("two").is_some(), "valid config swapped in");
+
+    std::fs::write(&file, format!("{base}{}\nbogus_key = 1\n", task("three"))).unwrap();
+    shipwatch_gateway::http::reload(&tx).await;
+    assert!(
+        rx.borrow().task("two").is_some(),
+        "invalid config kept the old one"
+    );
+    assert!(rx.borrow().task("three").is_none());
+}
