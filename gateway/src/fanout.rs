@@ -21,7 +21,7 @@ use crate::model::{CommittedBatch, CommittedEvent, EventFilter, JobView};
 use crate::store::{Publisher, Store, StoreError};
 
 /// Batches a watcher may have queued before it is switched to reading from the store.
-pub const QUEUE_BATCHES: usize = 256;
+pub const QUEUE_BATCHES: usize = 64;
 /// Events per store read while replaying or catching up.
 pub const PAGE_EVENTS: usize = 4096;
 /// `/ws/jobs` messages a job-list watcher may fall behind before it is closed with 4008.

@@ -1,0 +1,136 @@
+//! A watcher that never reads while 1,000,000 lines flow: memory stays bounded and the
+//! watcher beside it never falls behind.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use shipwatch_gateway::fanout::{Hub, Outgoing, QUEUE_BATCHES};
+use shipwatch_gateway::model::EventFilter;
+use shipwatch_gateway::store::{Store, StoreLimits};
+use shipwatch_protocol::{
+    EventBody, HostTarget, JobSpec, RunnerEvent, SshSpec, Stream, Timestamp, Transport,
+};
+use tokio_util::sync::CancellationToken;
+
+const LINES: u64 = 1_000_000;
+const CHUNK: u64 = 1_000;
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+fn spec() -> JobSpec {
+    JobSpec {
+        task: "deploy".into(),
+        transport: Transport::Local,
+        script: "true".into(),
+        hosts: vec![HostTarget {
+            name: "web-01".into(),
+            address: None,
+            port: None,
+        }],
+        waves: vec![vec!["web-01".into()]],
+        max_failures: 0,
+        timeout_secs: 60,
+        params: BTreeMap::new(),
+        ssh: SshSpec {
+            user: "deploy".into(),
+            port: 22,
+            identity_file: None,
+            known_hosts: None,
+            connect_timeout_secs: 5,
+            options: vec![],
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_watcher_costs_a_bounded_queue_and_slows_nobody() {
+    let dir = tempfile::Builder::new()
+        .prefix("st")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let hub = Hub::new(CancellationToken::new());
+    let store = Store::open(
+        dir.path(),
+        StoreLimits {
+            max_log_bytes: u64::MAX,
+            retention_days: 30,
+        },
+        hub.clone(),
+    )
+    .unwrap();
+    let job = store
+        .create_job(spec(), BTreeMap::new(), "t")
+        .await
+        .unwrap();
+
+    // Both go live on the first batch; then one stops reading for good.
+    let mut stalled = hub.watch(store.clone(), job.id, 0, EventFilter::default());
+    let mut active = hub.watch(store.clone(), job.id, 0, EventFilter::default());
+    let text = "x".repeat(80);
+    let batch = |from: u64| -> Vec<RunnerEvent> {
+        (from..from + CHUNK)
+            .map(|r| RunnerEvent {
+                rseq: r,
+                ts: Timestamp(1_764_000_000_000),
+                body: EventBody::Line {
+                    host: "web-01".into(),
+                    stream: Stream::Stdout,
+                    text: text.clone(),
+                },
+            })
+            .collect()
+    };
+    store.append(job.id, batch(1)).await.unwrap();
+    assert!(matches!(stalled.next().await, Some(Outgoing::Frame(_))));
+    assert!(matches!(active.next().await, Some(Outgoing::Frame(_))));
+
+    let reader = tokio::spawn(async move {
+        let mut n = CHUNK;
+        while n < LINES {
+            match tokio::time::timeout(Duration::from_secs(30), active.next()).await {
+                Ok(Some(Outgoing::Frame(f))) => {
+                    n += serde_json::from_slice::<Vec<serde_json::Value>>(&f)
+                        .unwrap()
+                        .len() as u64
+                }
+                other => panic!("active watcher: {other:?}"),
+            }
+        }
+        n
+    });
+    let base = rss_kib();
+    let mut peak = base;
+    let mut from = CHUNK + 1;
+    while from <= LINES {
+        store.append(job.id, batch(from)).await.unwrap();
+        from += CHUNK;
+        if from % 50_000 == 1 {
+            peak = peak.max(rss_kib());
+        }
+    }
+    let got = tokio::time::timeout(Duration::from_secs(60), reader)
+        .await
+        .expect("active watcher fell behind")
+        .unwrap();
+    assert_eq!(got, LINES);
+    peak = peak.max(rss_kib());
+    // The stalled watcher holds at most its queue of shared batches (~64 x 1,000 lines
+    // of ~150 bytes = ~10 MB); 1,000,000 lines held would be ~150 MB.
+    let grown_mib = (peak.saturating_sub(base)) / 1024;
+    eprintln!("rss base {base} KiB, peak {peak} KiB, queue {QUEUE_BATCHES} batches");
+    assert!(
+        grown_mib < 64,
+        "RSS grew {grown_mib} MiB with a stalled watcher"
+    );
+    assert_eq!(hub.overflows(), 1, "only the stalled watcher fell behind");
+    assert_eq!(hub.lagging(), 1);
+    drop(stalled);
+    assert_eq!(hub.lagging(), 0);
+}
