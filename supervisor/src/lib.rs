@@ -4,3 +4,881 @@
 //!
 //! It owns processes, never jobs: it knows nothing of the store, the queue or the
 //! runner<->gateway protocol beyond the readiness pipe its children write to.
+//!
+//! One loop on the main thread owns the whole process table; every child has tasks that
+//! report its exit (tokio's child wait, no polling), its readiness and its output to that
+//! loop as messages. The loop runs on a current-thread runtime so that every fork happens
+//! on the main thread, which lives as long as the supervisor: PR_SET_PDEATHSIG fires when
+//! the forking thread ends.
+//!
+//! Signals the children receive (the contract with gateway and runner):
+//! - SIGTERM (to the child's process group) = stop: a runner cancels its job and exits;
+//!   the gateway closes watchers with 1001 and exits. SIGKILL follows after
+//!   `stop_timeout`.
+//! - SIGHUP to the gateway = reload the config file in place (sent when a reload changed
+//!   anything but `[supervisor]`).
+//! - SIGUSR2 to a runner = drain: finish the current job, take no new one, exit 0 (sent
+//!   to the highest-numbered runners on scale-down; SIGTERM after `drain_timeout`).
+//!
+//! Children get `-c <absolute config path>` (or `--demo`), and runners `--index K`. They
+//! read the file themselves: a child that restarts while the file on disk is broken fails
+//! to start and goes through backoff until the file is fixed (the running ones are not
+//! touched).
+
+mod child;
+pub mod control;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use shipwatch_config::{Config, ConfigSource};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use child::Kind;
+pub use control::{ProcessStatus, Request, Response};
+
+/// What can stop the supervisor from running.
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("cannot find our own binary: {0}")]
+    CurrentExe(std::io::Error),
+    #[error("control socket {path}: {source}")]
+    ControlSocket {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("a supervisor already answers on {0}")]
+    AlreadyRunning(PathBuf),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("bad control message: {0}")]
+    Json(serde_json::Error),
+}
+
+/// What the main loop hears about.
+pub(crate) enum Event {
+    Exited {
+        kind: Kind,
+        generation: u64,
+        status: std::io::Result<std::process::ExitStatus>,
+        ran: Duration,
+    },
+    Ready {
+        kind: Kind,
+        generation: u64,
+    },
+    StartDue {
+        kind: Kind,
+        generation: u64,
+    },
+    /// Escalate a stop: send `signal`, then SIGKILL after `then` if still alive.
+    Escalate {
+        kind: Kind,
+        generation: u64,
+        signal: Signal,
+        then: Option<Duration>,
+    },
+    Control {
+        request: Request,
+        reply: oneshot::Sender<Response>,
+    },
+    Reload,
+    WatchdogHealthy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Starting,
+    Running,
+    Backoff,
+    Stopping,
+    Stopped,
+    Fatal,
+}
+
+impl State {
+    fn as_str(self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Running => "running",
+            State::Backoff => "backoff",
+            State::Stopping => "stopping",
+            State::Stopped => "stopped",
+            State::Fatal => "fatal",
+        }
+    }
+}
+
+/// One slot of the process table.
+struct Slot {
+    state: State,
+    /// Bumped at every spawn so late events of a previous process are ignored.
+    generation: u64,
+    pid: Option<u32>,
+    started: Option<Instant>,
+    restarts: u32,
+    failed_starts: u32,
+    last_exit: Option<String>,
+    /// What to do when the current process exits on our request.
+    after_stop: AfterStop,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterStop {
+    /// An unexpected exit: restart policy applies.
+    Restart,
+    /// Start again at once (`ctl restart`).
+    RestartNow,
+    /// Leave the table (scale-down).
+    Remove,
+    /// Stay stopped (shutdown).
+    Stay,
+}
+
+/// Runs the supervisor in the foreground until SIGTERM/SIGINT or `ctl stop`; children
+/// are stopped before it returns.
+pub fn up(config: Config) -> Result<(), SupervisorError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(SupervisorError::Runtime)?;
+    runtime.block_on(run(config, CancellationToken::new()))
+}
+
+/// The supervisor's loop; must run on a current-thread runtime on a thread that lives
+/// as long as the children (see the module docs).
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), SupervisorError> {
+    let exe = std::env::current_exe().map_err(SupervisorError::CurrentExe)?;
+    let source = match &config.source {
+        ConfigSource::File(path) => {
+            ConfigSource::File(std::path::absolute(path).unwrap_or_else(|_| path.clone()))
+        }
+        ConfigSource::Demo => ConfigSource::Demo,
+    };
+    let listener = control::bind(&config.server.run_dir)?;
+    let tasks = TaskTracker::new();
+    let (events, mut inbox) = mpsc::unbounded_channel();
+    let stop_tasks = CancellationToken::new();
+    tasks.spawn(control::serve(
+        listener,
+        events.clone(),
+        tasks.clone(),
+        stop_tasks.clone(),
+    ));
+    let _watcher = watch_config(&source, config.supervisor.watch_config, &events);
+
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).map_err(SupervisorError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(SupervisorError::Signals)?;
+    let mut hup = signal(SignalKind::hangup()).map_err(SupervisorError::Signals)?;
+
+    let watchdog = watchdog_interval();
+    let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+    let watchdog = watchdog.is_some();
+
+    let mut sup = Supervisor {
+        exe,
+        source,
+        desired_runners: config.supervisor.runners,
+        config,
+        table: BTreeMap::new(),
+        next_generation: 0,
+        events: events.clone(),
+        tasks: tasks.clone(),
+        ready_sent: false,
+        stopping: false,
+        last_status: String::new(),
+    };
+    sup.ensure(Kind::Gateway);
+    sup.publish_status();
+
+    loop {
+        if sup.stopping && sup.table.values().all(|s| s.pid.is_none()) {
+            break;
+        }
+        tokio::select! {
+            _ = shutdown.cancelled(), if !sup.stopping => sup.begin_stop("shutdown requested"),
+            _ = term.recv() => sup.begin_stop("SIGTERM"),
+            _ = int.recv() => sup.begin_stop("SIGINT"),
+            _ = hup.recv() => { let _ = sup.reload("SIGHUP"); }
+            _ = watchdog_tick.tick(), if watchdog => {
+                let events = events.clone();
+                let listen = sup.config.server.listen;
+                tasks.spawn(async move {
+                    if gateway_healthy(listen).await {
+                        let _ = events.send(Event::WatchdogHealthy);
+                    }
+                });
+            }
+            Some(event) = inbox.recv() => sup.handle(event),
+        }
+    }
+    stop_tasks.cancel();
+    tasks.close();
+    let _ = std::fs::remove_file(control::socket_path(&sup.config.server.run_dir));
+    tracing::info!("all children stopped; bye");
+    Ok(())
+}
+
+struct Supervisor {
+    exe: PathBuf,
+    source: ConfigSource,
+    config: Config,
+    /// From the file, or `ctl scale` until the next reload.
+    desired_runners: u32,
+    table: BTreeMap<Kind, Slot>,
+    next_generation: u64,
+    events: mpsc::UnboundedSender<Event>,
+    tasks: TaskTracker,
+    ready_sent: bool,
+    stopping: bool,
+    last_status: String,
+}
+
+impl Supervisor {
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::Exited {
+                kind,
+                generation,
+                status,
+                ran,
+            } => self.exited(kind, generation, status, ran),
+            Event::Ready { kind, generation } => {
+                if let Some(slot) = self.table.get_mut(&kind)
+                    && slot.generation == generation
+                    && slot.state == State::Starting
+                {
+                    slot.state = State::Running;
+                    tracing::info!(pid = slot.pid, "{} running", kind.name());
+                    if kind == Kind::Gateway && !self.stopping {
+                        self.ensure_runners();
+                    }
+                }
+            }
+            Event::StartDue { kind, generation } => {
+                if let Some(slot) = self.table.get(&kind)
+                    && slot.generation == generation
+                    && matches!(slot.state, State::Backoff | State::Fatal)
+                    && !self.stopping
+                {
+                    self.start(kind);
+                }
+            }
+            Event::Escalate {
+                kind,
+                generation,
+                signal,
+                then,
+            } => {
+                if let Some(slot) = self.table.get(&kind)
+                    && slot.generation == generation
+                    && slot.pid.is_some()
+                {
+                    tracing::warn!("{}: did not stop in time, sending {signal}", kind.name());
+                    self.signal(kind, signal);
+                    if let Some(delay) = then {
+                        self.schedule(
+                            delay,
+                            Event::Escalate {
+                                kind,
+                                generation,
+                                signal: Signal::SIGKILL,
+                                then: None,
+                            },
+                        );
+                    }
+                }
+            }
+            Event::Control { request, reply } => {
+                let response = self.control(request);
+                let _ = reply.send(response);
+            }
+            Event::Reload => {
+                let _ = self.reload("config file changed");
+            }
+            Event::WatchdogHealthy => {
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+            }
+        }
+        self.publish_status();
+    }
+
+    /// Adds `kind` to the table and starts it, unless it is there already.
+    fn ensure(&mut self, kind: Kind) {
+        match self.table.get_mut(&kind) {
+            Some(slot) => {
+                if slot.after_stop == AfterStop::Remove {
+                    // Scaled back up while draining: it comes back when it exits.
+                    slot.after_stop = AfterStop::RestartNow;
+                }
+            }
+            None => {
+                self.table.insert(
+                    kind,
+                    Slot {
+                        state: State::Stopped,
+                        generation: 0,
+                        pid: None,
+                        started: None,
+                        restarts: 0,
+                        failed_starts: 0,
+                        last_exit: None,
+                        after_stop: AfterStop::Restart,
+                    },
+                );
+                self.start(kind);
+            }
+        }
+    }
+
+    fn ensure_runners(&mut self) {
+        for index in 0..self.desired_runners {
+            self.ensure(Kind::Runner(index));
+        }
+        let surplus: Vec<Kind> = self
+            .table
+            .keys()
+            .copied()
+            .filter(|k| matches!(k, Kind::Runner(i) if *i >= self.desired_runners))
+            .collect();
+        for kind in surplus {
+            self.drain(kind);
+        }
+    }
+
+    /// Scale-down: ask the runner to finish its job and exit; SIGTERM after drain_timeout.
+    fn drain(&mut self, kind: Kind) {
+        let Some(slot) = self.table.get_mut(&kind) else {
+            return;
+        };
+        if slot.after_stop == AfterStop::Remove {
+            return;
+        }
+        if slot.pid.is_none() {
+            self.table.remove(&kind);
+            return;
+        }
+        slot.after_stop = AfterStop::Remove;
+        slot.state = State::Stopping;
+        let generation = slot.generation;
+        tracing::info!("{}: draining (scale-down)", kind.name());
+        self.signal(kind, Signal::SIGUSR2);
+        self.schedule(
+            self.config.supervisor.drain_timeout,
+            Event::Escalate {
+                kind,
+                generation,
+                signal: Signal::SIGTERM,
+                then: Some(self.config.supervisor.stop_timeout),
+            },
+        );
+    }
+
+    fn start(&mut self, kind: Kind) {
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        let result = child::spawn(
+            &self.exe,
+            &self.source,
+            kind,
+            generation,
+            &self.events,
+            &self.tasks,
+        );
+        let Some(slot) = self.table.get_mut(&kind) else {
+            return;
+        };
+        slot.generation = generation;
+        slot.after_stop = AfterStop::Restart;
+        match result {
+            Ok(pid) => {
+                slot.pid = Some(pid);
+                slot.started = Some(Instant::now());
+                slot.state = State::Starting;
+                tracing::debug!(pid, "{} started", kind.name());
+            }
+            Err(error) => {
+                tracing::error!(%error, "{}: cannot spawn", kind.name());
+                slot.last_exit = Some(format!("spawn failed: {error}"));
+                self.failed_start(kind);
+            }
+        }
+    }
+
+    fn exited(
+        &mut self,
+        kind: Kind,
+        generation: u64,
+        status: std::io::Result<std::process::ExitStatus>,
+        ran: Duration,
+    ) {
+        let start_secs = self.config.supervisor.start_secs;
+        let Some(slot) = self.table.get_mut(&kind) else {
+            return;
+        };
+        if slot.generation != generation {
+            return;
+        }
+        let how = child::describe_exit(&status);
+        slot.pid = None;
+        slot.started = None;
+        slot.last_exit = Some(format!("{how} after {:.2} s", ran.as_secs_f64()));
+        let after = if self.stopping {
+            AfterStop::Stay
+        } else {
+            slot.after_stop
+        };
+        match after {
+            AfterStop::Stay => {
+                slot.state = State::Stopped;
+                tracing::info!("{} stopped ({how})", kind.name());
+                if self.stopping {
+                    self.continue_stop();
+                }
+            }
+            AfterStop::Remove => {
+                tracing::info!("{} exited after scale-down ({how})", kind.name());
+                self.table.remove(&kind);
+            }
+            AfterStop::RestartNow => {
+                slot.restarts += 1;
+                slot.failed_starts = 0;
+                self.start(kind);
+            }
+            AfterStop::Restart if ran >= start_secs => {
+                slot.restarts += 1;
+                slot.failed_starts = 0;
+                tracing::warn!("{} exited ({how}) after {ran:.2?}; restarting", kind.name());
+                self.start(kind);
+            }
+            AfterStop::Restart => {
+                slot.restarts += 1;
+                tracing::warn!(
+                    "{} exited ({how}) after {:.2} s: failed start",
+                    kind.name(),
+                    ran.as_secs_f64()
+                );
+                self.failed_start(kind);
+            }
+        }
+    }
+
+    /// Backoff (0.1 s doubling to backoff_max), FATAL after start_retries, retried every
+    /// backoff_max from then on.
+    fn failed_start(&mut self, kind: Kind) {
+        let retries = self.config.supervisor.start_retries;
+        let max = self.config.supervisor.backoff_max;
+        let Some(slot) = self.table.get_mut(&kind) else {
+            return;
+        };
+        slot.failed_starts += 1;
+        let delay;
+        if slot.failed_starts >= retries.max(1) {
+            slot.state = State::Fatal;
+            delay = max;
+            tracing::error!(
+                "{} FATAL after {} failed starts (last: {}); retrying every {:?}",
+                kind.name(),
+                slot.failed_starts,
+                slot.last_exit.as_deref().unwrap_or("-"),
+                max
+            );
+        } else {
+            slot.state = State::Backoff;
+            let exp = slot.failed_starts.saturating_sub(1).min(20);
+            delay = Duration::from_millis(100u64 << exp).min(max);
+        }
+        let generation = slot.generation;
+        self.schedule(delay, Event::StartDue { kind, generation });
+    }
+
+    fn schedule(&self, delay: Duration, event: Event) {
+        let events = self.events.clone();
+        self.tasks.spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = events.send(event);
+        });
+    }
+
+    fn signal(&self, kind: Kind, signal: Signal) {
+        if let Some(pid) = self.table.get(&kind).and_then(|s| s.pid)
+            && let Ok(pid) = i32::try_from(pid)
+            && let Err(error) = killpg(Pid::from_raw(pid), signal)
+        {
+            tracing::debug!(%error, "{}: cannot send {signal}", kind.name());
+        }
+    }
+
+    /// Stop: runners first (they report their cancelled jobs to the gateway), then the
+    /// gateway; each SIGTERM followed by SIGKILL after stop_timeout.
+    fn begin_stop(&mut self, why: &str) {
+        if self.stopping {
+            return;
+        }
+        tracing::info!("{why}: stopping all children");
+        self.stopping = true;
+        let _ = sd_notify::notify(
+            false,
+            &[
+                sd_notify::NotifyState::Stopping,
+                sd_notify::NotifyState::Status("stopping"),
+            ],
+        );
+        for slot in self.table.values_mut() {
+            if slot.pid.is_none() {
+                slot.state = State::Stopped;
+            }
+        }
+        let runners: Vec<Kind> = self
+            .table
+            .keys()
+            .copied()
+            .filter(|k| *k != Kind::Gateway)
+            .collect();
+        for kind in runners {
+            self.stop(kind);
+        }
+        self.continue_stop();
+    }
+
+    fn continue_stop(&mut self) {
+        let runners_alive = self
+            .table
+            .iter()
+            .any(|(k, s)| *k != Kind::Gateway && s.pid.is_some());
+        if !runners_alive
+            && self
+                .table
+                .get(&Kind::Gateway)
+                .is_some_and(|s| s.pid.is_some() && s.state != State::Stopping)
+        {
+            self.stop(Kind::Gateway);
+        }
+    }
+
+    fn stop(&mut self, kind: Kind) {
+        let timeout = self.config.supervisor.stop_timeout;
+        let Some(slot) = self.table.get_mut(&kind) else {
+            return;
+        };
+        if slot.pid.is_none() {
+            return;
+        }
+        slot.state = State::Stopping;
+        let generation = slot.generation;
+        self.signal(kind, Signal::SIGTERM);
+        self.schedule(
+            timeout,
+            Event::Escalate {
+                kind,
+                generation,
+                signal: Signal::SIGKILL,
+                then: None,
+            },
+        );
+    }
+
+    fn restart(&mut self, kind: Kind) {
+        let Some(slot) = self.table.get_mut(&kind) else {
+            return;
+        };
+        slot.failed_starts = 0;
+        if slot.pid.is_some() {
+            self.stop(kind);
+            if let Some(slot) = self.table.get_mut(&kind) {
+                slot.after_stop = AfterStop::RestartNow;
+            }
+        } else {
+            self.start(kind);
+        }
+    }
+
+    fn control(&mut self, request: Request) -> Response {
+        let ok = |message: String| Response {
+            ok: true,
+            message,
+            processes: Vec::new(),
+        };
+        let fail = |message: String| Response {
+            ok: false,
+            message,
+            processes: Vec::new(),
+        };
+        if self.stopping && !matches!(request, Request::Status) {
+            return fail("stopping".to_owned());
+        }
+        match request {
+            Request::Status => Response {
+                ok: true,
+                message: self.status_line(),
+                processes: self.statuses(),
+            },
+            Request::Restart { target } => {
+                let kinds: Vec<Kind> = match target.as_str() {
+                    "all" => self.table.keys().copied().collect(),
+                    "runners" => self
+                        .table
+                        .keys()
+                        .copied()
+                        .filter(|k| *k != Kind::Gateway)
+                        .collect(),
+                    name => match self.table.keys().copied().find(|k| k.name() == name) {
+                        Some(kind) => vec![kind],
+                        None => return fail(format!("no process named {name:?}")),
+                    },
+                };
+                for kind in &kinds {
+                    self.restart(*kind);
+                }
+                ok(format!("restarting {} process(es)", kinds.len()))
+            }
+            Request::Scale { runners } => {
+                self.desired_runners = runners;
+                if self.gateway_running() {
+                    self.ensure_runners();
+                }
+                ok(format!("scaled to {runners} runners"))
+            }
+            Request::Reload => match self.reload("ctl reload") {
+                Ok(message) => ok(message),
+                Err(message) => fail(message),
+            },
+            Request::Stop => {
+                self.begin_stop("ctl stop");
+                ok("stopping".to_owned())
+            }
+        }
+    }
+
+    fn gateway_running(&self) -> bool {
+        self.table
+            .get(&Kind::Gateway)
+            .is_some_and(|s| s.state == State::Running)
+            || self.ready_sent
+    }
+
+    /// Re-reads the config; an invalid one changes nothing. Applies only the difference.
+    fn reload(&mut self, why: &str) -> Result<String, String> {
+        if self.stopping {
+            return Err("stopping".to_owned());
+        }
+        let config = match shipwatch_config::load(&self.source) {
+            Ok(config) => config,
+            Err(errors) => {
+                let text = errors.to_string();
+                tracing::error!("{why}: config not reloaded, nothing changed:\n{text}");
+                return Err(text);
+            }
+        };
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading, monotonic_now()]);
+        let gateway_changed = gateway_view(&config) != gateway_view(&self.config);
+        let old_runners = self.desired_runners;
+        self.desired_runners = config.supervisor.runners;
+        self.config = config;
+        let mut changes = Vec::new();
+        if gateway_changed {
+            self.signal(Kind::Gateway, Signal::SIGHUP);
+            changes.push("gateway told to reload".to_owned());
+        }
+        if old_runners != self.desired_runners {
+            changes.push(format!("runners {old_runners} -> {}", self.desired_runners));
+        }
+        if self.gateway_running() {
+            self.ensure_runners();
+        }
+        let message = if changes.is_empty() {
+            "reloaded: no change".to_owned()
+        } else {
+            format!("reloaded: {}", changes.join(", "))
+        };
+        tracing::info!("{why}: {message}");
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+        Ok(message)
+    }
+
+    fn statuses(&self) -> Vec<ProcessStatus> {
+        self.table
+            .iter()
+            .map(|(kind, slot)| ProcessStatus {
+                name: kind.name(),
+                state: slot.state.as_str().to_owned(),
+                pid: slot.pid,
+                uptime_us: slot
+                    .started
+                    .map(|t| u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX)),
+                restarts: slot.restarts,
+                last_exit: slot.last_exit.clone(),
+            })
+            .collect()
+    }
+
+    fn status_line(&self) -> String {
+        let gateway = match self.table.get(&Kind::Gateway) {
+            Some(slot) if slot.state == State::Running => "gateway up".to_owned(),
+            Some(slot) => format!(
+                "gateway {}{}",
+                slot.state.as_str(),
+                slot.last_exit
+                    .as_deref()
+                    .map(|e| format!(" (last: {e})"))
+                    .unwrap_or_default()
+            ),
+            None => "gateway absent".to_owned(),
+        };
+        let running = self
+            .table
+            .iter()
+            .filter(|(k, s)| **k != Kind::Gateway && s.state == State::Running)
+            .count();
+        let mut line = format!("{gateway}, {running}/{} runners", self.desired_runners);
+        for (kind, slot) in &self.table {
+            if *kind != Kind::Gateway && slot.state == State::Fatal {
+                line.push_str(&format!(
+                    ", {} fatal ({})",
+                    kind.name(),
+                    slot.last_exit.as_deref().unwrap_or("-")
+                ));
+            }
+        }
+        line
+    }
+
+    /// STATUS= on every change, and READY=1 once the gateway and all runners run.
+    fn publish_status(&mut self) {
+        let all_running = self
+            .table
+            .get(&Kind::Gateway)
+            .is_some_and(|s| s.state == State::Running)
+            && (0..self.desired_runners).all(|i| {
+                self.table
+                    .get(&Kind::Runner(i))
+                    .is_some_and(|s| s.state == State::Running)
+            });
+        if self.stopping {
+            return;
+        }
+        let status = self.status_line();
+        if status != self.last_status {
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Status(&status)]);
+            self.last_status = status;
+        }
+        if !self.ready_sent && all_running {
+            self.ready_sent = true;
+            tracing::info!(
+                "ready: gateway and {} runners running",
+                self.desired_runners
+            );
+            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+        }
+    }
+}
+
+/// Half of `WATCHDOG_USEC` when systemd wants pings from us (`WATCHDOG_PID`, when set,
+/// names us; sd_watchdog_enabled(3) accepts it unset too).
+fn watchdog_interval() -> Option<Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID")
+        && pid.parse::<u32>().ok() != Some(std::process::id())
+    {
+        return None;
+    }
+    (usec > 0).then(|| Duration::from_micros((usec / 2).max(1000)))
+}
+
+/// Everything the gateway reads: a change here is signalled to it (SIGHUP).
+fn gateway_view(config: &Config) -> String {
+    format!(
+        "{:?}{:?}{:?}{:?}{:?}{:?}{:?}",
+        config.server,
+        config.ssh,
+        config.hosts,
+        config.tasks,
+        config.users,
+        config.tokens,
+        config.auth
+    )
+}
+
+fn monotonic_now() -> sd_notify::NotifyState<'static> {
+    sd_notify::NotifyState::monotonic_usec_now().unwrap_or(sd_notify::NotifyState::MonotonicUsec(0))
+}
+
+/// GET /healthz answers 200 within a second.
+async fn gateway_healthy(listen: std::net::SocketAddr) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect(listen).await.ok()?;
+        stream
+            .write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await
+            .ok()?;
+        let mut head = [0u8; 16];
+        let n = stream.read(&mut head).await.ok()?;
+        let head = std::str::from_utf8(&head[..n]).ok()?;
+        Some(head.starts_with("HTTP/1.") && head.get(9..12) == Some("200"))
+    };
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), probe).await,
+        Ok(Some(true))
+    )
+}
+
+/// Watches the config file's directory (editors rename over files, symlinks get
+/// swapped) and asks for a reload, debounced.
+fn watch_config(
+    source: &ConfigSource,
+    enabled: bool,
+    events: &mpsc::UnboundedSender<Event>,
+) -> Option<
+    notify_debouncer_full::Debouncer<
+        notify::RecommendedWatcher,
+        notify_debouncer_full::RecommendedCache,
+    >,
+> {
+    let ConfigSource::File(path) = source else {
+        return None;
+    };
+    if !enabled {
+        return None;
+    }
+    let dir = path.parent()?.to_path_buf();
+    let name = path.file_name()?.to_owned();
+    let target = std::fs::canonicalize(path).ok();
+    let events = events.clone();
+    let mut debouncer = match notify_debouncer_full::new_debouncer(
+        Duration::from_millis(300),
+        None,
+        move |result: notify_debouncer_full::DebounceEventResult| {
+            let Ok(batch) = result else { return };
+            // Children open the file to read it: only changes count.
+            let changes = batch
+                .iter()
+                .filter(|e| !e.kind.is_access() && !e.kind.is_other());
+            let touches = changes.flat_map(|e| e.paths.iter()).any(|p| {
+                p.file_name() == Some(name.as_os_str()) || target.as_deref().is_some_and(|t| p == t)
+            });
+            if touches {
+                let _ = events.send(Event::Reload);
+            }
+        },
+    ) {
+        Ok(debouncer) => debouncer,
+        Err(error) => {
+            tracing::warn!(%error, "cannot watch the config file; reload with SIGHUP");
+            return None;
+        }
+    };
+    if let Err(error) = debouncer.watch(&dir, notify::RecursiveMode::NonRecursive) {
+        tracing::warn!(%error, dir = %dir.display(), "cannot watch the config directory");
+        return None;
+    }
+    Some(debouncer)
+}

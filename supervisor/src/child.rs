@@ -1,0 +1,208 @@
+//! Spawning one child: its own process group, a readiness pipe, a scrubbed environment,
+//! death with the supervisor, and its output logged line by line under its name.
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::time::Instant;
+
+use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+use nix::sys::signal::Signal;
+use shipwatch_config::ConfigSource;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::mpsc;
+use tokio_util::task::TaskTracker;
+
+use crate::Event;
+
+/// Longest piece of a child's output logged as one line; longer runs are split.
+const MAX_LINE: usize = 64 * 1024;
+
+/// Variables that belong to the supervisor alone: a child that saw them would talk to
+/// systemd in our name or claim our sockets.
+const SCRUBBED_ENV: &[&str] = &[
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+];
+
+/// Which program a child runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    Gateway,
+    Runner(u32),
+}
+
+impl Kind {
+    /// The name in logs, `ctl` and STATUS: `gateway`, `runner-3`.
+    pub fn name(self) -> String {
+        match self {
+            Kind::Gateway => "gateway".to_owned(),
+            Kind::Runner(index) => format!("runner-{index}"),
+        }
+    }
+}
+
+/// Starts `kind`; returns its pid. Its exit, readiness and output arrive as events.
+///
+/// Must be called from the thread that lives as long as the supervisor: PR_SET_PDEATHSIG
+/// fires when the forking *thread* ends.
+pub fn spawn(
+    exe: &Path,
+    source: &ConfigSource,
+    kind: Kind,
+    generation: u64,
+    events: &mpsc::UnboundedSender<Event>,
+    tasks: &TaskTracker,
+) -> std::io::Result<u32> {
+    let (ready_read, ready_write): (OwnedFd, OwnedFd) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
+    let ready_fd = ready_write.as_raw_fd();
+
+    let mut command = tokio::process::Command::new(exe);
+    match kind {
+        Kind::Gateway => command.arg("gateway"),
+        Kind::Runner(index) => command.arg("runner").arg("--index").arg(index.to_string()),
+    };
+    match source {
+        ConfigSource::Demo => command.arg("--demo"),
+        ConfigSource::File(path) => command.arg("-c").arg(path),
+    };
+    for name in SCRUBBED_ENV {
+        command.env_remove(name);
+    }
+    command
+        .env(
+            shipwatch_protocol::supervision::READY_FD_ENV,
+            ready_fd.to_string(),
+        )
+        // Their lines land in our log (the journal): escapes would only be noise.
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(false);
+    let supervisor_pid = nix::unistd::getpid();
+    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
+    // system calls (prctl, getppid, fcntl), allocating nothing.
+    unsafe {
+        command.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
+            // The supervisor may have died before prctl took effect.
+            if nix::unistd::getppid() != supervisor_pid {
+                return Err(std::io::Error::from_raw_os_error(nix::libc::ESRCH));
+            }
+            // Only the child's copy of the write end survives exec.
+            let fd = std::os::fd::BorrowedFd::borrow_raw(ready_fd);
+            fcntl(fd, FcntlArg::F_SETFD(FdFlag::empty())).map_err(std::io::Error::from)?;
+            Ok(())
+        });
+    }
+    let mut child = command.spawn()?;
+    drop(ready_write);
+    let pid = child.id().unwrap_or(0);
+    let name = kind.name();
+    let started = Instant::now();
+
+    if let Some(stdout) = child.stdout.take() {
+        tasks.spawn(log_lines(name.clone(), stdout));
+    }
+    if let Some(stderr) = child.stderr.take() {
+        tasks.spawn(log_lines(name.clone(), stderr));
+    }
+    match tokio::net::unix::pipe::Receiver::from_owned_fd(ready_read) {
+        Ok(receiver) => {
+            let events = events.clone();
+            tasks.spawn(async move {
+                if wait_ready(receiver).await {
+                    let _ = events.send(Event::Ready { kind, generation });
+                }
+            });
+        }
+        Err(error) => tracing::warn!(%error, "{name}: cannot watch its readiness pipe"),
+    }
+    let events = events.clone();
+    tasks.spawn(async move {
+        let status = child.wait().await;
+        let _ = events.send(Event::Exited {
+            kind,
+            generation,
+            status,
+            ran: started.elapsed(),
+        });
+    });
+    Ok(pid)
+}
+
+/// True once the child wrote `READY=1`; false if it closed the pipe without it.
+async fn wait_ready(mut receiver: tokio::net::unix::pipe::Receiver) -> bool {
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 64];
+    loop {
+        match receiver.read(&mut buf).await {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => {
+                seen.extend_from_slice(&buf[..n]);
+                if seen.windows(7).any(|w| w == b"READY=1") {
+                    return true;
+                }
+                if seen.len() > 4096 {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Logs every line of `stream` prefixed with the child's name. Reads as fast as the
+/// child writes (never blocks it on us), keeps every byte, splits runs past `MAX_LINE`.
+async fn log_lines(name: String, mut stream: impl AsyncRead + Unpin) {
+    let mut pending: Vec<u8> = Vec::with_capacity(4096);
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        pending.extend_from_slice(&buf[..n]);
+        let mut start = 0;
+        while let Some(pos) = pending[start..].iter().position(|&b| b == b'\n') {
+            emit(&name, &pending[start..start + pos]);
+            start += pos + 1;
+        }
+        pending.drain(..start);
+        while pending.len() >= MAX_LINE {
+            emit(&name, &pending[..MAX_LINE]);
+            pending.drain(..MAX_LINE);
+        }
+    }
+    if !pending.is_empty() {
+        emit(&name, &pending);
+    }
+}
+
+fn emit(name: &str, line: &[u8]) {
+    let line = String::from_utf8_lossy(line);
+    let line = line.strip_suffix('\r').unwrap_or(&line);
+    tracing::info!(target: "shipwatch::child", "{name}: {line}");
+}
+
+/// `exit 3`, `signal 9 (SIGKILL)`: how a child ended, for `ctl status` and STATUS=.
+pub fn describe_exit(status: &std::io::Result<ExitStatus>) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Ok(status) => match (status.code(), status.signal()) {
+            (Some(code), _) => format!("exit {code}"),
+            (None, Some(signal)) => match Signal::try_from(signal) {
+                Ok(sig) => format!("signal {signal} ({})", sig.as_str()),
+                Err(_) => format!("signal {signal}"),
+            },
+            _ => "unknown".to_owned(),
+        },
+        Err(error) => format!("wait failed: {error}"),
+    }
+}

@@ -1,0 +1,248 @@
+//! The control socket `<run_dir>/control.sock`: one JSON request line, one JSON response
+//! line. Mode 0600 and a peer-credential check (same uid or root) guard it.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::{Event, SupervisorError};
+
+/// What `shipwatch ctl` asks.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Request {
+    Status,
+    /// `NAME`, `runners` or `all`.
+    Restart {
+        target: String,
+    },
+    /// Runner count until the next reload from the file.
+    Scale {
+        runners: u32,
+    },
+    Reload,
+    Stop,
+}
+
+/// The supervisor's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Response {
+    pub ok: bool,
+    /// Human-readable result or error (for reload: every config error, file:line:col).
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub processes: Vec<ProcessStatus>,
+}
+
+impl Response {
+    /// Pretty JSON for `ctl status --json`.
+    pub fn to_json_pretty(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+}
+
+/// One row of `ctl status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcessStatus {
+    pub name: String,
+    pub state: String,
+    pub pid: Option<u32>,
+    /// Microseconds since the current process started; `None` when none runs.
+    pub uptime_us: Option<u64>,
+    pub restarts: u32,
+    pub last_exit: Option<String>,
+}
+
+/// The control socket's path for a run directory.
+pub fn socket_path(run_dir: &Path) -> PathBuf {
+    run_dir.join("control.sock")
+}
+
+/// The run_dir whose control socket `ctl` talks to. Works while the file on disk is
+/// broken (that is when `ctl status` and `ctl reload` matter most): then
+/// `$RUNTIME_DIRECTORY`, else whatever `[server] run_dir` still parses, else the default.
+pub fn run_dir_of(source: &shipwatch_config::ConfigSource) -> PathBuf {
+    use shipwatch_config::ConfigSource;
+    if let Ok(config) = shipwatch_config::load(source) {
+        return config.server.run_dir;
+    }
+    if let Some(dir) = std::env::var_os("RUNTIME_DIRECTORY")
+        .and_then(|v| {
+            v.to_str()
+                .and_then(|v| v.split(':').next())
+                .map(PathBuf::from)
+        })
+        .filter(|d| !d.as_os_str().is_empty())
+    {
+        return dir;
+    }
+    if let ConfigSource::File(path) = source
+        && let Ok(text) = std::fs::read_to_string(path)
+        && let Ok(table) = text.parse::<toml::Table>()
+        && let Some(dir) = table
+            .get("server")
+            .and_then(|s| s.get("run_dir"))
+            .and_then(|d| d.as_str())
+    {
+        let base = path.parent().unwrap_or(Path::new("."));
+        return base.join(dir);
+    }
+    PathBuf::from("/run/shipwatch")
+}
+
+/// Binds the socket (replacing a stale one) with mode 0600.
+pub(crate) fn bind(run_dir: &Path) -> Result<UnixListener, SupervisorError> {
+    let path = socket_path(run_dir);
+    let io = |source| SupervisorError::ControlSocket {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(run_dir).map_err(io)?;
+    if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+        return Err(SupervisorError::AlreadyRunning(path));
+    }
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).map_err(io)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+    Ok(listener)
+}
+
+/// Accepts connections until `shutdown`, handing each request to the main loop.
+pub(crate) async fn serve(
+    listener: UnixListener,
+    events: mpsc::UnboundedSender<Event>,
+    tasks: TaskTracker,
+    shutdown: CancellationToken,
+) {
+    let own_uid = nix::unistd::getuid().as_raw();
+    loop {
+        let stream = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "control socket: accept failed");
+                    continue;
+                }
+            },
+        };
+        match stream.peer_cred() {
+            Ok(cred) if cred.uid() == own_uid || cred.uid() == 0 => {}
+            Ok(cred) => {
+                tracing::warn!(uid = cred.uid(), "control socket: refused a foreign user");
+                continue;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "control socket: no peer credentials");
+                continue;
+            }
+        }
+        let events = events.clone();
+        let shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => {}
+                _ = answer(stream, events) => {}
+            }
+        });
+    }
+}
+
+async fn answer(stream: UnixStream, events: mpsc::UnboundedSender<Event>) {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let mut reader = BufReader::new(read).take_lines_limit();
+    if reader.read_line(&mut line).await.is_err() {
+        return;
+    }
+    let response = match serde_json::from_str::<Request>(&line) {
+        Ok(request) => {
+            let (reply, answer) = oneshot::channel();
+            if events.send(Event::Control { request, reply }).is_err() {
+                return;
+            }
+            match answer.await {
+                Ok(response) => response,
+                Err(_) => return,
+            }
+        }
+        Err(error) => Response {
+            ok: false,
+            message: format!("bad request: {error}"),
+            processes: Vec::new(),
+        },
+    };
+    let Ok(mut text) = serde_json::to_string(&response) else {
+        return;
+    };
+    text.push('\n');
+    let _ = write.write_all(text.as_bytes()).await;
+    let _ = write.shutdown().await;
+}
+
+/// Bounds a request line so a client cannot make us buffer without end.
+trait TakeLinesLimit: Sized {
+    fn take_lines_limit(self) -> BufReader<tokio::io::Take<Self>>;
+}
+
+impl<R: tokio::io::AsyncRead + Unpin> TakeLinesLimit for BufReader<R> {
+    fn take_lines_limit(self) -> BufReader<tokio::io::Take<Self>> {
+        use tokio::io::AsyncReadExt;
+        BufReader::new(self.take(64 * 1024))
+    }
+}
+
+/// Sends one request to the supervisor of `run_dir` and returns its answer.
+pub async fn request(run_dir: &Path, request: &Request) -> Result<Response, SupervisorError> {
+    let path = socket_path(run_dir);
+    let io = |source| SupervisorError::ControlSocket {
+        path: path.clone(),
+        source,
+    };
+    let stream = UnixStream::connect(&path).await.map_err(io)?;
+    let (read, mut write) = stream.into_split();
+    let mut text = serde_json::to_string(request).map_err(SupervisorError::Json)?;
+    text.push('\n');
+    write.write_all(text.as_bytes()).await.map_err(io)?;
+    let mut line = String::new();
+    BufReader::new(read)
+        .read_line(&mut line)
+        .await
+        .map_err(io)?;
+    serde_json::from_str(&line).map_err(SupervisorError::Json)
+}
+
+/// `ctl status` as a table: NAME STATE PID UPTIME RESTARTS LAST-EXIT.
+pub fn format_table(processes: &[ProcessStatus]) -> String {
+    let mut out = format!(
+        "{:<10} {:<9} {:>8} {:>10} {:>8}  {}\n",
+        "NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST-EXIT"
+    );
+    for p in processes {
+        let pid = p.pid.map_or("-".to_owned(), |pid| pid.to_string());
+        let uptime = p
+            .uptime_us
+            .map_or("-".to_owned(), |us| humane(us / 1_000_000));
+        let last = p.last_exit.as_deref().unwrap_or("-");
+        out.push_str(&format!(
+            "{:<10} {:<9} {:>8} {:>10} {:>8}  {}\n",
+            p.name, p.state, pid, uptime, p.restarts, last
+        ));
+    }
+    out
+}
+
+fn humane(secs: u64) -> String {
+    match secs {
+        s if s < 60 => format!("{s}s"),
+        s if s < 3600 => format!("{}m{}s", s / 60, s % 60),
+        s => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+    }
+}

@@ -1,0 +1,251 @@
+//! `shipwatch up` end to end: the real binary, its real gateway and runners, a
+//! NOTIFY_SOCKET bound by the test, and `shipwatch ctl` to look inside.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use support::*;
+
+fn gateway_answers_healthz(port: u16) -> bool {
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    if stream
+        .write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200")
+}
+
+#[test]
+fn ready_only_when_all_run_then_watchdog_then_stopping_and_clean_exit() {
+    let setup = Setup::new("runners = 3");
+    let (notify, notify_path) = setup.notify_socket();
+    let mut up = Guard(setup.up(&[
+        ("NOTIFY_SOCKET", path_str(&notify_path)),
+        ("WATCHDOG_USEC", "1000000"),
+    ]));
+
+    let mut seen = Vec::new();
+    wait_notify(&notify, "READY=1", &mut seen);
+    // READY=1 came: by then the gateway answers and every runner runs.
+    assert!(
+        gateway_answers_healthz(setup.port),
+        "READY=1 before /healthz answers"
+    );
+    let status = setup.status().expect("ctl status answers once ready");
+    assert!(status.all_running(3), "READY=1 before all ran: {status:#?}");
+    assert!(
+        seen.iter()
+            .any(|m| m.contains("STATUS=gateway up, 3/3 runners")),
+        "STATUS= says what runs: {seen:?}"
+    );
+
+    wait_notify(&notify, "WATCHDOG=1", &mut seen);
+
+    let pids = status.pids();
+    assert_eq!(pids.len(), 4);
+    kill(up.0.id() as i32, "TERM");
+    wait_notify(&notify, "STOPPING=1", &mut seen);
+    let exit = wait_exit(&mut up.0, DEADLINE);
+    assert!(
+        exit.success(),
+        "exit status {exit:?}; log:\n{}",
+        setup.log()
+    );
+    for pid in pids {
+        assert!(process_gone(pid), "child {pid} outlived the supervisor");
+    }
+    assert!(
+        !setup.dir.path().join("run/control.sock").exists(),
+        "control socket left behind"
+    );
+}
+
+#[test]
+fn killed_runner_and_gateway_come_back_and_restarts_count() {
+    let setup = Setup::new("runners = 2");
+    let _up = Guard(setup.up(&[]));
+    let before = setup.wait_status("all running", |s| s.all_running(2));
+
+    let runner = before.pid("runner-1");
+    kill(runner, "KILL");
+    let after = setup.wait_status("runner-1 back", |s| {
+        s.get("runner-1")
+            .is_some_and(|p| p.state == "running" && p.pid != Some(runner) && p.restarts == 1)
+    });
+    let last = after.get("runner-1").and_then(|p| p.last_exit.clone());
+    assert!(
+        last.as_deref().is_some_and(|l| l.contains("SIGKILL")),
+        "last exit names the signal: {last:?}"
+    );
+    assert_eq!(
+        after.pid("runner-0"),
+        before.pid("runner-0"),
+        "runner-0 untouched"
+    );
+
+    let gateway = before.pid("gateway");
+    kill(gateway, "KILL");
+    setup.wait_status("gateway back", |s| {
+        s.get("gateway")
+            .is_some_and(|p| p.state == "running" && p.pid != Some(gateway) && p.restarts == 1)
+    });
+    wait_until("gateway answers again", DEADLINE, || {
+        gateway_answers_healthz(setup.port)
+    });
+
+    let table = setup.ctl(&["status"]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("NAME") && table.contains("RESTARTS") && table.contains("LAST-EXIT"),
+        "{table}"
+    );
+    let gateway_row = table
+        .lines()
+        .skip_while(|l| !l.starts_with("NAME"))
+        .find(|l| l.starts_with("gateway "))
+        .expect("gateway row");
+    assert!(
+        gateway_row.split_whitespace().nth(4) == Some("1"),
+        "restart count in the table: {gateway_row}"
+    );
+}
+
+#[test]
+fn child_exiting_at_once_backs_off_to_fatal_says_why_and_recovers() {
+    // The gateway cannot bind a port the test holds: it exits at once, every time.
+    let setup = Setup::new("runners = 1\nstart_secs = 1\nstart_retries = 3\nbackoff_max_secs = 1");
+    let blocker = std::net::TcpListener::bind(("127.0.0.1", setup.port)).expect("hold the port");
+    let _up = Guard(setup.up(&[]));
+
+    let fatal = setup.wait_status("gateway fatal", |s| {
+        s.get("gateway").is_some_and(|p| p.state == "fatal")
+    });
+    let gateway = fatal.get("gateway").expect("gateway row");
+    assert!(gateway.restarts >= 3, "{gateway:?}");
+    let why = gateway.last_exit.clone().unwrap_or_default();
+    assert!(
+        why.starts_with("exit ") && why.contains(" after 0."),
+        "says how and how soon it exited: {why:?}"
+    );
+    assert!(
+        fatal.message.contains("fatal"),
+        "status line says so: {:?}",
+        fatal.message
+    );
+    assert!(
+        fatal.get("runner-0").is_none(),
+        "runners wait for the gateway"
+    );
+    assert!(setup.log().contains("FATAL"), "the log says so");
+
+    // Never a dead end: once the port is free it comes back by itself.
+    drop(blocker);
+    setup.wait_status("recovered after FATAL", |s| s.all_running(1));
+}
+
+#[test]
+fn runner_count_follows_the_file_and_a_broken_edit_changes_nothing() {
+    let setup = Setup::new("runners = 3");
+    let _up = Guard(setup.up(&[]));
+    let three = setup.wait_status("3 runners", |s| s.all_running(3));
+
+    setup.write_config("runners = 5");
+    let five = setup.wait_status("5 runners", |s| s.all_running(5));
+    for name in ["gateway", "runner-0", "runner-1", "runner-2"] {
+        assert_eq!(five.pid(name), three.pid(name), "{name} was restarted");
+    }
+    let drained = [
+        five.pid("runner-2"),
+        five.pid("runner-3"),
+        five.pid("runner-4"),
+    ];
+
+    setup.write_config("runners = 2");
+    let two = setup.wait_status("2 runners", |s| s.all_running(2));
+    for name in ["gateway", "runner-0", "runner-1"] {
+        assert_eq!(two.pid(name), three.pid(name), "{name} was restarted");
+    }
+    wait_until("drained runners exit", DEADLINE, || {
+        drained.iter().all(|&pid| process_gone(pid))
+    });
+
+    // A broken edit: error with line:col from `ctl reload`, exit 1, nothing changes.
+    setup.write_raw(&setup.config_text("runners = 7\nbogus_key = 1"));
+    let reload = setup.ctl(&["reload"]);
+    assert!(!reload.status.success(), "ctl reload must fail");
+    let stderr = String::from_utf8_lossy(&reload.stderr);
+    assert!(
+        stderr.contains("shipwatch.toml:") && stderr.contains("bogus_key"),
+        "error names file:line:col and key: {stderr}"
+    );
+    let after = setup.status().expect("status");
+    assert!(after.all_running(2), "{after:#?}");
+    for name in ["gateway", "runner-0", "runner-1"] {
+        assert_eq!(after.pid(name), three.pid(name));
+    }
+    assert!(setup.log().contains("bogus_key"), "the log has the error");
+}
+
+#[test]
+fn ctl_scale_and_restart() {
+    let setup = Setup::new("runners = 1\nwatch_config = false");
+    let _up = Guard(setup.up(&[]));
+    let one = setup.wait_status("1 runner", |s| s.all_running(1));
+
+    assert!(setup.ctl(&["scale", "3"]).status.success());
+    let three = setup.wait_status("3 runners", |s| s.all_running(3));
+    assert_eq!(three.pid("runner-0"), one.pid("runner-0"));
+
+    assert!(setup.ctl(&["restart", "runner-0"]).status.success());
+    let restarted = setup.wait_status("runner-0 restarted", |s| {
+        s.all_running(3) && s.get("runner-0").and_then(|p| p.pid) != Some(one.pid("runner-0"))
+    });
+    assert_eq!(restarted.pid("runner-1"), three.pid("runner-1"));
+    assert_eq!(restarted.pid("gateway"), three.pid("gateway"));
+
+    let unknown = setup.ctl(&["restart", "nobody"]);
+    assert!(!unknown.status.success());
+
+    assert!(setup.ctl(&["stop"]).status.success());
+    let mut up = _up;
+    let exit = wait_exit(&mut up.0, DEADLINE);
+    assert!(exit.success());
+    for pid in restarted.pids() {
+        assert!(process_gone(pid), "child {pid} left behind");
+    }
+}
+
+#[test]
+fn control_socket_is_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let setup = Setup::new("runners = 1");
+    let _up = Guard(setup.up(&[]));
+    setup.wait_status("running", |s| s.all_running(1));
+    let mode = std::fs::metadata(setup.dir.path().join("run/control.sock"))
+        .expect("control.sock")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn sigkill_of_the_supervisor_takes_its_children_within_a_second() {
+    let setup = Setup::new("runners = 2");
+    let mut up = Guard(setup.up(&[]));
+    let status = setup.wait_status("all running", |s| s.all_running(2));
+    let pids = status.pids();
+    kill(up.0.id() as i32, "KILL");
+    let _ = wait_exit(&mut up.0, DEADLINE);
+    wait_until("children gone", Duration::from_secs(1), || {
+        pids.iter().all(|&pid| process_gone(pid))
+    });
+}
