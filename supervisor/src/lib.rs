@@ -670,6 +670,15 @@ impl Supervisor {
         if self.stopping {
             return Err("stopping".to_owned());
         }
+        // Bracket every reload, failed ones too: systemd (Type=notify-reload) waits for
+        // READY=1 after RELOADING=1.
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading, monotonic_now()]);
+        let result = self.apply_reload(why);
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+        result
+    }
+
+    fn apply_reload(&mut self, why: &str) -> Result<String, String> {
         let config = match shipwatch_config::load(&self.source) {
             Ok(config) => config,
             Err(errors) => {
@@ -678,7 +687,6 @@ impl Supervisor {
                 return Err(text);
             }
         };
-        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading, monotonic_now()]);
         let gateway_changed = gateway_view(&config) != gateway_view(&self.config);
         let old_runners = self.desired_runners;
         self.desired_runners = config.supervisor.runners;
@@ -700,7 +708,6 @@ impl Supervisor {
             format!("reloaded: {}", changes.join(", "))
         };
         tracing::info!("{why}: {message}");
-        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
         Ok(message)
     }
 
