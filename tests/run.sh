@@ -94,6 +94,7 @@ step "toolchain" check_toolchain
 step "fmt" cargo fmt --all --check
 step "clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "test" cargo test --workspace
+step "systemd unit" systemd/verify.sh
 
 # --- browser suite -----------------------------------------------------------------------
 # The browser tests of the web UI go here, as one more `step "browser" …` line.
