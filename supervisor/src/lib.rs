@@ -493,8 +493,7 @@ impl Supervisor {
             );
         } else {
             slot.state = State::Backoff;
-            let exp = slot.failed_starts.saturating_sub(1).min(20);
-            delay = Duration::from_millis(100u64 << exp).min(max);
+            delay = backoff_delay(slot.failed_starts, max);
         }
         let generation = slot.generation;
         self.schedule(delay, Event::StartDue { kind, generation });
@@ -788,6 +787,13 @@ impl Supervisor {
     }
 }
 
+/// Delay before retrying after the `failed_starts`-th failed start in a row: 0.1 s,
+/// doubling, at most `max`.
+fn backoff_delay(failed_starts: u32, max: Duration) -> Duration {
+    let exp = failed_starts.saturating_sub(1).min(20);
+    Duration::from_millis(100u64 << exp).min(max)
+}
+
 /// Half of `WATCHDOG_USEC` when systemd wants pings from us (`WATCHDOG_PID`, when set,
 /// names us; sd_watchdog_enabled(3) accepts it unset too).
 fn watchdog_interval() -> Option<Duration> {
@@ -888,4 +894,66 @@ fn watch_config(
         return None;
     }
     Some(debouncer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_a_tenth_of_a_second_up_to_the_max() {
+        let max = Duration::from_secs(1);
+        let delays: Vec<u128> = (1..=6).map(|n| backoff_delay(n, max).as_millis()).collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(
+            backoff_delay(u32::MAX, Duration::from_secs(30)),
+            Duration::from_secs(30)
+        );
+    }
+
+    #[test]
+    fn exits_are_described_with_code_or_signal_name() {
+        use std::os::unix::process::ExitStatusExt;
+        let exited = Ok(std::process::ExitStatus::from_raw(3 << 8));
+        assert_eq!(child::describe_exit(&exited), "exit 3");
+        let killed = Ok(std::process::ExitStatus::from_raw(9));
+        assert_eq!(child::describe_exit(&killed), "signal 9 (SIGKILL)");
+    }
+
+    #[test]
+    fn names_are_gateway_and_numbered_runners() {
+        assert_eq!(Kind::Gateway.name(), "gateway");
+        assert_eq!(Kind::Runner(3).name(), "runner-3");
+        assert!(
+            Kind::Gateway < Kind::Runner(0),
+            "the gateway sorts first in status"
+        );
+    }
+
+    #[test]
+    fn status_table_has_the_documented_columns() {
+        let table = control::format_table(&[ProcessStatus {
+            name: "runner-0".into(),
+            state: "fatal".into(),
+            pid: None,
+            uptime_us: None,
+            restarts: 5,
+            last_exit: Some("exit 1 after 0.02 s".into()),
+        }]);
+        let mut lines = table.lines();
+        let header: Vec<&str> = lines
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        assert_eq!(
+            header,
+            ["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST-EXIT"]
+        );
+        let row = lines.next().unwrap_or_default();
+        assert!(
+            row.starts_with("runner-0") && row.ends_with("exit 1 after 0.02 s"),
+            "{row}"
+        );
+    }
 }
