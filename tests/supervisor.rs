@@ -249,3 +249,44 @@ fn sigkill_of_the_supervisor_takes_its_children_within_a_second() {
         pids.iter().all(|&pid| process_gone(pid))
     });
 }
+
+#[test]
+fn sighup_tells_the_gateway_to_reload_in_place_between_reloading_and_ready() {
+    let setup = Setup::new("runners = 1\nwatch_config = false");
+    let (notify, notify_path) = setup.notify_socket();
+    let mut up = Guard(setup.up(&[("NOTIFY_SOCKET", path_str(&notify_path))]));
+    let mut seen = Vec::new();
+    wait_notify(&notify, "READY=1", &mut seen);
+    let before = setup.status().expect("status");
+
+    // A task change concerns the gateway only.
+    let text = setup
+        .config_text("runners = 1\nwatch_config = false")
+        .replace("echo hi", "echo changed");
+    setup.write_raw(&text);
+    seen.clear();
+    kill(up.0.id() as i32, "HUP");
+    wait_notify(&notify, "READY=1", &mut seen);
+    assert!(
+        seen.iter()
+            .any(|m| m.contains("RELOADING=1") && m.contains("MONOTONIC_USEC=")),
+        "RELOADING=1 with MONOTONIC_USEC before READY=1: {seen:?}"
+    );
+    wait_until("reload logged", DEADLINE, || {
+        setup.log().contains("gateway told to reload")
+    });
+    let after = setup.status().expect("status");
+    assert_eq!(
+        after.pid("gateway"),
+        before.pid("gateway"),
+        "gateway restarted"
+    );
+    assert_eq!(
+        after.pid("runner-0"),
+        before.pid("runner-0"),
+        "runner restarted"
+    );
+    assert!(after.all_running(1), "{after:#?}");
+    kill(up.0.id() as i32, "TERM");
+    assert!(wait_exit(&mut up.0, DEADLINE).success());
+}
