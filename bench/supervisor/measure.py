@@ -14,7 +14,7 @@ import sys
 import tempfile
 import time
 
-BIN = sys.argv[1]
+BIN = os.path.abspath(sys.argv[1])
 KILLS = int(sys.argv[2]) if len(sys.argv) > 2 else 20
 
 
