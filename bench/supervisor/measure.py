@@ -5,6 +5,7 @@ socket directly (a `ctl` process per poll would measure exec, not the supervisor
 Usage: measure.py BINARY [KILLS]
 """
 import json
+import shutil
 import os
 import signal
 import socket
@@ -120,6 +121,7 @@ script = "echo hi"
         except subprocess.TimeoutExpired:
             up.kill()
         log.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 main()
