@@ -18,6 +18,23 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Validate a config; exit 1 with `file:line:col: message` for every problem.
+    Check {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Run the supervisor in the foreground: the gateway and N runners (what systemd runs).
+    Up {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Talk to a running supervisor through `<run_dir>/control.sock`.
+    Ctl {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(subcommand)]
+        action: CtlAction,
+    },
     /// Internal: the gateway process, started by `shipwatch up`.
     #[command(hide = true)]
     Gateway {
@@ -33,6 +50,25 @@ enum Command {
         #[arg(long)]
         index: u32,
     },
+}
+
+/// What `shipwatch ctl` asks the supervisor.
+#[derive(Subcommand)]
+enum CtlAction {
+    /// Table of processes: NAME STATE PID UPTIME RESTARTS LAST-EXIT.
+    Status {
+        /// Print the supervisor's JSON answer instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restart a process by name (`gateway`, `runner-2`), or `runners`, or `all`.
+    Restart { target: String },
+    /// Set the runner count until the next reload from the file.
+    Scale { runners: u32 },
+    /// Re-read the config file; exit 1 with its errors when it is invalid.
+    Reload,
+    /// Stop every child and the supervisor.
+    Stop,
 }
 
 /// Which config to use.
@@ -86,6 +122,12 @@ fn main() -> ExitCode {
 
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
+        Command::Check { config } => return Ok(check(&config.source())),
+        Command::Up { config } => shipwatch_supervisor::up(config.load()?)?,
+        Command::Ctl { config, action } => {
+            let run_dir = shipwatch_supervisor::control::run_dir_of(&config.source());
+            return ctl(&run_dir, action);
+        }
         Command::Gateway { config } => {
             let config = config.load()?;
             serve(|shutdown| shipwatch_gateway::run(config, shutdown))?;
@@ -96,6 +138,62 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `shipwatch check`: a summary line, or every error on its own line and exit 1.
+fn check(source: &ConfigSource) -> ExitCode {
+    match shipwatch_config::load(source) {
+        Ok(config) => {
+            for warning in config.warnings() {
+                eprintln!("warning: {warning}");
+            }
+            println!("ok: {}", config.summary());
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for error in &errors.0 {
+                eprintln!("{error}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `shipwatch ctl`: one request to the supervisor of this config's run_dir.
+fn ctl(run_dir: &std::path::Path, action: CtlAction) -> anyhow::Result<ExitCode> {
+    use shipwatch_supervisor::Request;
+    let (request, json) = match action {
+        CtlAction::Status { json } => (Request::Status, json),
+        CtlAction::Restart { target } => (Request::Restart { target }, false),
+        CtlAction::Scale { runners } => (Request::Scale { runners }, false),
+        CtlAction::Reload => (Request::Reload, false),
+        CtlAction::Stop => (Request::Stop, false),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    let response = runtime
+        .block_on(shipwatch_supervisor::control::request(run_dir, &request))
+        .with_context(|| format!("is `shipwatch up` running for {}?", run_dir.display()))?;
+    if json {
+        println!("{}", response.to_json_pretty());
+    } else if matches!(request, Request::Status) {
+        println!("{}", response.message);
+        print!(
+            "{}",
+            shipwatch_supervisor::control::format_table(&response.processes)
+        );
+    } else if response.ok {
+        println!("{}", response.message);
+    } else {
+        eprintln!("{}", response.message);
+    }
+    Ok(if response.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Runs a long-lived process on tokio until it ends or SIGTERM/SIGINT cancels it.
