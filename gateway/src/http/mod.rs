@@ -27,6 +27,20 @@ use crate::fanout::{Hub, PAGE_EVENTS};
 use crate::model::EventFilter;
 use crate::store::StoreError;
 
+/// What `/` says until the web page is served there: how to drive the API by hand.
+async fn index(State(api): State<Api>) -> String {
+    let url = api.app.config.borrow().server.public_url.clone();
+    let url = url.trim_end_matches('/');
+    format!(
+        "shipwatch gateway\n\n\
+         The web page is not served yet; the API is:\n  \
+         curl -s {url}/api/tasks\n  \
+         curl -s -XPOST {url}/api/jobs -H 'content-type: application/json' -d '{{\"task\":\"deploy\"}}'\n  \
+         curl -s {url}/api/jobs/1\n  \
+         curl -s {url}/api/jobs/1/log\n"
+    )
+}
+
 /// What the handlers share: the gateway's state and the fan-out.
 #[derive(Clone)]
 pub struct Api {
@@ -37,6 +51,7 @@ pub struct Api {
 /// The API's routes, ready to serve.
 pub fn router(app: AppState, hub: Arc<Hub>) -> Router {
     Router::new()
+        .route("/", get(index))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/api/jobs", post(create_job).get(list_jobs))
