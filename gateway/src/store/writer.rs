@@ -408,9 +408,10 @@ impl Writer {
         let mut stmt = self.conn.prepare_cached(
             "INSERT OR IGNORE INTO hosts (job, host, wave, state) VALUES (?1, ?2, ?3, 'pending')",
         )?;
-        for (wave, names) in spec.waves.iter().enumerate() {
+        // Waves are numbered from 1, as users count them (DESIGN §6).
+        for (wave, names) in (1i64..).zip(&spec.waves) {
             for name in names {
-                stmt.execute(params![id as i64, name, wave as i64])?;
+                stmt.execute(params![id as i64, name, wave])?;
             }
         }
         Ok(id)
