@@ -25,12 +25,8 @@ pub async fn run_job(
             let _ = tx.send(vec![(now(), body)]).await;
         }
     };
-    send(EventBody::Job {
-        state: JobState::Running,
-        reason: None,
-    })
-    .await;
-
+    // No "job running" event here: the gateway records it when it assigns the job, and a
+    // second one would show every watcher the job starting twice.
     let targets: HashMap<&str, &HostTarget> =
         spec.hosts.iter().map(|h| (h.name.as_str(), h)).collect();
     let timeout = Duration::from_secs(spec.timeout_secs.max(1));
