@@ -1,0 +1,249 @@
+//! What a user does on a good day, on the real binary: start a job over the API with a
+//! nasty parameter, watch it live, read it back, and be told 409 when the task is busy.
+
+mod e2e_support;
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use e2e_support::*;
+use serde_json::{Value, json};
+use support::*;
+
+fn tasks(dir: &std::path::Path) -> String {
+    format!(
+        r#"[[tasks]]
+name = "greet"
+hosts = ["fleet"]
+transport = "local"
+batch = [1, 2]
+concurrency = 1
+script = '''
+printf 'msg=%s\n' "$MSG"
+echo "warning from $SHIPWATCH_HOST" >&2
+# Hold the first wave until the test lets it go (bounded: 30 s).
+for i in $(seq 1 600); do [ -e {go} ] && break; sleep 0.05; done
+echo "bye from $SHIPWATCH_HOST"
+'''
+
+[[tasks.params]]
+name = "MSG"
+required = true
+"#,
+        go = dir.join("go").display()
+    )
+}
+
+#[test]
+fn job_with_a_nasty_param_is_watched_live_read_back_and_a_second_one_gets_409() {
+    let setup = Setup::new("");
+    let dir = setup.dir.path().to_path_buf();
+    setup.write_raw(&config_text(&setup, "runners = 2", 3, &tasks(&dir)));
+    let _up = Guard(setup.up(&[]));
+    setup.wait_status("all running", |s| s.all_running(2));
+    let port = setup.port;
+
+    let pwned = dir.join("pwned");
+    let message = format!(
+        "it's \"quoted\" $(touch {p}) `touch {p}` and  two  spaces; $HOME \\ end",
+        p = pwned.display()
+    );
+    let (status, body) = http(
+        port,
+        "POST",
+        "/api/jobs",
+        &json!({"task": "greet", "params": {"MSG": message}}).to_string(),
+    );
+    assert_eq!(status, 201, "{body}");
+    let created: Value = serde_json::from_str(&body).expect("job JSON");
+    let id = created["id"].as_u64().expect("id");
+    assert_eq!(created["params"]["MSG"], message.as_str());
+
+    let rt = runtime();
+    let seen = Arc::new(AtomicU64::new(0));
+    let watcher = rt.spawn(watch_once(
+        format!("ws://127.0.0.1:{port}/ws/jobs/{id}?after=0"),
+        seen.clone(),
+        Duration::from_secs(60),
+    ));
+
+    // While it runs, the same task (concurrency = 1) is refused with the running job's id.
+    wait_job(port, id, Duration::from_secs(30), "running", |j| {
+        j["state"] == "running"
+    });
+    let (status, body) = http(
+        port,
+        "POST",
+        "/api/jobs",
+        r#"{"task":"greet","params":{"MSG":"x"}}"#,
+    );
+    assert_eq!(status, 409, "{body}");
+    let refused: Value = serde_json::from_str(&body).expect("error JSON");
+    assert_eq!(refused["field"], "task", "{body}");
+    let error = refused["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(&format!("job {id}")),
+        "the 409 names the running job {id}: {body}"
+    );
+
+    std::fs::write(dir.join("go"), "").expect("let the first wave go");
+    let done = wait_job(port, id, Duration::from_secs(30), "the end", is_terminal);
+    assert_eq!(
+        done["state"],
+        "succeeded",
+        "{done:#}\n{}",
+        log_tail(&setup, 30)
+    );
+
+    let (events, end) = rt.block_on(watcher).expect("watcher");
+    assert_eq!(end, "close 1000", "the watcher's close after {events:#?}");
+    let seqs: Vec<u64> = events.iter().filter_map(|e| e["seq"].as_u64()).collect();
+    assert_eq!(
+        seqs,
+        (1..=events.len() as u64).collect::<Vec<_>>(),
+        "the watcher got every seq once, in order"
+    );
+    let job_states: Vec<&str> = events
+        .iter()
+        .filter(|e| e["kind"] == "job")
+        .filter_map(|e| e["state"].as_str())
+        .collect();
+    assert_eq!(
+        job_states,
+        ["running", "succeeded"],
+        "the job starts once and ends once"
+    );
+    let last = events.last().expect("events");
+    assert_eq!(
+        (&last["kind"], &last["state"]),
+        (&json!("job"), &json!("succeeded"))
+    );
+    for host in host_names(3) {
+        let of_host: Vec<&Value> = events
+            .iter()
+            .filter(|e| e["host"] == host.as_str())
+            .collect();
+        let shown: Vec<String> = of_host
+            .iter()
+            .map(|e| match e["kind"].as_str() {
+                Some("line") => format!(
+                    "{} {}",
+                    e["stream"].as_str().unwrap_or("?"),
+                    e["text"].as_str().unwrap_or("?")
+                ),
+                _ => format!(
+                    "host {} {}",
+                    e["state"].as_str().unwrap_or("?"),
+                    e["exit_code"]
+                ),
+            })
+            .collect();
+        let stdout: Vec<&str> = shown
+            .iter()
+            .filter(|s| s.starts_with("stdout "))
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            stdout,
+            [
+                format!("stdout msg={message}").as_str(),
+                format!("stdout bye from {host}").as_str()
+            ],
+            "{host}: the param arrives byte for byte, stdout in order: {shown:#?}"
+        );
+        let stderr: Vec<&str> = shown
+            .iter()
+            .filter(|s| s.starts_with("stderr "))
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            stderr,
+            [format!("stderr warning from {host}").as_str()],
+            "{host}: stderr apart"
+        );
+        assert_eq!(
+            shown.first().map(String::as_str),
+            Some("host running null"),
+            "{shown:#?}"
+        );
+        assert_eq!(
+            shown.last().map(String::as_str),
+            Some("host ok 0"),
+            "{shown:#?}"
+        );
+    }
+    assert!(!pwned.exists(), "the param was run as code");
+
+    // Read back: counts, hosts with their waves, the spec that ran.
+    let job = job(port, id);
+    assert_eq!(
+        job["counts"],
+        json!({"pending":0,"running":0,"ok":3,"failed":0,"timeout":0,"unreachable":0,"cancelled":0,"skipped":0}),
+        "{job:#}"
+    );
+    let waves: Vec<(String, u64)> = job["hosts"]
+        .as_array()
+        .expect("hosts")
+        .iter()
+        .map(|h| {
+            (
+                h["host"].as_str().unwrap_or("?").to_owned(),
+                h["wave"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        waves,
+        [
+            ("web-01".to_owned(), 1),
+            ("web-02".to_owned(), 2),
+            ("web-03".to_owned(), 2)
+        ],
+        "{job:#}"
+    );
+    assert_eq!(
+        job["spec"]["waves"],
+        json!([["web-01"], ["web-02", "web-03"]])
+    );
+    assert_eq!(job["params"]["MSG"], message.as_str());
+    assert!(
+        job["started_at"].is_string() && job["ended_at"].is_string(),
+        "{job:#}"
+    );
+    assert!(
+        job["hosts"]
+            .as_array()
+            .expect("hosts")
+            .iter()
+            .all(|h| h["exit_code"] == 0 && h["ended_at"].is_string()),
+        "{job:#}"
+    );
+
+    // The text log and its filters.
+    let (status, text) = http(port, "GET", &format!("/api/jobs/{id}/log"), "");
+    assert_eq!(status, 200);
+    assert!(
+        text.contains(&format!(" web-01 stdout| msg={message}\n")),
+        "{text}"
+    );
+    let (status, stderr) = http(
+        port,
+        "GET",
+        &format!("/api/jobs/{id}/log?stream=stderr&host=web-02"),
+        "",
+    );
+    assert_eq!(status, 200);
+    let stderr_lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(stderr_lines.len(), 1, "{stderr}");
+    assert!(
+        stderr_lines[0].ends_with(" web-02 stderr| warning from web-02"),
+        "{stderr}"
+    );
+
+    // Once it ended, the task takes a new job again.
+    let again = create_job(port, &json!({"task": "greet", "params": {"MSG": "again"}}));
+    let again = wait_job(port, again, Duration::from_secs(30), "the end", is_terminal);
+    assert_eq!(again["state"], "succeeded", "{again:#}");
+}
