@@ -31,7 +31,9 @@ pub const DRAIN: Duration = Duration::from_secs(2);
 const STOP_GRACE: Duration = Duration::from_secs(6);
 
 /// The wrapper, run as `bash -c WRAPPER shipwatch TOKEN` (quoted again for ssh's remote
-/// command, which the login shell parses).
+/// command, which the login shell parses). Its `wait` is silenced: bash would otherwise
+/// print "shipwatch: line 25: … Killed bash -c "$s" …" into the host's stderr when a
+/// cancel or timeout has to SIGKILL the script.
 const WRAPPER: &str = r#"t=$1
 printf "shipwatch-start-%s\n" "$t" >&2
 s=
@@ -56,7 +58,7 @@ set +m
 } >/dev/null 2>&1 &
 w=$!
 exec 3<&-
-wait $p
+wait $p 2>/dev/null
 r=$?
 printf "shipwatch-exit-%s:%d\n" "$t" "$r" >&2
 exec >/dev/null 2>&1
