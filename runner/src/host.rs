@@ -20,7 +20,7 @@ use tokio::process::Command;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use crate::output::{EventSender, Markers, pump};
+use crate::output::{EventSender, Markers, pump_until};
 
 /// How long the pipes may stay open after the script exited (a background child holding
 /// them); then the host completes anyway and the leftovers are killed.
@@ -278,13 +278,22 @@ pub async fn run_host(
         started: Some(started_tx),
         exited: Some(exited_tx),
     };
-    let out_task = tokio::spawn(pump(stdout, host.clone(), Stream::Stdout, tx.clone(), None));
-    let err_task = tokio::spawn(pump(
+    let stop_reading = CancellationToken::new();
+    let out_task = tokio::spawn(pump_until(
+        stdout,
+        host.clone(),
+        Stream::Stdout,
+        tx.clone(),
+        None,
+        stop_reading.clone(),
+    ));
+    let err_task = tokio::spawn(pump_until(
         stderr,
         host.clone(),
         Stream::Stderr,
         tx.clone(),
         Some(markers),
+        stop_reading.clone(),
     ));
 
     let mut readers = Readers(vec![out_task, err_task]);
@@ -336,10 +345,12 @@ pub async fn run_host(
             }
         }
     }
-    // Whatever is still in the pipes after the drain window is given up on.
-    let floor = tokio::time::Instant::now() + Duration::from_millis(300);
-    let _ = tokio::time::timeout_at(drain_until.max(floor), readers.wait()).await;
-    readers.abort();
+    // The host's processes are gone: what is left in the pipes is read within moments,
+    // unless something escaped the group and holds them open. Time the readers wait for
+    // the gateway to make room does not count, so a stalled gateway loses no line.
+    let _ = tokio::time::timeout_at(drain_until, readers.wait()).await;
+    stop_reading.cancel();
+    readers.wait().await;
 
     if let Some(state) = stopped {
         return HostOutcome {
@@ -379,12 +390,6 @@ impl Readers {
         while let Some(task) = self.0.first_mut() {
             let _ = task.await;
             self.0.remove(0);
-        }
-    }
-
-    fn abort(&self) {
-        for task in &self.0 {
-            task.abort();
         }
     }
 }

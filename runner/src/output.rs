@@ -10,12 +10,16 @@ use std::time::Duration;
 use shipwatch_protocol::{EventBody, Stream, Timestamp};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 /// Longest line event; longer runs are split.
 pub const MAX_LINE: usize = 64 * 1024;
 
 /// A partial line waits this long for its newline before it is sent as it is.
 pub const IDLE_FLUSH: Duration = Duration::from_millis(200);
+
+/// How long [`pump_until`] keeps reading after it is told to stop.
+pub const AFTER_STOP: Duration = Duration::from_millis(300);
 
 /// An event with the time it happened, before it gets an `rseq`.
 pub type Pending = (Timestamp, EventBody);
@@ -44,30 +48,71 @@ pub struct Markers {
 /// Reads `pipe` to its end, sending every line of `host` as events on `tx`. Returns
 /// when the pipe closes or the receiver is gone.
 pub async fn pump<R: AsyncRead + Unpin>(
+    pipe: R,
+    host: String,
+    stream: Stream,
+    tx: EventSender,
+    markers: Option<Markers>,
+) {
+    pump_until(pipe, host, stream, tx, markers, CancellationToken::new()).await
+}
+
+/// Like [`pump`], and gives up reading [`AFTER_STOP`] after `stop` is cancelled (a
+/// background child may hold the pipe open forever). Time spent waiting for room on `tx`
+/// does not count: while the gateway is away `tx` is full, the host's last lines may
+/// still sit in the pipe, and waiting is the backpressure; giving up would lose them.
+pub async fn pump_until<R: AsyncRead + Unpin>(
     mut pipe: R,
     host: String,
     stream: Stream,
     tx: EventSender,
     mut markers: Option<Markers>,
+    stop: CancellationToken,
 ) {
     let mut buf: Vec<u8> = Vec::with_capacity(2 * MAX_LINE);
     let mut chunk = vec![0u8; MAX_LINE];
+    // Set when `stop` fires; moved later by the time each send waits.
+    let mut give_up: Option<tokio::time::Instant> = None;
+    let until = |give_up: Option<tokio::time::Instant>| {
+        let stop = stop.clone();
+        async move {
+            match give_up {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => stop.cancelled().await,
+            }
+        }
+    };
     loop {
+        // Reads are cancel-safe: stopping loses nothing already read.
         let read = if buf.is_empty() {
-            pipe.read(&mut chunk).await
+            tokio::select! {
+                biased;
+                () = until(give_up) => None,
+                read = pipe.read(&mut chunk) => Some(Ok(read)),
+            }
         } else {
-            match tokio::time::timeout(IDLE_FLUSH, pipe.read(&mut chunk)).await {
-                Ok(read) => read,
-                Err(_) => {
-                    // Idle with a partial line (a progress bar, a prompt): send it as is.
-                    let mut batch = Vec::with_capacity(1);
-                    let line = std::mem::take(&mut buf);
-                    push_line(&mut batch, &host, stream, &line, now(), &mut markers);
-                    if tx.send(batch).await.is_err() {
-                        return;
-                    }
-                    continue;
+            tokio::select! {
+                biased;
+                () = until(give_up) => None,
+                read = tokio::time::timeout(IDLE_FLUSH, pipe.read(&mut chunk)) => Some(read),
+            }
+        };
+        let read = match read {
+            None if give_up.is_none() => {
+                give_up = Some(tokio::time::Instant::now() + AFTER_STOP);
+                continue;
+            }
+            None => break,
+            Some(Ok(read)) => read,
+            Some(Err(_)) => {
+                // Idle with a partial line (a progress bar, a prompt): send it as is.
+                let mut batch = Vec::with_capacity(1);
+                let line = std::mem::take(&mut buf);
+                push_line(&mut batch, &host, stream, &line, now(), &mut markers);
+                if !send(&tx, batch, &mut give_up).await {
+                    return;
                 }
+                continue;
             }
         };
         let n = match read {
@@ -104,7 +149,7 @@ pub async fn pump<R: AsyncRead + Unpin>(
             start += cut;
         }
         buf.drain(..start);
-        if !batch.is_empty() && tx.send(batch).await.is_err() {
+        if !batch.is_empty() && !send(&tx, batch, &mut give_up).await {
             return;
         }
     }
@@ -113,6 +158,21 @@ pub async fn pump<R: AsyncRead + Unpin>(
         push_line(&mut batch, &host, stream, &buf, now(), &mut markers);
         let _ = tx.send(batch).await;
     }
+}
+
+/// Hands `batch` over; false when the receiver is gone. The wait for room moves
+/// `give_up` later: only time spent reading counts against it.
+async fn send(
+    tx: &EventSender,
+    batch: Vec<Pending>,
+    give_up: &mut Option<tokio::time::Instant>,
+) -> bool {
+    let started = tokio::time::Instant::now();
+    let sent = tx.send(batch).await.is_ok();
+    if let Some(at) = give_up.as_mut() {
+        *at += started.elapsed();
+    }
+    sent
 }
 
 fn memchr_newline(bytes: &[u8]) -> Option<usize> {
