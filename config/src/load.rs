@@ -57,6 +57,10 @@ pub(crate) fn load_text(
     if !checker.errors.is_empty() {
         return Err(checker.finish());
     }
+    checker.sections(&table);
+    if !checker.errors.is_empty() {
+        return Err(checker.finish());
+    }
     let raw: RawConfig = match serde::Deserialize::deserialize(toml::de::Deserializer::from(table))
     {
         Ok(raw) => raw,
@@ -155,8 +159,9 @@ impl Checker<'_> {
             Some(table) => format!("{table}.{key}"),
             None => key.to_string(),
         };
+        let named = message.contains("unknown key") || message.contains("missing key");
         let message = match before[line_start..].split_once('=') {
-            Some((key, _)) if !message.contains('`') && !key.trim().is_empty() => {
+            Some((key, _)) if !named && !key.trim().is_empty() => {
                 format!("{}: {message}", qualify(key.trim()))
             }
             _ if message.contains("missing key") => {
@@ -178,6 +183,36 @@ impl Checker<'_> {
             }
         };
         self.error(span, message);
+    }
+
+    /// Reports the first type error of every top-level section and of every element of
+    /// `[[tasks]]`, `[[users]]` and `[[tokens]]`: serde stops at the first error of a
+    /// document, so each part is deserialized alone (spans stay those of the file).
+    fn sections(&mut self, root: &toml::Spanned<toml::de::DeTable<'_>>) {
+        use toml::de::{DeArray, DeValue};
+        for (key, value) in root.get_ref().iter() {
+            let parts: Vec<toml::Spanned<DeValue<'_>>> = match value.get_ref() {
+                DeValue::Array(items) => items
+                    .iter()
+                    .map(|item| {
+                        let mut one = DeArray::new();
+                        one.push(item.clone());
+                        toml::Spanned::new(value.span(), DeValue::Array(one))
+                    })
+                    .collect(),
+                _ => vec![value.clone()],
+            };
+            for part in parts {
+                let mut table = toml::de::DeTable::new();
+                table.insert(key.clone(), part);
+                let table = toml::Spanned::new(root.span(), table);
+                let parsed: Result<RawConfig, _> =
+                    serde::Deserialize::deserialize(toml::de::Deserializer::from(table));
+                if let Err(error) = parsed {
+                    self.syntax(&error);
+                }
+            }
+        }
     }
 
     /// Reports every key of `table` not in `known`, then looks inside the known tables.

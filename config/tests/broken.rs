@@ -750,3 +750,29 @@ fn a_group_named_like_its_only_host_is_not_ambiguous() {
     let text = "[hosts]\nbastion = [\"bastion=10.0.0.1\"]\n[[tasks]]\nname = \"d\"\nhosts = [\"bastion\"]\nscript = \"true\"\n";
     assert_eq!(errors(text), Vec::<String>::new());
 }
+
+#[test]
+fn type_errors_in_different_sections_and_tasks_are_all_reported() {
+    let text = r#"[server]
+listen = 5
+[supervisor]
+runners = "x"
+[[tasks]]
+name = 5
+hosts = ["a"]
+script = "true"
+[[tasks]]
+name = "b"
+hosts = "a"
+script = "true"
+"#;
+    assert_eq!(
+        errors(text),
+        [
+            "shipwatch.toml:2:10: server.listen: invalid type: integer `5`, expected a string",
+            "shipwatch.toml:4:11: supervisor.runners: invalid type: string \"x\", expected an integer",
+            "shipwatch.toml:6:8: tasks.name: invalid type: integer `5`, expected a string",
+            "shipwatch.toml:11:9: tasks.hosts: invalid type: string \"a\", expected a sequence",
+        ]
+    );
+}
