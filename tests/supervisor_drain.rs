@@ -1,0 +1,146 @@
+//! Scaling down while runners are busy: the runner that goes away finishes its job first
+//! (the job succeeds, nothing is lost or cancelled), the one that stays keeps its PID, and
+//! the queue keeps moving on the runner that is left.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use support::{DEADLINE, Guard, Setup, wait_until};
+
+/// Two tasks whose hosts wait for the test's `go` file, so both runners are busy at once.
+fn config(setup: &Setup, runners: u32) -> String {
+    let go = setup.dir.path().join("go");
+    let go = go.display();
+    let task = |name: &str| {
+        format!(
+            r#"
+[[tasks]]
+name = "{name}"
+hosts = ["web"]
+transport = "local"
+script = """
+echo "{name} on $SHIPWATCH_HOST waiting"
+while [ ! -e {go} ]; do sleep 0.05; done
+echo "{name} done"
+"""
+"#
+        )
+    };
+    format!(
+        r#"[server]
+listen = "127.0.0.1:{port}"
+data_dir = "./data"
+run_dir = "./run"
+
+[supervisor]
+runners = {runners}
+
+[auth]
+anonymous = "operator"
+
+[hosts]
+web = ["web-01"]
+{a}{b}"#,
+        port = setup.port,
+        a = task("slow-a"),
+        b = task("slow-b"),
+    )
+}
+
+/// One HTTP/1.1 request on loopback; the status code and the body.
+fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the gateway");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read response");
+    let code = response
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (code, body)
+}
+
+fn create_job(port: u16, task: &str) -> u64 {
+    let (code, body) = http(
+        port,
+        "POST",
+        "/api/jobs",
+        &format!(r#"{{"task":"{task}"}}"#),
+    );
+    assert_eq!(code, 201, "create {task}: {body}");
+    let job: serde_json::Value = serde_json::from_str(&body).expect("job json");
+    job["id"].as_u64().expect("job id")
+}
+
+fn job_state(port: u16, id: u64) -> String {
+    let (_, body) = http(port, "GET", &format!("/api/jobs/{id}"), "");
+    serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|job| job["state"].as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_runner_scaled_away_finishes_its_job_before_it_exits() {
+    let setup = Setup::new("runners = 2");
+    setup.write_raw(&config(&setup, 2));
+    let up = Guard(setup.up(&[]));
+    let before = setup.wait_status("gateway and 2 runners", |s| s.all_running(2));
+    let port = setup.port;
+
+    let a = create_job(port, "slow-a");
+    let b = create_job(port, "slow-b");
+    wait_until("both jobs running", DEADLINE, || {
+        job_state(port, a) == "running" && job_state(port, b) == "running"
+    });
+
+    setup.write_raw(&config(&setup, 1));
+    wait_until("runner-1 draining", DEADLINE, || {
+        setup.log().contains("runner-1: draining")
+    });
+    // Draining, not killed: runner-1 is still there while its job waits for `go`.
+    let status = setup.status().expect("status");
+    assert_eq!(
+        status.get("runner-1").and_then(|p| p.pid),
+        Some(before.pid("runner-1")),
+        "runner-1 must stay alive until its job is done: {status:#?}"
+    );
+    assert_eq!(job_state(port, a), "running");
+    assert_eq!(job_state(port, b), "running");
+
+    std::fs::write(setup.dir.path().join("go"), "").expect("write go");
+    wait_until("both jobs ended", DEADLINE, || {
+        job_state(port, a) != "running" && job_state(port, b) != "running"
+    });
+    assert_eq!(job_state(port, a), "succeeded", "log:\n{}", setup.log());
+    assert_eq!(job_state(port, b), "succeeded", "log:\n{}", setup.log());
+
+    let after = setup.wait_status("runner-1 gone, runner-0 kept", |s| s.all_running(1));
+    assert_eq!(after.pid("runner-0"), before.pid("runner-0"));
+    assert_eq!(after.pid("gateway"), before.pid("gateway"));
+
+    // The queue keeps moving on the runner that is left.
+    let c = create_job(port, "slow-a");
+    wait_until("the next job ends", DEADLINE, || {
+        !matches!(job_state(port, c).as_str(), "queued" | "running")
+    });
+    assert_eq!(job_state(port, c), "succeeded", "log:\n{}", setup.log());
+    drop(up);
+}
