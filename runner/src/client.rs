@@ -147,7 +147,7 @@ where
         tokio::select! {
             _ = tokio::time::sleep_until(retry_at), if conn.is_none() => {
                 let job = running.as_ref().map(|r| r.job).or(outbox.events.front().map(|(j, _)| *j));
-                match connect(&cfg, &codec, job, draining).await {
+                match connect(&cfg, &codec, job, draining || stop_at.is_some()).await {
                     Ok(Some(c)) => {
                         tracing::info!(index = cfg.index, ?job, unacked = outbox.events.len(), "connected to the gateway");
                         conn = Some(Conn::new(c));
@@ -241,6 +241,11 @@ where
                 stop_at = Some(tokio::time::Instant::now() + cfg.stop_timeout);
                 if let Some(r) = running.as_ref() {
                     r.cancel.cancel();
+                }
+                // Before the cancelled job's last events: the gateway must not hand this
+                // runner the next queued job, which it would ignore and leave running.
+                if conn.is_some() && !draining {
+                    control.push_back(RunnerFrame::Draining);
                 }
             }
             _ = drain.cancelled(), if !draining => {
