@@ -242,6 +242,8 @@ pub struct WatchPlan {
     pub after: u64,
     /// Hang up by itself after this many events per connection, then reconnect.
     pub churn_every: Option<usize>,
+    /// Pause this long after every frame: a reader slower than the job writes.
+    pub slow: Option<Duration>,
 }
 
 impl WatchPlan {
@@ -251,6 +253,7 @@ impl WatchPlan {
             query: query.to_owned(),
             after,
             churn_every: None,
+            slow: None,
         }
     }
 
@@ -343,6 +346,9 @@ pub async fn follow(
                     }
                     progress.store(last, Ordering::SeqCst);
                     this_connection += values.len();
+                    if let Some(pause) = plan.slow {
+                        tokio::time::sleep(pause).await;
+                    }
                     if plan.churn_every.is_some_and(|n| this_connection >= n) {
                         let _ = ws.close(None).await;
                         break "churn".to_owned();
