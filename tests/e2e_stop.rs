@@ -24,6 +24,8 @@ hosts = ["fleet"]
 transport = "local"
 batch = 3
 script = '''
+# One host's script ignores SIGTERM (so does its sleep): only SIGKILL stops it.
+[ "$SHIPWATCH_HOST" = web-02 ] && trap '' TERM
 echo "started on $SHIPWATCH_HOST"
 sleep "$NAP"
 echo "never printed"
@@ -33,6 +35,12 @@ echo "never printed"
 name = "NAP"
 pattern = "^[0-9.]+$"
 required = true
+
+[[tasks]]
+name = "quick"
+hosts = ["fleet"]
+transport = "local"
+script = 'echo "quick on $SHIPWATCH_HOST"'
 "#;
 
 #[test]
@@ -65,6 +73,13 @@ fn sigterm_mid_job_cancels_it_closes_watchers_exits_0_and_the_job_stays_final() 
     });
     // The job's watcher is live: it has the 3 host and 3 line events at least.
     wait_progress(&job_seen, 6, DEADLINE, "the watcher to be live");
+    // Queued behind it (one runner): stopping leaves it queued for the next start.
+    let queued = create_job(port, &json!({"task": "quick"}));
+    let queued_watch = rt.spawn(watch_once(
+        format!("ws://127.0.0.1:{port}/ws/jobs/{queued}?after=0"),
+        Arc::default(),
+        Duration::from_secs(60),
+    ));
     let pids = setup.status().expect("status").pids();
 
     let stopping = Instant::now();
@@ -106,6 +121,8 @@ fn sigterm_mid_job_cancels_it_closes_watchers_exits_0_and_the_job_stays_final() 
     assert_eq!(end, "close 1000", "the job watcher's close");
     let (_, list_end) = rt.block_on(list_watch).expect("list watcher");
     assert_eq!(list_end, "close 1001", "the job-list watcher's close");
+    let (_, queued_end) = rt.block_on(queued_watch).expect("queued job's watcher");
+    assert_eq!(queued_end, "close 1001", "the queued job's watcher's close");
 
     // Started again on the same data_dir: the job is final and its log readable.
     let _again = Guard(setup.up(&[]));
@@ -140,8 +157,13 @@ fn sigterm_mid_job_cancels_it_closes_watchers_exits_0_and_the_job_stays_final() 
     let (status, text) = http(port, "GET", &format!("/api/jobs/{id}/log"), "");
     assert_eq!(status, 200);
     assert!(text.contains("web-01 stdout| started on web-01"), "{text}");
-    // A job still running after the restart would be lost after the grace period; a final
-    // one stays as it is.
-    let listed = get_json(port, "/api/jobs");
-    assert_eq!(listed["jobs"][0]["state"], "cancelled", "{listed:#}");
+    // The job queued at the stop runs now.
+    let quick = wait_job(
+        port,
+        queued,
+        Duration::from_secs(30),
+        "the end",
+        is_terminal,
+    );
+    assert_eq!(quick["state"], "succeeded", "{quick:#}");
 }
