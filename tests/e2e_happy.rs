@@ -247,3 +247,68 @@ fn job_with_a_nasty_param_is_watched_live_read_back_and_a_second_one_gets_409() 
     let again = wait_job(port, again, Duration::from_secs(30), "the end", is_terminal);
     assert_eq!(again["state"], "succeeded", "{again:#}");
 }
+
+#[test]
+fn cancel_mid_job_stops_every_script_even_one_ignoring_sigterm() {
+    // An odd sleep duration no other process sleeps for (pid in fixed width).
+    let marker = format!("29.{:08}", std::process::id());
+    let tasks = r#"[[tasks]]
+name = "hold"
+hosts = ["fleet"]
+transport = "local"
+batch = 3
+script = '''
+[ "$SHIPWATCH_HOST" = web-01 ] && trap '' TERM
+echo "holding on $SHIPWATCH_HOST"
+sleep "$NAP"
+echo "never printed"
+'''
+
+[[tasks.params]]
+name = "NAP"
+pattern = "^[0-9.]+$"
+required = true
+"#;
+    let setup = e2e_support::setup("runners = 1", 3, tasks);
+    let _up = Guard(setup.up(&[]));
+    setup.wait_status("all running", |s| s.all_running(1));
+    let port = setup.port;
+    let id = create_job(port, &json!({"task": "hold", "params": {"NAP": marker}}));
+    let rt = runtime();
+    let seen = Arc::new(AtomicU64::new(0));
+    let watcher = rt.spawn(watch_once(
+        format!("ws://127.0.0.1:{port}/ws/jobs/{id}?after=0"),
+        seen.clone(),
+        Duration::from_secs(60),
+    ));
+    wait_until("3 sleeps running", DEADLINE, || {
+        processes_with(&format!("sleep {marker}")).len() == 3
+    });
+
+    let (status, body) = http(port, "POST", &format!("/api/jobs/{id}/cancel"), "");
+    assert_eq!(status, 202, "{body}");
+    let done = wait_job(port, id, Duration::from_secs(30), "the end", is_terminal);
+    assert_eq!(done["state"], "cancelled", "{done:#}");
+    assert_eq!(done["counts"]["cancelled"], 3, "{done:#}");
+    wait_until("every script gone", DEADLINE, || {
+        processes_with(&marker).is_empty()
+    });
+
+    let (events, end) = rt.block_on(watcher).expect("watcher");
+    assert_eq!(end, "close 1000", "{events:#?}");
+    let last = events.last().cloned().unwrap_or_default();
+    assert_eq!(
+        (&last["kind"], &last["state"]),
+        (&json!("job"), &json!("cancelled"))
+    );
+    let lines = events.iter().filter(|e| e["kind"] == "line").count();
+    assert_eq!(
+        lines, 3,
+        "one line a host, nothing after the cancel: {events:#?}"
+    );
+
+    // The runner is free again.
+    let next = create_job(port, &json!({"task": "hold", "params": {"NAP": "0.1"}}));
+    let next = wait_job(port, next, Duration::from_secs(30), "the end", is_terminal);
+    assert_eq!(next["state"], "succeeded", "{next:#}");
+}
