@@ -85,6 +85,9 @@ struct ConfigArgs {
     /// Use the embedded demo config (20 simulated hosts, data in ./shipwatch-data).
     #[arg(long)]
     demo: bool,
+    /// Internal: read the config text the supervisor saved here, as if it were FILE.
+    #[arg(long, value_name = "SNAPSHOT", requires = "file", hide = true)]
+    snapshot: Option<PathBuf>,
 }
 
 impl ConfigArgs {
@@ -93,7 +96,13 @@ impl ConfigArgs {
             return ConfigSource::Demo;
         }
         if let Some(file) = &self.file {
-            return ConfigSource::File(file.clone());
+            return match &self.snapshot {
+                Some(snapshot) => ConfigSource::Snapshot {
+                    file: snapshot.clone(),
+                    of: file.clone(),
+                },
+                None => ConfigSource::File(file.clone()),
+            };
         }
         let local = PathBuf::from("shipwatch.toml");
         if local.exists() {

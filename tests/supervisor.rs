@@ -193,6 +193,18 @@ fn runner_count_follows_the_file_and_a_broken_edit_changes_nothing() {
         assert_eq!(after.pid(name), three.pid(name));
     }
     assert!(setup.log().contains("bogus_key"), "the log has the error");
+
+    // Children killed while the file is broken come back with the config that runs
+    // (the supervisor's snapshot), not the broken file: no backoff, no FATAL.
+    kill(after.pid("gateway"), "KILL");
+    kill(after.pid("runner-1"), "KILL");
+    let back = setup.wait_status("gateway and runner-1 back on the running config", |s| {
+        s.all_running(2)
+            && s.get("gateway").is_some_and(|p| p.restarts == 1)
+            && s.get("runner-1").is_some_and(|p| p.restarts == 1)
+    });
+    assert_eq!(back.pid("runner-0"), three.pid("runner-0"));
+    assert!(gateway_answers_healthz(setup.port));
 }
 
 #[test]

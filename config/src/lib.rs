@@ -22,26 +22,36 @@ pub const DEMO_TOML: &str = include_str!("../../examples/demo.toml");
 
 /// Reads and validates the config `source` names.
 pub fn load(source: &ConfigSource) -> Result<Config, ConfigErrors> {
-    match source {
+    load_keeping_text(source).map(|(config, _)| config)
+}
+
+/// [`load`], also returning the text that was validated: what a supervisor saves as a
+/// [`ConfigSource::Snapshot`] for its children.
+pub fn load_keeping_text(source: &ConfigSource) -> Result<(Config, String), ConfigErrors> {
+    let (text, of) = match source {
         ConfigSource::Demo => {
-            load::load_text(DEMO_TOML, "<demo>", Path::new("."), ConfigSource::Demo)
+            let config = load::load_text(DEMO_TOML, "<demo>", Path::new("."), source.clone())?;
+            return Ok((config, DEMO_TOML.to_string()));
         }
-        ConfigSource::File(path) => {
-            let label = path.display().to_string();
-            let text = std::fs::read_to_string(path).map_err(|error| {
-                ConfigErrors(vec![ConfigError {
-                    file: label.clone(),
-                    location: None,
-                    message: format!("cannot read the config file: {error}"),
-                }])
-            })?;
-            let base_dir = match path.parent() {
-                Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-                _ => PathBuf::from("."),
-            };
-            load::load_text(&text, &label, &base_dir, source.clone())
-        }
-    }
+        ConfigSource::File(path) => (read(path)?, path),
+        ConfigSource::Snapshot { file, of } => (read(file)?, of),
+    };
+    let base_dir = match of.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let config = load::load_text(&text, &source.label(), &base_dir, source.clone())?;
+    Ok((config, text))
+}
+
+fn read(path: &Path) -> Result<String, ConfigErrors> {
+    std::fs::read_to_string(path).map_err(|error| {
+        ConfigErrors(vec![ConfigError {
+            file: path.display().to_string(),
+            location: None,
+            message: format!("cannot read the config file: {error}"),
+        }])
+    })
 }
 
 /// Validates `text` as if read from `file_label` in `base_dir` (tests, `check` of stdin).

@@ -29,6 +29,25 @@ pub struct Config {
 pub enum ConfigSource {
     File(PathBuf),
     Demo,
+    /// The last valid text of `of`, saved by the supervisor in `file`: read as if it were
+    /// `of` (relative paths resolve against its directory, errors name it). A child
+    /// restarted while `of` is broken keeps the config the supervisor runs.
+    Snapshot {
+        file: PathBuf,
+        of: PathBuf,
+    },
+}
+
+impl ConfigSource {
+    /// The file a user edits for this source (`<demo>` for the embedded one).
+    pub fn label(&self) -> String {
+        match self {
+            ConfigSource::File(path) | ConfigSource::Snapshot { of: path, .. } => {
+                path.display().to_string()
+            }
+            ConfigSource::Demo => "<demo>".to_string(),
+        }
+    }
 }
 
 /// `[server]`.
@@ -149,10 +168,7 @@ pub struct Auth {
 impl Config {
     /// One line for `shipwatch check`: `FILE: 3 tasks, 20 hosts, 4 runners`.
     pub fn summary(&self) -> String {
-        let file = match &self.source {
-            ConfigSource::File(path) => path.display().to_string(),
-            ConfigSource::Demo => "<demo>".to_string(),
-        };
+        let file = self.source.label();
         let hosts: std::collections::BTreeSet<&str> = self
             .hosts
             .values()

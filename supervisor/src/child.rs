@@ -70,6 +70,9 @@ pub fn spawn(
     match source {
         ConfigSource::Demo => command.arg("--demo"),
         ConfigSource::File(path) => command.arg("-c").arg(path),
+        ConfigSource::Snapshot { file, of } => {
+            command.arg("-c").arg(of).arg("--snapshot").arg(file)
+        }
     };
     for name in SCRUBBED_ENV {
         command.env_remove(name);

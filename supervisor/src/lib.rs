@@ -29,7 +29,7 @@ mod child;
 pub mod control;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, killpg};
@@ -60,6 +60,13 @@ pub enum SupervisorError {
     Signals(std::io::Error),
     #[error("bad control message: {0}")]
     Json(serde_json::Error),
+    #[error("{0}")]
+    Config(shipwatch_config::ConfigErrors),
+    #[error("cannot save the config snapshot {path}: {source}")]
+    Snapshot {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// What the main loop hears about.
@@ -160,9 +167,24 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Supe
         ConfigSource::File(path) => {
             ConfigSource::File(std::path::absolute(path).unwrap_or_else(|_| path.clone()))
         }
-        ConfigSource::Demo => ConfigSource::Demo,
+        other => other.clone(),
     };
     let listener = control::bind(&config.server.run_dir)?;
+    // Children read the text the supervisor validated, not the file: one restarted
+    // while the file is broken must come back with the config everyone else runs.
+    let (config, snapshot) = match &source {
+        ConfigSource::File(_) => {
+            let (config, text) =
+                shipwatch_config::load_keeping_text(&source).map_err(SupervisorError::Config)?;
+            let path = config.server.run_dir.join(SNAPSHOT_FILE);
+            save_snapshot(&path, &text).map_err(|source| SupervisorError::Snapshot {
+                path: path.clone(),
+                source,
+            })?;
+            (config, Some(path))
+        }
+        _ => (config, None),
+    };
     let tasks = TaskTracker::new();
     let (events, mut inbox) = mpsc::unbounded_channel();
     let stop_tasks = CancellationToken::new();
@@ -186,6 +208,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Supe
     let mut sup = Supervisor {
         exe,
         source,
+        snapshot,
         desired_runners: config.supervisor.runners,
         config,
         table: BTreeMap::new(),
@@ -227,9 +250,29 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Supe
     Ok(())
 }
 
+/// In the run_dir: the config text children read (see [`ConfigSource::Snapshot`]).
+const SNAPSHOT_FILE: &str = "config.snapshot.toml";
+
+/// Saves the text children read, atomically; 0600 because it may hold password hashes.
+fn save_snapshot(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("toml.tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(text.as_bytes())?;
+    std::fs::rename(&tmp, path)
+}
+
 struct Supervisor {
     exe: PathBuf,
     source: ConfigSource,
+    /// Where the last valid config text is saved for children, when it comes from a file.
+    snapshot: Option<PathBuf>,
     config: Config,
     /// From the file, or `ctl scale` until the next reload.
     desired_runners: u32,
@@ -385,9 +428,16 @@ impl Supervisor {
     fn start(&mut self, kind: Kind) {
         self.next_generation += 1;
         let generation = self.next_generation;
+        let source = match (&self.snapshot, &self.source) {
+            (Some(file), ConfigSource::File(of)) => ConfigSource::Snapshot {
+                file: file.clone(),
+                of: of.clone(),
+            },
+            (_, source) => source.clone(),
+        };
         let result = child::spawn(
             &self.exe,
-            &self.source,
+            &source,
             kind,
             generation,
             &self.events,
@@ -678,14 +728,24 @@ impl Supervisor {
     }
 
     fn apply_reload(&mut self, why: &str) -> Result<String, String> {
-        let config = match shipwatch_config::load(&self.source) {
-            Ok(config) => config,
+        let (config, text) = match shipwatch_config::load_keeping_text(&self.source) {
+            Ok(loaded) => loaded,
             Err(errors) => {
                 let text = errors.to_string();
                 tracing::error!("{why}: config not reloaded, nothing changed:\n{text}");
                 return Err(text);
             }
         };
+        if let Some(path) = &self.snapshot
+            && let Err(error) = save_snapshot(path, &text)
+        {
+            let text = format!(
+                "cannot save the config snapshot {}: {error}",
+                path.display()
+            );
+            tracing::error!("{why}: config not reloaded, nothing changed: {text}");
+            return Err(text);
+        }
         let gateway_changed = gateway_view(&config) != gateway_view(&self.config);
         let old_runners = self.desired_runners;
         self.desired_runners = config.supervisor.runners;
