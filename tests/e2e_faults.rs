@@ -461,6 +461,24 @@ const SMALL_LINES: usize = 10;
 
 #[test]
 fn gateway_stalled_while_hosts_finish_under_backpressure_loses_no_line() {
+    stalled_gateway_under_backpressure(AfterStall::Resume);
+}
+
+#[test]
+fn gateway_stalled_then_killed_under_backpressure_resends_all_and_loses_no_line() {
+    stalled_gateway_under_backpressure(AfterStall::Kill);
+}
+
+/// What ends the gateway's stall.
+#[derive(PartialEq)]
+enum AfterStall {
+    /// SIGCONT: the same gateway reads on.
+    Resume,
+    /// SIGKILL: the supervisor starts a new one and the runner resends its whole buffer.
+    Kill,
+}
+
+fn stalled_gateway_under_backpressure(after: AfterStall) {
     let setup = Setup::new("");
     let dir = setup.dir.path().to_path_buf();
     let go = dir.join("go");
@@ -523,6 +541,14 @@ fi
         && setup.log().matches("host finished").count() < 4
     {
         std::thread::sleep(Duration::from_millis(50));
+    }
+    if after == AfterStall::Kill {
+        kill(gateway, "KILL");
+        setup.wait_status("gateway restarted", |s| {
+            s.get("gateway").is_some_and(|p| {
+                p.state == "running" && p.pid.is_some_and(|p| p != gateway) && p.restarts == 1
+            })
+        });
     }
     drop(resume);
 

@@ -312,3 +312,115 @@ required = true
     let next = wait_job(port, next, Duration::from_secs(30), "the end", is_terminal);
     assert_eq!(next["state"], "succeeded", "{next:#}");
 }
+
+#[test]
+fn reload_mid_job_changes_nothing_in_the_running_job_and_drops_no_watcher() {
+    let setup = Setup::new("");
+    let dir = setup.dir.path().to_path_buf();
+    let go = dir.join("go");
+    let task = |version: &str, extra: bool| {
+        let mut text = format!(
+            r#"[[tasks]]
+name = "say"
+hosts = ["fleet"]
+transport = "local"
+batch = 2
+script = '''
+echo "{version} hello from $SHIPWATCH_HOST"
+for i in $(seq 1 600); do [ -e {go} ] && break; sleep 0.05; done
+echo "{version} bye from $SHIPWATCH_HOST"
+'''
+"#,
+            go = go.display()
+        );
+        if extra {
+            text.push_str(
+                "\n[[tasks]]\nname = \"extra\"\nhosts = [\"fleet\"]\ntransport = \"local\"\nscript = \"true\"\n",
+            );
+        }
+        text
+    };
+    setup.write_raw(&config_text(&setup, "runners = 1", 2, &task("v1", false)));
+    let up = Guard(setup.up(&[]));
+    let before = setup.wait_status("all running", |s| s.all_running(1));
+    let port = setup.port;
+    let id = create_job(port, &json!({"task": "say"}));
+
+    let rt = runtime();
+    let seen = Arc::new(AtomicU64::new(0));
+    let watcher = rt.spawn(watch_once(
+        format!("ws://127.0.0.1:{port}/ws/jobs/{id}?after=0"),
+        seen.clone(),
+        Duration::from_secs(60),
+    ));
+    let list = rt.spawn(watch_once(
+        format!("ws://127.0.0.1:{port}/ws/jobs"),
+        Arc::default(),
+        Duration::from_secs(60),
+    ));
+    // job running + 2 host events + 2 lines.
+    wait_progress(&seen, 5, DEADLINE, "the first lines");
+
+    // A new script, a new task and one more runner, applied in place.
+    setup.write_raw(&config_text(&setup, "runners = 2", 2, &task("v2", true)));
+    let reload = setup.ctl(&["reload"]);
+    assert!(
+        reload.status.success(),
+        "ctl reload: {}",
+        String::from_utf8_lossy(&reload.stderr)
+    );
+    let after = setup.wait_status("two runners", |s| s.all_running(2));
+    assert_eq!(after.pid("gateway"), before.pid("gateway"), "gateway kept");
+    assert_eq!(
+        after.pid("runner-0"),
+        before.pid("runner-0"),
+        "runner-0 kept"
+    );
+    wait_until("the gateway knows the new task", DEADLINE, || {
+        http(port, "GET", "/api/tasks", "").1.contains("\"extra\"")
+    });
+
+    std::fs::write(&go, "").expect("go");
+    let done = wait_job(port, id, Duration::from_secs(30), "the end", is_terminal);
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+    let (events, end) = rt.block_on(watcher).expect("watcher");
+    assert_eq!(end, "close 1000", "one connection all along: {events:#?}");
+    let texts: Vec<&str> = events
+        .iter()
+        .filter(|e| e["kind"] == "line")
+        .filter_map(|e| e["text"].as_str())
+        .collect();
+    assert!(
+        texts.len() == 4 && texts.iter().all(|t| t.starts_with("v1 ")),
+        "the running job ran the script it started with: {texts:?}"
+    );
+    let as_watched: Vec<Event> = events.iter().map(Event::from_json).collect();
+    assert!(as_watched == stored_log(port, id), "watched = stored");
+
+    let next = create_job(port, &json!({"task": "say"}));
+    wait_job(port, next, Duration::from_secs(30), "the end", is_terminal);
+    let texts: Vec<String> = stored_log(port, next)
+        .into_iter()
+        .filter_map(|e| e.text)
+        .collect();
+    assert!(
+        texts.len() == 4 && texts.iter().all(|t| t.starts_with("v2 ")),
+        "the next job runs the new script: {texts:?}"
+    );
+
+    // The job-list watcher stayed connected through the reload and saw both jobs end.
+    let (changes, list_end) = {
+        // It only ends when the gateway stops: stop the supervisor, then read it.
+        kill(up.0.id() as i32, "TERM");
+        rt.block_on(list).expect("list watcher")
+    };
+    assert_eq!(list_end, "close 1001", "{changes:#?}");
+    for job in [id, next] {
+        assert!(
+            changes
+                .iter()
+                .any(|c| c["id"] == job && c["state"] == "succeeded"),
+            "job {job}'s end on /ws/jobs: {changes:#?}"
+        );
+    }
+}
