@@ -167,3 +167,77 @@ fn sigterm_mid_job_cancels_it_closes_watchers_exits_0_and_the_job_stays_final() 
     );
     assert_eq!(quick["state"], "succeeded", "{quick:#}");
 }
+
+#[test]
+fn scale_down_mid_job_drains_the_runner_and_no_queued_job_goes_to_it() {
+    let setup = Setup::new("");
+    let dir = setup.dir.path().to_path_buf();
+    let tasks = format!(
+        r#"[[tasks]]
+name = "hold"
+hosts = ["fleet"]
+transport = "local"
+batch = 2
+concurrency = 3
+script = '''
+echo "holding on $SHIPWATCH_HOST"
+for i in $(seq 1 600); do [ -e {dir}/go-$SHIPWATCH_JOB ] && break; sleep 0.05; done
+echo "released on $SHIPWATCH_HOST"
+'''
+"#,
+        dir = dir.display()
+    );
+    let supervisor = |runners: u32| format!("runners = {runners}\ndrain_timeout_secs = 60");
+    setup.write_raw(&config_text(&setup, &supervisor(2), 2, &tasks));
+    let _up = Guard(setup.up(&[]));
+    let before = setup.wait_status("all running", |s| s.all_running(2));
+    let port = setup.port;
+    let first = create_job(port, &json!({"task": "hold"}));
+    let second = create_job(port, &json!({"task": "hold"}));
+    for id in [first, second] {
+        wait_job(port, id, Duration::from_secs(30), "2 hosts running", |j| {
+            j["counts"]["running"] == 2
+        });
+    }
+    let runner_1 = before.pid("runner-1");
+    let mut on_1 = std::collections::BTreeSet::new();
+    wait_until("runner-1's job found", DEADLINE, || {
+        on_1 = jobs_run_under(runner_1);
+        on_1.len() == 1
+    });
+    let on_1 = on_1.into_iter().next().unwrap_or_default();
+    let on_0 = if on_1 == first { second } else { first };
+
+    // Scale down: runner-1 drains.
+    setup.write_raw(&config_text(&setup, &supervisor(1), 2, &tasks));
+    let reload = setup.ctl(&["reload"]);
+    assert!(reload.status.success(), "{reload:?}");
+    setup.wait_status("runner-1 draining", |s| {
+        s.get("runner-1").is_some_and(|p| p.state == "stopping")
+    });
+    // Queued now; it must wait for runner-0, never go to the draining runner.
+    let third = create_job(port, &json!({"task": "hold"}));
+    std::fs::write(dir.join(format!("go-{third}")), "").expect("go");
+
+    std::fs::write(dir.join(format!("go-{on_1}")), "").expect("go");
+    let done = wait_job(port, on_1, Duration::from_secs(30), "the end", is_terminal);
+    assert_eq!(
+        done["state"], "succeeded",
+        "the draining runner finished: {done:#}"
+    );
+    setup.wait_status("runner-1 gone", |s| {
+        s.processes.len() == 2 && s.get("runner-1").is_none()
+    });
+    assert_eq!(
+        job(port, third)["state"],
+        "queued",
+        "the job queued during the drain waits for runner-0"
+    );
+
+    std::fs::write(dir.join(format!("go-{on_0}")), "").expect("go");
+    for id in [on_0, third] {
+        let done = wait_job(port, id, Duration::from_secs(30), "the end", is_terminal);
+        assert_eq!(done["state"], "succeeded", "job {id}: {done:#}");
+        assert_eq!(done["counts"]["ok"], 2, "{done:#}");
+    }
+}

@@ -525,3 +525,58 @@ pub async fn watch_once(
         }
     }
 }
+
+/// The parent pid of `pid`, from /proc.
+pub fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// The `SHIPWATCH_JOB` of every live process descending from `ancestor`.
+pub fn jobs_run_under(ancestor: i32) -> std::collections::BTreeSet<u64> {
+    let mut jobs = std::collections::BTreeSet::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return jobs;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let mut up = parent_of(pid);
+        let mut descends = false;
+        for _ in 0..16 {
+            match up {
+                Some(p) if p == ancestor => {
+                    descends = true;
+                    break;
+                }
+                Some(p) if p > 1 => up = parent_of(p),
+                _ => break,
+            }
+        }
+        if !descends {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        for var in environ.split(|b| *b == 0) {
+            if let Some(job) = var
+                .strip_prefix(b"SHIPWATCH_JOB=")
+                .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+            {
+                jobs.insert(job);
+            }
+        }
+    }
+    jobs
+}
