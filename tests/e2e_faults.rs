@@ -656,6 +656,20 @@ done
     let ids: Vec<u64> = (0..CHAOS_JOBS)
         .map(|_| create_job(port, &json!({"task": "burst"})))
         .collect();
+    // A watcher per job, reconnecting with after= across the kills.
+    let rt = runtime();
+    let watchers: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            rt.spawn(follow(
+                port,
+                *id,
+                WatchPlan::new(&format!("job {id}"), "", 0),
+                Arc::default(),
+                Duration::from_secs(120),
+            ))
+        })
+        .collect();
     // Kill the gateway as every second job starts: jobs end, start and queue around it.
     for (k, id) in ids.iter().skip(1).step_by(2).enumerate() {
         wait_job(port, *id, Duration::from_secs(60), "running", |j| {
@@ -672,5 +686,14 @@ done
             log_tail(&setup, 60)
         );
         assert_burst_log_complete(*id, &stored_log(port, *id));
+    }
+    for (id, watcher) in ids.iter().zip(watchers) {
+        let seen = rt.block_on(watcher).expect("watcher");
+        let plan = WatchPlan::new(&format!("job {id}"), "", 0);
+        let log = stored_log(port, *id);
+        if let Err(e) = check_watcher(&plan, &seen, &log) {
+            panic!("{e}");
+        }
+        assert_eq!(seen.final_code(), Some(1000), "job {id}: {:?}", seen.ends);
     }
 }
