@@ -520,7 +520,11 @@ impl Dispatcher {
             tracing::info!(job, "runner reclaimed its job");
         } else {
             // The job ended (lost, cancelled) while the runner was away: stop it. Its
-            // resent events are acked and dropped when they arrive.
+            // resent events are acked and dropped when they arrive; the runner is busy
+            // until the job's last one does.
+            if let Some(r) = st.runners.get_mut(&conn) {
+                r.job = Some(job);
+            }
             let _ = tx.send(GatewayFrame::Cancel { job });
         }
     }
@@ -553,20 +557,22 @@ impl Dispatcher {
                     }
                 }
                 Some((job, last_rseq, ends, result)) = acks.next(), if !acks.is_empty() => {
+                    let (ends, result): (bool, Result<u64, StoreError>) = (ends, result);
                     let rseq = match result {
                         Ok(rseq) => rseq,
-                        // Finished elsewhere (lost, cancelled, store failure): let the
-                        // runner forget these events and stop the job.
-                        Err(StoreError::Finished { .. }) | Err(StoreError::NoSuchJob(_)) => {
-                            let _ = framed.feed(GatewayFrame::Cancel { job }).await;
-                            self.job_ended(conn, job);
-                            last_rseq
-                        }
+                        // Finished elsewhere (lost, cancelled), or the store failed and
+                        // fails the job: the runner forgets these events and stops the
+                        // job. It stays busy until the job's last event arrives, so it is
+                        // not handed a job it would ignore while still stopping this one.
                         Err(error) => {
-                            tracing::error!(job, %error, "cannot store a runner's events");
-                            self.job_ended(conn, job);
-                            let _ = framed.feed(GatewayFrame::Cancel { job }).await;
-                            continue;
+                            if !matches!(error, StoreError::Finished { .. } | StoreError::NoSuchJob(_)) {
+                                tracing::error!(job, %error, "cannot store a runner's events");
+                            }
+                            self.job_given_up(conn, job);
+                            if !ends {
+                                let _ = framed.feed(GatewayFrame::Cancel { job }).await;
+                            }
+                            last_rseq
                         }
                     };
                     if framed.send(GatewayFrame::Ack { job, rseq }).await.is_err() {
@@ -610,7 +616,19 @@ impl Dispatcher {
         }
     }
 
-    /// The job is over (committed terminal event): the runner is idle again.
+    /// The job no longer runs as far as the store goes (it ended elsewhere or cannot be
+    /// stored): its task's slot is free, but its runner stays busy until it says the job
+    /// ended.
+    fn job_given_up(&self, conn: u64, job: JobId) {
+        let mut st = self.lock();
+        if st.running.get(&job).is_some_and(|r| r.conn == Some(conn)) {
+            st.running.remove(&job);
+        }
+        drop(st);
+        self.wake();
+    }
+
+    /// The job is over (its terminal event arrived): the runner is idle again.
     fn job_ended(&self, conn: u64, job: JobId) {
         let mut st = self.lock();
         if st.running.get(&job).is_some_and(|r| r.conn == Some(conn)) {
