@@ -16,6 +16,8 @@ use crate::model::{CommittedBatch, CommittedEvent};
 
 /// Events committed together at most (a group may exceed it by one op's events).
 const GROUP_EVENTS: usize = 1_000;
+/// How often recording a job's failure is retried while the disk stays full.
+const RETRY_FAILURES: std::time::Duration = std::time::Duration::from_secs(1);
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -99,6 +101,8 @@ pub(super) fn spawn(
         jobs: HashMap::new(),
         fail_commits: false,
         marking_failed: false,
+        unrecorded: HashMap::new(),
+        last_retry: std::time::Instant::now(),
         json: Vec::with_capacity(4096),
     };
     std::thread::Builder::new()
@@ -119,6 +123,11 @@ struct Writer {
     fail_commits: bool,
     /// Set while failing the jobs of a failed commit, so a second failure cannot recurse.
     marking_failed: bool,
+    /// Jobs that lost events to a failed commit but whose failure could not be stored
+    /// either (the disk is still full), with the reason. Nothing more is stored for them,
+    /// so their log never gets a hole, and recording the failure is retried.
+    unrecorded: HashMap<JobId, String>,
+    last_retry: std::time::Instant,
     json: Vec<u8>,
 }
 
@@ -138,7 +147,22 @@ struct Group {
 impl Writer {
     fn run(&mut self, rx: Receiver<Op>) {
         // Ends when every Store handle is gone.
-        while let Ok(first) = rx.recv() {
+        loop {
+            let first = if self.unrecorded.is_empty() {
+                match rx.recv() {
+                    Ok(op) => op,
+                    Err(_) => break,
+                }
+            } else {
+                match rx.recv_timeout(RETRY_FAILURES) {
+                    Ok(op) => op,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        self.record_failures();
+                        continue;
+                    }
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            };
             let mut ops = vec![first];
             let mut weight = ops[0].weight();
             while weight < GROUP_EVENTS {
@@ -151,8 +175,33 @@ impl Writer {
                 }
             }
             self.group(ops);
+            if self.last_retry.elapsed() >= RETRY_FAILURES {
+                self.record_failures();
+            }
         }
         tracing::debug!("store writer stopped");
+    }
+
+    /// Tries again to store the failure of jobs whose failure could not be stored.
+    fn record_failures(&mut self) {
+        self.last_retry = std::time::Instant::now();
+        if self.unrecorded.is_empty() {
+            return;
+        }
+        let jobs = std::mem::take(&mut self.unrecorded);
+        self.marking_failed = true;
+        for (job, reason) in jobs {
+            let (tx, _rx) = oneshot::channel();
+            self.group(vec![Op::Gateway {
+                job,
+                body: EventBody::Job {
+                    state: JobState::Failed,
+                    reason: Some(reason),
+                },
+                reply: tx,
+            }]);
+        }
+        self.marking_failed = false;
     }
 
     fn group(&mut self, ops: Vec<Op>) {
@@ -162,7 +211,15 @@ impl Writer {
             changed: Vec::new(),
             done: Vec::with_capacity(ops.len()),
         };
-        let mut touched: Vec<JobId> = Vec::new();
+        // Every job of the group, also those whose ops a failure leaves unprocessed: a
+        // failed commit fails them all.
+        let touched: Vec<JobId> = ops
+            .iter()
+            .filter_map(|op| match op {
+                Op::Append { job, .. } | Op::Gateway { job, .. } => Some(*job),
+                _ => None,
+            })
+            .collect();
         // Armed by an op of this group, the fault hits the next group.
         let fail = self.fail_commits;
         let result = (|| -> Result<(), rusqlite::Error> {
@@ -209,20 +266,14 @@ impl Writer {
                         g.changed.push(id);
                         g.done.push(Done::Job(id, reply));
                     }
-                    Op::Append { job, events, reply } => {
-                        touched.push(job);
-                        match self.append(&mut g, job, events)? {
-                            Ok(rseq) => g.done.push(Done::U64(rseq, reply)),
-                            Err(e) => g.done.push(Done::Failed(e, reply)),
-                        }
-                    }
-                    Op::Gateway { job, body, reply } => {
-                        touched.push(job);
-                        match self.gateway(&mut g, job, body)? {
-                            Ok(seq) => g.done.push(Done::U64(seq, reply)),
-                            Err(e) => g.done.push(Done::Failed(e, reply)),
-                        }
-                    }
+                    Op::Append { job, events, reply } => match self.append(&mut g, job, events)? {
+                        Ok(rseq) => g.done.push(Done::U64(rseq, reply)),
+                        Err(e) => g.done.push(Done::Failed(e, reply)),
+                    },
+                    Op::Gateway { job, body, reply } => match self.gateway(&mut g, job, body)? {
+                        Ok(seq) => g.done.push(Done::U64(seq, reply)),
+                        Err(e) => g.done.push(Done::Failed(e, reply)),
+                    },
                 }
             }
             self.flush_meta()?;
@@ -296,6 +347,32 @@ impl Writer {
         tracing::error!(%error, "store commit failed; failing the jobs it carried");
         self.jobs.clear();
         let reason = format!("the gateway could not store its events: {error}");
+        touched.sort_unstable();
+        touched.dedup();
+        if self.marking_failed {
+            // Recording the failure failed too (the disk is still full): store nothing
+            // more for these jobs and retry recording it later.
+            for job in touched {
+                self.unrecorded.insert(job, reason.clone());
+            }
+        } else {
+            // Marking them failed is a commit too; the injected fault is one-shot for this.
+            // It comes before the answers, so whoever got the error finds the job failed.
+            self.fail_commits = false;
+            self.marking_failed = true;
+            for job in touched {
+                let (tx, _rx) = oneshot::channel();
+                self.group(vec![Op::Gateway {
+                    job,
+                    body: EventBody::Job {
+                        state: JobState::Failed,
+                        reason: Some(reason.clone()),
+                    },
+                    reply: tx,
+                }]);
+            }
+            self.marking_failed = false;
+        }
         for d in g.done {
             let e = || StoreError::Sqlite(clone_error(&error));
             match d {
@@ -305,28 +382,6 @@ impl Writer {
                 Done::Failed(e2, r) => drop(r.send(Err(e2))),
             }
         }
-        if self.marking_failed {
-            // Recording the failure failed too (the disk is still full): give up on it;
-            // reads go on and the next group tries again.
-            return;
-        }
-        touched.sort_unstable();
-        touched.dedup();
-        // Marking them failed is a commit too; the injected fault is one-shot for this.
-        self.fail_commits = false;
-        self.marking_failed = true;
-        for job in touched {
-            let (tx, _rx) = oneshot::channel();
-            self.group(vec![Op::Gateway {
-                job,
-                body: EventBody::Job {
-                    state: JobState::Failed,
-                    reason: Some(reason.clone()),
-                },
-                reply: tx,
-            }]);
-        }
-        self.marking_failed = false;
     }
 
     fn meta(&mut self, job: JobId) -> Result<Option<&mut JobMeta>, rusqlite::Error> {
@@ -424,6 +479,12 @@ impl Writer {
         job: JobId,
         events: Vec<RunnerEvent>,
     ) -> Result<Result<u64, StoreError>, rusqlite::Error> {
+        if self.unrecorded.contains_key(&job) {
+            return Ok(Err(StoreError::Finished {
+                job,
+                state: JobState::Failed,
+            }));
+        }
         let Some(meta) = self.meta(job)? else {
             return Ok(Err(StoreError::NoSuchJob(job)));
         };
@@ -469,6 +530,12 @@ impl Writer {
         job: JobId,
         body: EventBody,
     ) -> Result<Result<u64, StoreError>, rusqlite::Error> {
+        if self.unrecorded.contains_key(&job) {
+            return Ok(Err(StoreError::Finished {
+                job,
+                state: JobState::Failed,
+            }));
+        }
         let Some(meta) = self.meta(job)? else {
             return Ok(Err(StoreError::NoSuchJob(job)));
         };
