@@ -1,0 +1,156 @@
+//! DESIGN §9 "disk full" on the real binary: `shipwatch up` runs in its own mount
+//! namespace (`unshare`) with its data_dir on a small tmpfs, so the store really fills up.
+
+mod e2e_support;
+mod support;
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use e2e_support::*;
+use serde_json::json;
+use support::*;
+
+/// The tmpfs holds the database and a ballast file the test deletes to make room again;
+/// the ballast is larger than what the database can hold, because freeing room first lets
+/// SQLite checkpoint its WAL into the database file, which takes up to the WAL's size.
+const TMPFS: &str = "size=10m";
+const BALLAST_MB: u32 = 6;
+
+#[test]
+fn disk_full_fails_the_job_with_a_reason_and_the_gateway_keeps_serving() {
+    let setup = Setup::new("");
+    let dir = setup.dir.path().to_path_buf();
+    let go = dir.join("go");
+    let tasks = format!(
+        r#"[[tasks]]
+name = "flood"
+hosts = ["fleet"]
+transport = "local"
+batch = 2
+script = '''
+for i in $(seq 1 600); do [ -e {go} ] && break; sleep 0.05; done
+x=$(head -c 1000 /dev/zero | tr '\0' y)
+for i in $(seq 1 20000); do echo "$i $x"; done
+'''
+
+[[tasks]]
+name = "small"
+hosts = ["fleet"]
+transport = "local"
+script = 'echo "small on $SHIPWATCH_HOST"'
+"#,
+        go = go.display()
+    );
+    setup.write_raw(&config_text(&setup, "runners = 1", 2, &tasks));
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+
+    // Root may mount in a new mount namespace; anyone else in a new user namespace too.
+    let root = nix_is_root();
+    let log = std::fs::File::create(dir.join("up.log")).expect("log");
+    let mut command = Command::new("unshare");
+    command.arg(if root { "-m" } else { "-rm" }).args([
+        "sh",
+        "-c",
+        "mount -t tmpfs -o \"$1\" tmpfs \"$2\" && head -c \"$3\"M /dev/zero > \"$2/ballast\" \
+         && exec \"$4\" up -c \"$5\"",
+        "sh",
+        TMPFS,
+        path_str(&data),
+        &BALLAST_MB.to_string(),
+        BIN,
+        path_str(&setup.config_path()),
+    ]);
+    command
+        .current_dir(&dir)
+        .env("SHIPWATCH_LOG", "info")
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log);
+    let up = Guard(command.spawn().expect("unshare (util-linux) runs"));
+    setup.wait_status("all running", |s| s.all_running(1));
+    let port = setup.port;
+    // The ballast, as the supervisor's mount namespace sees it.
+    let ballast = format!("/proc/{}/root{}/ballast", up.0.id(), data.display());
+    assert!(
+        std::path::Path::new(&ballast).exists(),
+        "no ballast at {ballast}"
+    );
+
+    let id = create_job(port, &json!({"task": "flood"}));
+    let rt = runtime();
+    let watcher = rt.spawn(follow(
+        port,
+        id,
+        WatchPlan::new("all", "", 0),
+        Arc::default(),
+        Duration::from_secs(90),
+    ));
+    wait_job(port, id, Duration::from_secs(30), "2 hosts running", |j| {
+        j["counts"]["running"] == 2
+    });
+    std::fs::write(&go, "").expect("go");
+
+    // 40 MB of lines into 8 MB: the store fills up, and the gateway keeps serving.
+    wait_until("the store full", Duration::from_secs(60), || {
+        setup.log().contains("disk is full")
+    });
+    assert_eq!(http(port, "GET", "/healthz", "").0, 200);
+    assert_eq!(http(port, "GET", &format!("/api/jobs/{id}"), "").0, 200);
+    // The job's scripts were stopped: nothing can be stored for them.
+    let marker = go.display().to_string();
+    wait_until("the flood's scripts stopped", DEADLINE, || {
+        processes_with(&marker).is_empty()
+    });
+
+    // Room again: the job ends failed with a reason, its watcher gets that and 1000,
+    // and the next job runs.
+    std::fs::remove_file(&ballast).expect("remove the ballast");
+    let failed = wait_job(port, id, Duration::from_secs(30), "the end", is_terminal);
+    assert_eq!(
+        failed["state"],
+        "failed",
+        "{failed:#}\n{}",
+        log_tail(&setup, 20)
+    );
+    let reason = failed["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("full"), "the reason says why: {failed:#}");
+    assert_eq!(failed["counts"]["running"], 0, "{failed:#}");
+    let seen = rt.block_on(watcher).expect("watcher");
+    assert_eq!(seen.final_code(), Some(1000), "{:?}", seen.ends);
+    let last = seen.events.last().expect("events");
+    assert_eq!(
+        (last.kind.as_str(), last.state.as_deref()),
+        ("job", Some("failed"))
+    );
+    let log = stored_log(port, id);
+    assert_gapless(&log);
+
+    let next = create_job(port, &json!({"task": "small"}));
+    let start = std::time::Instant::now();
+    let mut last = job(port, next);
+    while !is_terminal(&last) && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
+        last = job(port, next);
+    }
+    assert_eq!(
+        last["state"],
+        "succeeded",
+        "the next job: {last:#}\n{}",
+        log_tail(&setup, 60)
+    );
+}
+
+fn nix_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
