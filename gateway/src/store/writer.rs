@@ -505,7 +505,9 @@ impl Writer {
             meta.dirty = true;
             if let EventBody::Line { text, .. } = &ev.body {
                 let len = text.len() as u64;
-                if meta.log_bytes + len > self.limits.max_log_bytes {
+                // Once one line is dropped, all later ones are: a shorter line that would
+                // still fit must not leave a hole before it.
+                if meta.dropped > 0 || meta.log_bytes + len > self.limits.max_log_bytes {
                     meta.dropped += 1;
                     if meta.dropped == 1 {
                         let text = format!(
