@@ -154,3 +154,86 @@ fn nix_is_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+#[test]
+fn max_log_bytes_keeps_the_first_lines_then_one_notice_and_the_job_still_ends() {
+    const CAP: usize = 20_000;
+    let tasks = r#"[[tasks]]
+name = "chatty"
+hosts = ["fleet"]
+transport = "local"
+batch = 2
+script = '''
+pad=$(head -c 90 /dev/zero | tr '\0' .)
+# Lines of 11, 51 and 91 bytes: a short line after a dropped long one must not be kept.
+for i in $(seq 1 500); do printf '%05d %s\n' $i "${pad:0:$(( (i % 3) * 40 + 5 ))}"; done
+'''
+"#;
+    let setup = Setup::new("");
+    let text = config_text(&setup, "runners = 1", 2, tasks).replace(
+        "[supervisor]",
+        &format!("max_log_bytes = {CAP}\n\n[supervisor]"),
+    );
+    setup.write_raw(&text);
+    let _up = Guard(setup.up(&[]));
+    setup.wait_status("all running", |s| s.all_running(1));
+    let port = setup.port;
+    let id = create_job(port, &json!({"task": "chatty"}));
+    let rt = runtime();
+    let notices = rt.spawn(watch_once(
+        format!("ws://127.0.0.1:{port}/ws/jobs/{id}?after=0&kinds=notice"),
+        Arc::default(),
+        Duration::from_secs(60),
+    ));
+    let done = wait_job(port, id, Duration::from_secs(30), "the end", is_terminal);
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+    assert_eq!(done["counts"]["ok"], 2, "{done:#}");
+
+    let log = stored_log(port, id);
+    assert_gapless(&log);
+    let notice_at = log
+        .iter()
+        .position(|e| e.kind == "notice")
+        .expect("a notice when the cap is reached");
+    assert_eq!(log.iter().filter(|e| e.kind == "notice").count(), 1);
+    assert!(
+        log[notice_at]
+            .text
+            .as_deref()
+            .is_some_and(|t| t.contains("max_log_bytes")),
+        "{:?}",
+        log[notice_at]
+    );
+    let stored: usize = log
+        .iter()
+        .filter(|e| e.kind == "line")
+        .map(|e| e.text.as_deref().unwrap_or_default().len())
+        .sum();
+    assert!(
+        stored <= CAP && stored > CAP - 100,
+        "{stored} bytes of lines stored"
+    );
+    assert!(
+        log[notice_at..].iter().all(|e| e.kind != "line"),
+        "no line stored after the notice"
+    );
+    for host in host_names(2) {
+        let numbers: Vec<usize> = log
+            .iter()
+            .filter(|e| e.kind == "line" && e.host.as_deref() == Some(host.as_str()))
+            .filter_map(|e| e.text.as_deref()?.get(..5)?.parse().ok())
+            .collect();
+        assert_eq!(
+            numbers,
+            (1..=numbers.len()).collect::<Vec<_>>(),
+            "{host}: its first lines, in order"
+        );
+    }
+    let (events, end) = rt.block_on(notices).expect("notice watcher");
+    assert_eq!(end, "close 1000");
+    assert_eq!(
+        events.len(),
+        1,
+        "kinds=notice gets the notice only: {events:#?}"
+    );
+}
