@@ -424,3 +424,55 @@ echo "{version} bye from $SHIPWATCH_HOST"
         );
     }
 }
+
+#[test]
+fn odd_output_arrives_as_designed_through_store_and_websocket() {
+    let tasks = r#"[[tasks]]
+name = "odd"
+hosts = ["fleet"]
+transport = "local"
+script = '''
+printf '\033[32mgreen\033[0m\n'
+printf 'bad \377\376 bytes\n'
+printf 'tab\there "quotes" \\ back\n'
+head -c 100000 /dev/zero | tr '\0' z; echo
+printf 'progress 50%%\r'
+# Ten times the runner's idle flush (200 ms): the partial line goes out on its own.
+sleep 2
+printf 'no newline at the end'
+'''
+"#;
+    let setup = e2e_support::setup("runners = 1", 1, tasks);
+    let _up = Guard(setup.up(&[]));
+    setup.wait_status("all running", |s| s.all_running(1));
+    let port = setup.port;
+    let id = create_job(port, &json!({"task": "odd"}));
+    let rt = runtime();
+    let (events, end) = rt.block_on(watch_once(
+        format!("ws://127.0.0.1:{port}/ws/jobs/{id}?after=0&kinds=line"),
+        Arc::default(),
+        Duration::from_secs(60),
+    ));
+    assert_eq!(end, "close 1000", "{events:#?}");
+    let texts: Vec<String> = events
+        .iter()
+        .filter_map(|e| e["text"].as_str().map(str::to_owned))
+        .collect();
+    let zs = "z".repeat(100_000);
+    let want = [
+        "\u{1b}[32mgreen\u{1b}[0m".to_owned(),
+        "bad \u{fffd}\u{fffd} bytes".to_owned(),
+        "tab\there \"quotes\" \\ back".to_owned(),
+        zs[..65_536].to_owned(),
+        zs[65_536..].to_owned(),
+        "progress 50%\r".to_owned(),
+        "no newline at the end".to_owned(),
+    ];
+    assert_eq!(texts, want, "lines as DESIGN §5 says");
+    let stored: Vec<String> = stored_log(port, id)
+        .into_iter()
+        .filter(|e| e.kind == "line")
+        .filter_map(|e| e.text)
+        .collect();
+    assert_eq!(stored, want, "the store holds the same");
+}
