@@ -307,6 +307,12 @@ fn runner_killed_mid_job_job_lost_with_reason_scripts_gone_queue_moves_on() {
         port,
         &json!({"task": "hang", "params": {"NAP": marker(31)}}),
     );
+    let rt = runtime();
+    let watcher = rt.spawn(watch_once(
+        format!("ws://127.0.0.1:{port}/ws/jobs/{hung}?after=0"),
+        Arc::default(),
+        Duration::from_secs(60),
+    ));
     wait_job(
         port,
         hung,
@@ -360,6 +366,14 @@ fn runner_killed_mid_job_job_lost_with_reason_scripts_gone_queue_moves_on() {
         (last.kind.as_str(), last.state.as_deref()),
         ("job", Some("lost")),
         "the lost job's log ends with its final event"
+    );
+    // Its watcher, connected all along, saw exactly that log and then 1000.
+    let (events, end) = rt.block_on(watcher).expect("watcher");
+    assert_eq!(end, "close 1000", "{events:#?}");
+    let watched: Vec<Event> = events.iter().map(Event::from_json).collect();
+    assert!(
+        watched == log,
+        "the watcher saw the stored log: {watched:#?}"
     );
     assert_eq!(
         log.iter()
@@ -696,4 +710,62 @@ done
         }
         assert_eq!(seen.final_code(), Some(1000), "job {id}: {:?}", seen.ends);
     }
+}
+
+#[test]
+fn hanging_host_times_out_counts_as_a_failure_and_later_waves_are_skipped() {
+    let nap = marker(33);
+    let tasks = format!(
+        r#"[[tasks]]
+name = "slowpoke"
+hosts = ["fleet"]
+transport = "local"
+batch = 2
+timeout_secs = 1
+max_failures = 0
+script = '''
+echo "up on $SHIPWATCH_HOST"
+[ "$SHIPWATCH_HOST" = web-02 ] && sleep {nap}
+echo "done on $SHIPWATCH_HOST"
+'''
+"#
+    );
+    let setup = setup("runners = 1", 4, &tasks);
+    let _up = Guard(setup.up(&[]));
+    setup.wait_status("all running", |s| s.all_running(1));
+    let port = setup.port;
+    let id = create_job(port, &json!({"task": "slowpoke"}));
+    let done = wait_job(port, id, Duration::from_secs(30), "the end", is_terminal);
+    assert_eq!(done["state"], "failed", "{done:#}");
+    assert_eq!(done["reason"], "1 host failed", "{done:#}");
+    let states: Vec<(String, String)> = done["hosts"]
+        .as_array()
+        .expect("hosts")
+        .iter()
+        .map(|h| {
+            (
+                h["host"].as_str().unwrap_or("?").to_owned(),
+                h["state"].as_str().unwrap_or("?").to_owned(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = [
+        ("web-01", "ok"),
+        ("web-02", "timeout"),
+        ("web-03", "skipped"),
+        ("web-04", "skipped"),
+    ]
+    .iter()
+    .map(|(h, s)| (h.to_string(), s.to_string()))
+    .collect();
+    assert_eq!(states, want, "{done:#}");
+    wait_until("the hanging script gone", DEADLINE, || {
+        processes_with(&nap).is_empty()
+    });
+    let log = stored_log(port, id);
+    assert!(
+        !log.iter()
+            .any(|e| e.text.as_deref() == Some("done on web-02")),
+        "the timed-out host was stopped"
+    );
 }
