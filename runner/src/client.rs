@@ -163,10 +163,19 @@ where
             }
             frame = next_frame(&mut conn) => match frame {
                 Some(GatewayFrame::Assign { job, spec }) => {
-                    if running.is_some() || draining || stop_at.is_some() {
-                        tracing::warn!(job, "assigned a job while busy or stopping; ignoring it");
+                    if running.is_some() {
+                        tracing::warn!(job, "assigned a job while busy; ignoring it");
                     } else {
-                        running = Some(start_job(job, *spec, &cfg.hosts));
+                        // Assigned as we began to drain or stop (the gateway had not read
+                        // our Draining yet): the gateway now counts it as running here, so
+                        // ignoring it would leave it to be lost. Draining, run it; stopping,
+                        // end it at once as cancelled.
+                        let r = start_job(job, *spec, &cfg.hosts);
+                        if stop_at.is_some() {
+                            tracing::info!(job, "assigned while stopping: cancelling it");
+                            r.cancel.cancel();
+                        }
+                        running = Some(r);
                     }
                 }
                 Some(GatewayFrame::Ack { job, rseq }) => outbox.ack(job, rseq),

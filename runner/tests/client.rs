@@ -417,3 +417,56 @@ async fn stop_cancels_and_waits_for_the_ack() {
     );
     h.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_says_draining_and_a_job_assigned_meanwhile_ends_cancelled() {
+    let h = Harness::start(64 << 20);
+    let (mut conn, _, _) = h.accept().await;
+    // A job ends; its events are not acked yet, so the stopping runner waits.
+    conn.send(GatewayFrame::Assign {
+        job: 4,
+        spec: spec("echo hi\n", 1, h.dir.path()),
+    })
+    .await
+    .expect("assign");
+    let mut first = Vec::new();
+    collect_until_job_end(&mut conn, 4, false, &mut first).await;
+    h.shutdown.cancel();
+    // First the runner tells the gateway to hand it nothing more…
+    assert_eq!(recv(&mut conn).await, RunnerFrame::Draining);
+    // …and a job the gateway assigned before reading that is not left hanging: it ends
+    // at once, its hosts skipped, instead of staying "running" until it is lost.
+    conn.send(GatewayFrame::Assign {
+        job: 5,
+        spec: spec("echo never\n", 2, h.dir.path()),
+    })
+    .await
+    .expect("assign");
+    let last = first.last().expect("events").rseq;
+    conn.send(GatewayFrame::Ack { job: 4, rseq: last })
+        .await
+        .expect("ack");
+    let mut events = Vec::new();
+    let end = collect_until_job_end(&mut conn, 5, true, &mut events).await;
+    assert_eq!(end, JobState::Cancelled);
+    assert!(
+        events
+            .iter()
+            .all(|e| !matches!(e.body, EventBody::Line { .. })),
+        "nothing ran: {events:?}"
+    );
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(
+                e.body,
+                EventBody::Host {
+                    state: HostState::Skipped,
+                    ..
+                }
+            ))
+            .count(),
+        2
+    );
+    h.finish().await;
+}
