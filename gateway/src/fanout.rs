@@ -1,32 +1,38 @@
 //! The fan-out (DESIGN §6): the store's writer hands every committed batch to the [`Hub`],
-//! which gives each watcher of that job a refcount on shared bytes through a bounded
-//! queue, never blocking and never copying per watcher.
+//! which appends it to its job's shared ring of recent batches and wakes that job's
+//! watchers once; each watcher takes what is new from the ring (a refcount, never a copy)
+//! on its own task.
 //!
-//! A watcher whose queue is full is marked lagging and gets nothing more from the hub; its
-//! own task ([`Watch`]) then reads from the store after the last `seq` it covered until it
-//! reaches the live seam, and rejoins live, dropping queued events it already has. Joining
-//! with `after=N` is the same catch-up, starting at N. So a slow watcher costs its queue
-//! and nothing else, and never misses or repeats an event.
+//! The ring is bounded in bytes per job, whatever the number of watchers: a watcher the
+//! ring has moved past is marked lagging, reads from the store after the last `seq` it
+//! covered until it reaches the ring again, and carries on from there, dropping what it
+//! already has. Joining with `after=N` is the same catch-up, starting at N. So a slow
+//! watcher costs nothing but its own reads, and never misses or repeats an event; and
+//! while it stays within the ring (the common case, a burst), it catches up from shared
+//! memory at the cost of a live watcher, not from SQLite.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use shipwatch_protocol::JobId;
-use tokio::sync::{Notify, broadcast, mpsc};
+use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::model::{CommittedBatch, CommittedEvent, EventFilter, JobView};
 use crate::store::{Publisher, Store, StoreError};
 
-/// Batches a watcher may have queued before it is switched to reading from the store.
-pub const QUEUE_BATCHES: usize = 64;
+/// Bytes of recent batches each watched job keeps for its watchers (shared by all of them),
+/// counting each batch's frame, its events' JSON and their bookkeeping.
+pub const RING_BYTES: usize = 32 << 20;
+/// Batches a watcher takes from the ring at once: what it holds outside the ring.
+pub const TAKE_BATCHES: usize = 16;
 /// Events per store read while replaying or catching up.
 pub const PAGE_EVENTS: usize = 4096;
 /// `/ws/jobs` messages a job-list watcher may fall behind before it is closed with 4008.
 pub const LIST_QUEUE: usize = 1024;
-/// Distinct filters whose frames one publish call remembers.
+/// Distinct filters whose frames one ring entry remembers.
 const FILTER_CACHE: usize = 16;
 
 /// WebSocket close codes the fan-out ends a watch with.
@@ -48,32 +54,72 @@ pub enum Outgoing {
     Close(u16, &'static str),
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// One watcher as the hub sees it.
 struct Slot {
     id: u64,
-    filter: EventFilter,
-    /// No filter: takes the batch's shared frame as is.
-    takes_all: bool,
-    tx: mpsc::Sender<Delivery>,
-    /// Set when the queue overflowed (or before the first replay): the hub skips this
-    /// watcher until its task has caught up from the store and clears the flag.
+    /// Every event with `seq <= taken` was taken from the ring or read from the store.
+    taken: AtomicU64,
+    /// Set before the first replay and when the ring moved past `taken`; cleared when the
+    /// watcher rejoins the ring. For the gauges only: the watcher finds gaps itself.
     lagging: AtomicBool,
-    /// Wakes the watcher's task when it was marked lagging.
-    wake: Notify,
 }
 
-/// One batch for one watcher: the batch and the frame its filter makes of it (`None`
-/// when the filter takes none of the events).
-struct Delivery {
+/// One committed batch in a job's ring, with the frames filters made of it.
+struct Entry {
     batch: Arc<CommittedBatch>,
-    frame: Option<Bytes>,
+    last_seq: u64,
+    cost: usize,
+    /// Frames per distinct filter (`None`: the filter takes none of the events), built by
+    /// the first watcher with that filter and shared by the others.
+    filtered: Mutex<Vec<(EventFilter, Option<Bytes>)>>,
+}
+
+impl Entry {
+    fn frame_for(&self, filter: &EventFilter) -> Option<Bytes> {
+        if *filter == EventFilter::default() {
+            return Some(self.batch.frame.clone());
+        }
+        let mut cache = lock(&self.filtered);
+        if let Some((_, f)) = cache.iter().find(|(f, _)| f == filter) {
+            return f.clone();
+        }
+        let f = frame_of(self.batch.events.iter().filter(|e| takes(filter, e)));
+        if cache.len() < FILTER_CACHE {
+            cache.push((filter.clone(), f.clone()));
+        }
+        f
+    }
+}
+
+#[derive(Default)]
+struct Ring {
+    entries: VecDeque<Arc<Entry>>,
+    bytes: usize,
+    /// The ring holds every event with a higher seq that was published (`None` until the
+    /// first publish): a watcher that has not covered up to here must read from the store.
+    start: Option<u64>,
+    /// A batch that ended the job was published.
+    ended: bool,
+    slots: Vec<Arc<Slot>>,
+}
+
+/// A watched job: its ring and the signal that wakes its watchers.
+struct Feed {
+    ring: Mutex<Ring>,
+    /// The last seq published; every watcher waiting live wakes when it changes.
+    published: watch::Sender<u64>,
 }
 
 /// The fan-out: implements [`Publisher`] for the store's writer and hands out [`Watch`]es.
 pub struct Hub {
-    jobs: Mutex<HashMap<JobId, Vec<Arc<Slot>>>>,
+    jobs: Mutex<HashMap<JobId, Arc<Feed>>>,
     list: broadcast::Sender<Bytes>,
     shutdown: CancellationToken,
+    ring_bytes: usize,
     next_id: AtomicU64,
     watchers: AtomicU64,
     lagging: AtomicU64,
@@ -83,10 +129,17 @@ pub struct Hub {
 impl Hub {
     /// A hub whose watches all close with 1001 once `shutdown` is cancelled.
     pub fn new(shutdown: CancellationToken) -> Arc<Hub> {
+        Hub::with_ring_bytes(shutdown, RING_BYTES)
+    }
+
+    /// A hub keeping `ring_bytes` of recent batches per watched job (tests use a small
+    /// ring to force catch-ups from the store).
+    pub fn with_ring_bytes(shutdown: CancellationToken, ring_bytes: usize) -> Arc<Hub> {
         Arc::new(Hub {
             jobs: Mutex::new(HashMap::new()),
             list: broadcast::channel(LIST_QUEUE).0,
             shutdown,
+            ring_bytes,
             next_id: AtomicU64::new(1),
             watchers: AtomicU64::new(0),
             lagging: AtomicU64::new(0),
@@ -104,7 +157,7 @@ impl Hub {
         self.lagging.load(Ordering::Relaxed)
     }
 
-    /// How many times a watcher's queue overflowed and it was switched to the store.
+    /// How many times the ring moved past a live watcher, switching it to the store.
     pub fn overflows(&self) -> u64 {
         self.overflows.load(Ordering::Relaxed)
     }
@@ -118,22 +171,25 @@ impl Hub {
         after: u64,
         filter: EventFilter,
     ) -> Watch {
-        let (tx, rx) = mpsc::channel(QUEUE_BATCHES);
-        let takes_all = filter == EventFilter::default();
         let slot = Arc::new(Slot {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            filter,
-            takes_all,
-            tx,
+            taken: AtomicU64::new(after),
             lagging: AtomicBool::new(true),
-            wake: Notify::new(),
         });
-        self.jobs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(job)
-            .or_default()
-            .push(slot.clone());
+        let feed = {
+            let mut jobs = lock(&self.jobs);
+            let feed = jobs
+                .entry(job)
+                .or_insert_with(|| {
+                    Arc::new(Feed {
+                        ring: Mutex::default(),
+                        published: watch::Sender::new(0),
+                    })
+                })
+                .clone();
+            lock(&feed.ring).slots.push(slot.clone());
+            feed
+        };
         self.watchers.fetch_add(1, Ordering::Relaxed);
         self.lagging.fetch_add(1, Ordering::Relaxed);
         metrics::gauge!("shipwatch_watchers").increment(1.0);
@@ -142,10 +198,12 @@ impl Hub {
             hub: self.clone(),
             store,
             job,
+            published: feed.published.subscribe(),
+            feed,
             slot,
-            rx,
+            filter,
             covered: after,
-            phase: Phase::CatchUp { seam: false },
+            phase: Phase::CatchUp,
             ready: VecDeque::new(),
         }
     }
@@ -161,20 +219,31 @@ impl Hub {
     }
 
     fn forget(&self, job: JobId, id: u64) {
-        let mut jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(slots) = jobs.get_mut(&job) {
-            slots.retain(|s| s.id != id);
-            if slots.is_empty() {
+        let mut jobs = lock(&self.jobs);
+        if let Some(feed) = jobs.get(&job) {
+            let mut ring = lock(&feed.ring);
+            ring.slots.retain(|s| s.id != id);
+            if ring.slots.is_empty() {
+                drop(ring);
                 jobs.remove(&job);
             }
         }
     }
 
-    fn set_lagging(&self, delta: i64) {
-        if delta > 0 {
+    /// Marks `slot` lagging unless it already is; `overflow`: the ring moved past it.
+    fn mark_lagging(&self, slot: &Slot, overflow: bool) {
+        if !slot.lagging.swap(true, Ordering::SeqCst) {
             self.lagging.fetch_add(1, Ordering::Relaxed);
             metrics::gauge!("shipwatch_watchers_lagging").increment(1.0);
-        } else {
+            if overflow {
+                self.overflows.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("shipwatch_watcher_overflows_total").increment(1);
+            }
+        }
+    }
+
+    fn clear_lagging(&self, slot: &Slot) {
+        if slot.lagging.swap(false, Ordering::SeqCst) {
             self.lagging.fetch_sub(1, Ordering::Relaxed);
             metrics::gauge!("shipwatch_watchers_lagging").decrement(1.0);
         }
@@ -184,40 +253,51 @@ impl Hub {
 impl Publisher for Hub {
     fn publish(&self, batch: Arc<CommittedBatch>) {
         metrics::counter!("shipwatch_events_total").increment(batch.events.len() as u64);
-        let jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(slots) = jobs.get(&batch.job) else {
+        let Some(feed) = lock(&self.jobs).get(&batch.job).cloned() else {
             return;
         };
-        // Watchers sharing a filter share its frame: built once per publish.
-        let mut frames: Vec<(&EventFilter, Option<Bytes>)> = Vec::new();
-        for slot in slots {
-            if slot.lagging.load(Ordering::SeqCst) {
-                continue;
-            }
-            let frame = if slot.takes_all {
-                Some(batch.frame.clone())
-            } else if let Some((_, f)) = frames.iter().find(|(f, _)| **f == slot.filter) {
-                f.clone()
-            } else {
-                let f = frame_of(batch.events.iter().filter(|e| takes(&slot.filter, e)));
-                if frames.len() < FILTER_CACHE {
-                    frames.push((&slot.filter, f.clone()));
+        let (Some(first_seq), Some(last_seq)) = (
+            batch.events.first().map(|e| e.seq),
+            batch.events.last().map(|e| e.seq),
+        ) else {
+            return;
+        };
+        let cost = 2 * batch.frame.len()
+            + batch.events.len() * (size_of::<CommittedEvent>() + 16)
+            + size_of::<CommittedBatch>()
+            + size_of::<Entry>();
+        {
+            let mut ring = lock(&feed.ring);
+            // Batches of a job are published in seq order, gapless, so from its first one
+            // the ring holds everything after its start.
+            ring.start.get_or_insert(first_seq - 1);
+            ring.ended |= batch.job_state.is_terminal();
+            ring.entries.push_back(Arc::new(Entry {
+                batch,
+                last_seq,
+                cost,
+                filtered: Mutex::new(Vec::new()),
+            }));
+            ring.bytes += cost;
+            let mut evicted = false;
+            while ring.bytes > self.ring_bytes && ring.entries.len() > 1 {
+                if let Some(old) = ring.entries.pop_front() {
+                    ring.bytes -= old.cost;
+                    ring.start = Some(old.last_seq);
+                    evicted = true;
                 }
-                f
-            };
-            let delivery = Delivery {
-                batch: batch.clone(),
-                frame,
-            };
-            if let Err(mpsc::error::TrySendError::Full(_)) = slot.tx.try_send(delivery) {
-                // Never wait for a watcher: it catches up from the store on its own task.
-                slot.lagging.store(true, Ordering::SeqCst);
-                self.set_lagging(1);
-                self.overflows.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("shipwatch_watcher_overflows_total").increment(1);
-                slot.wake.notify_one();
+            }
+            if evicted {
+                let start = ring.start.unwrap_or(0);
+                for slot in &ring.slots {
+                    if slot.taken.load(Ordering::SeqCst) < start {
+                        self.mark_lagging(slot, true);
+                    }
+                }
             }
         }
+        // One signal for every watcher of the job, whatever their number.
+        feed.published.send_replace(last_seq);
     }
 
     fn job_changed(&self, job: &JobView) {
@@ -253,11 +333,9 @@ pub fn job_list_message(job: &JobView) -> Result<Bytes, serde_json::Error> {
 }
 
 enum Phase {
-    /// Reading from the store after `covered`. `seam`: the hub has been told to deliver
-    /// again, so the read that reaches the end of the store joins live.
-    CatchUp {
-        seam: bool,
-    },
+    /// Reading from the store after `covered`.
+    CatchUp,
+    /// Taking batches from the ring.
     Live,
     /// The job has ended and everything was sent.
     Ended,
@@ -268,8 +346,10 @@ pub struct Watch {
     hub: Arc<Hub>,
     store: Store,
     job: JobId,
+    feed: Arc<Feed>,
+    published: watch::Receiver<u64>,
     slot: Arc<Slot>,
-    rx: mpsc::Receiver<Delivery>,
+    filter: EventFilter,
     /// Every event with `seq <= covered` that the filter takes was handed out.
     covered: u64,
     phase: Phase,
@@ -295,8 +375,8 @@ impl Watch {
             }
             match self.phase {
                 Phase::Ended => return None,
-                Phase::CatchUp { seam } => {
-                    if let Err(error) = self.catch_up(seam).await {
+                Phase::CatchUp => {
+                    if let Err(error) = self.catch_up().await {
                         tracing::warn!(%error, job = self.job, "watcher cannot read the store");
                         self.end(close::LAGGING, "store unavailable; reconnect with after=");
                     }
@@ -306,103 +386,148 @@ impl Watch {
         }
     }
 
-    async fn catch_up(&mut self, seam: bool) -> Result<(), StoreError> {
+    /// Everything queued now, without waiting: what a socket can write before it flushes.
+    pub fn try_next(&mut self) -> Option<Outgoing> {
+        self.ready.pop_front()
+    }
+
+    async fn catch_up(&mut self) -> Result<(), StoreError> {
         if self.hub.shutdown.is_cancelled() {
             self.end(close::GOING_AWAY, "gateway shutting down");
             return Ok(());
         }
-        // Read the job's state before the events: if it had ended, this read holds all.
-        let ended = if seam {
-            self.store
-                .job(self.job)
-                .await?
-                .is_none_or(|j| j.state.is_terminal())
-        } else {
-            false
-        };
+        if self.in_ring() {
+            // Everything after `covered` is in the ring or yet to be published: no need
+            // to read the store (a burst, or a watcher joining a job being watched).
+            self.phase = Phase::Live;
+            self.hub.clear_lagging(&self.slot);
+            return Ok(());
+        }
+        // Read the job's state and last seq before the events: if it had ended, this read
+        // holds all; if the page is not full, it holds every event up to that seq.
+        let ended = self
+            .store
+            .job(self.job)
+            .await?
+            .is_none_or(|j| j.state.is_terminal());
+        let last = self.store.last_seq(self.job).await.unwrap_or(0);
         let page = self
             .store
-            .read_events(self.job, self.covered, &self.slot.filter, PAGE_EVENTS)
+            .read_events(self.job, self.covered, &self.filter, PAGE_EVENTS)
             .await?;
         let full = page.len() == PAGE_EVENTS;
-        if let Some(last) = page.last() {
-            self.covered = last.seq;
+        if let Some(e) = page.last() {
+            self.covered = e.seq;
         }
         if let Some(frame) = frame_of(page.iter()) {
             self.ready.push_back(Outgoing::Frame(frame));
         }
+        if !full {
+            // Filtered-out events up to `last` are covered too.
+            self.covered = self.covered.max(last);
+        }
+        self.slot.taken.store(self.covered, Ordering::SeqCst);
         if full {
             return Ok(());
         }
-        if !seam {
-            // At the end of the store: ask the hub to deliver again, then read once more
-            // for whatever was committed before it did; live events already read are
-            // dropped by seq.
-            self.slot.lagging.store(false, Ordering::SeqCst);
-            self.hub.set_lagging(-1);
-            self.phase = Phase::CatchUp { seam: true };
-        } else if ended {
+        if ended {
             self.end(close::DONE, "job ended");
         } else {
+            // The ring holds everything published since this read, or (if it moved on
+            // meanwhile) Live finds out and comes back here; whatever this read also got
+            // is dropped by seq.
             self.phase = Phase::Live;
+            self.hub.clear_lagging(&self.slot);
         }
         Ok(())
     }
 
+    /// Whether the ring holds every event after `covered` published so far.
+    fn in_ring(&self) -> bool {
+        lock(&self.feed.ring)
+            .start
+            .is_some_and(|start| start <= self.covered)
+    }
+
     async fn live(&mut self) {
-        if self.slot.lagging.load(Ordering::SeqCst) {
-            // What is queued is older than what the store holds now: read that instead.
-            while self.rx.try_recv().is_ok() {}
-            self.phase = Phase::CatchUp { seam: false };
-            return;
-        }
-        let delivery = tokio::select! {
-            biased;
-            () = self.hub.shutdown.cancelled() => {
-                self.end(close::GOING_AWAY, "gateway shutting down");
+        loop {
+            // Seen before looking, so a publish after the look wakes us.
+            self.published.borrow_and_update();
+            let taken: Vec<Arc<Entry>> = {
+                let ring = lock(&self.feed.ring);
+                if ring.start.is_some_and(|start| start > self.covered) {
+                    drop(ring);
+                    // The ring moved past us: read the rest from the store.
+                    self.hub.mark_lagging(&self.slot, true);
+                    self.phase = Phase::CatchUp;
+                    return;
+                }
+                let from = ring.entries.partition_point(|e| e.last_seq <= self.covered);
+                let taken = ring
+                    .entries
+                    .range(from..)
+                    .take(TAKE_BATCHES)
+                    .cloned()
+                    .collect::<Vec<_>>();
+                if taken.is_empty() && ring.ended {
+                    // It ended at or before `after`: nothing more will come.
+                    drop(ring);
+                    self.end(close::DONE, "job ended");
+                    return;
+                }
+                taken
+            };
+            if let Some(last) = taken.last() {
+                self.slot.taken.store(last.last_seq, Ordering::SeqCst);
+                for e in taken {
+                    self.deliver(&e);
+                    if matches!(self.phase, Phase::Ended) {
+                        break;
+                    }
+                }
                 return;
             }
-            () = self.slot.wake.notified() => return,
-            d = self.rx.recv() => d,
-        };
-        let Some(d) = delivery else {
-            // The hub never drops a registered sender; treat it as shutdown.
-            self.end(close::GOING_AWAY, "gateway shutting down");
-            return;
-        };
-        self.deliver(d);
-        // Drain what else is queued so the socket can write it all and flush once.
-        while !self.slot.lagging.load(Ordering::SeqCst)
-            && matches!(self.phase, Phase::Live)
-            && let Ok(d) = self.rx.try_recv()
-        {
-            self.deliver(d);
+            tokio::select! {
+                biased;
+                () = self.hub.shutdown.cancelled() => {
+                    self.end(close::GOING_AWAY, "gateway shutting down");
+                    return;
+                }
+                changed = self.published.changed() => {
+                    if changed.is_err() {
+                        // The feed lives as long as this watch; treat it as shutdown.
+                        self.end(close::GOING_AWAY, "gateway shutting down");
+                        return;
+                    }
+                }
+            }
         }
     }
 
-    fn deliver(&mut self, d: Delivery) {
-        let (Some(first), Some(last)) = (d.batch.events.first(), d.batch.events.last()) else {
+    fn deliver(&mut self, entry: &Entry) {
+        let batch = &entry.batch;
+        let Some(first) = batch.events.first() else {
             return;
         };
-        if last.seq > self.covered {
+        if entry.last_seq > self.covered {
             let frame = if first.seq > self.covered {
-                d.frame
+                entry.frame_for(&self.filter)
             } else {
                 // Straddles the seam: keep only what the store read did not cover.
                 let covered = self.covered;
                 frame_of(
-                    d.batch
+                    batch
                         .events
                         .iter()
-                        .filter(|e| e.seq > covered && takes(&self.slot.filter, e)),
+                        .filter(|e| e.seq > covered && takes(&self.filter, e)),
                 )
             };
-            self.covered = last.seq;
+            self.covered = entry.last_seq;
             if let Some(frame) = frame {
                 self.ready.push_back(Outgoing::Frame(frame));
             }
         }
-        if d.batch.job_state.is_terminal() {
+        if batch.job_state.is_terminal() {
             self.end(close::DONE, "job ended");
         }
     }
@@ -418,12 +543,9 @@ impl Drop for Watch {
         self.hub.forget(self.job, self.slot.id);
         self.hub.watchers.fetch_sub(1, Ordering::Relaxed);
         metrics::gauge!("shipwatch_watchers").decrement(1.0);
-        if self.slot.lagging.load(Ordering::SeqCst) {
-            self.hub.set_lagging(-1);
-        }
+        self.hub.clear_lagging(&self.slot);
     }
 }
-
 /// Whether `filter` takes `e`; events without a host or stream pass those filters (a job
 /// event concerns every host).
 pub fn takes(filter: &EventFilter, e: &CommittedEvent) -> bool {

@@ -91,7 +91,8 @@ async fn every_watcher_gets_exactly_what_it_asked_for_under_churn() {
         .prefix("fo")
         .tempdir_in("/tmp")
         .unwrap();
-    let hub = Hub::new(CancellationToken::new());
+    // A ring of ~4 batches, so slow watchers fall off it and catch up from the store.
+    let hub = Hub::with_ring_bytes(CancellationToken::new(), 256 << 10);
     let store = Store::open(
         dir.path(),
         StoreLimits {

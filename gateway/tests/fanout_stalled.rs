@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use shipwatch_gateway::fanout::{Hub, Outgoing, QUEUE_BATCHES};
+use shipwatch_gateway::fanout::{Hub, Outgoing, RING_BYTES};
 use shipwatch_gateway::model::EventFilter;
 use shipwatch_gateway::store::{Store, StoreLimits};
 use shipwatch_protocol::{
@@ -121,10 +121,11 @@ async fn a_stalled_watcher_costs_a_bounded_queue_and_slows_nobody() {
         .unwrap();
     assert_eq!(got, LINES);
     peak = peak.max(rss_kib());
-    // The stalled watcher holds at most its queue of shared batches (~64 x 1,000 lines
-    // of ~150 bytes = ~10 MB); 1,000,000 lines held would be ~150 MB.
+    // The job's ring holds at most RING_BYTES (32 MiB) of recent batches whatever its
+    // watchers do, and the stalled watcher one batch; 1,000,000 lines held would be
+    // ~300 MB.
     let grown_mib = (peak.saturating_sub(base)) / 1024;
-    eprintln!("rss base {base} KiB, peak {peak} KiB, queue {QUEUE_BATCHES} batches");
+    eprintln!("rss base {base} KiB, peak {peak} KiB, ring {RING_BYTES} bytes");
     assert!(
         grown_mib < 64,
         "RSS grew {grown_mib} MiB with a stalled watcher"
