@@ -15,6 +15,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use axum::extract::ws::Utf8Bytes;
 use bytes::{BufMut, Bytes, BytesMut};
 use shipwatch_protocol::JobId;
 use tokio::sync::{broadcast, watch};
@@ -48,8 +49,9 @@ pub mod close {
 /// What a watch hands its socket next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outgoing {
-    /// One text frame: a JSON array of events in `seq` order.
-    Frame(Bytes),
+    /// One text frame: a JSON array of events in `seq` order. Checked as UTF-8 once where
+    /// it was built; each watcher sending it clones a refcount.
+    Frame(Utf8Bytes),
     /// Close the socket with this code and reason; nothing follows.
     Close(u16, &'static str),
 }
@@ -71,17 +73,19 @@ struct Slot {
 /// One committed batch in a job's ring, with the frames filters made of it.
 struct Entry {
     batch: Arc<CommittedBatch>,
+    /// The batch's whole frame, for watchers without a filter.
+    frame: Utf8Bytes,
     last_seq: u64,
     cost: usize,
     /// Frames per distinct filter (`None`: the filter takes none of the events), built by
     /// the first watcher with that filter and shared by the others.
-    filtered: Mutex<Vec<(EventFilter, Option<Bytes>)>>,
+    filtered: Mutex<Vec<(EventFilter, Option<Utf8Bytes>)>>,
 }
 
 impl Entry {
-    fn frame_for(&self, filter: &EventFilter) -> Option<Bytes> {
+    fn frame_for(&self, filter: &EventFilter) -> Option<Utf8Bytes> {
         if *filter == EventFilter::default() {
-            return Some(self.batch.frame.clone());
+            return Some(self.frame.clone());
         }
         let mut cache = lock(&self.filtered);
         if let Some((_, f)) = cache.iter().find(|(f, _)| f == filter) {
@@ -273,6 +277,7 @@ impl Publisher for Hub {
             ring.start.get_or_insert(first_seq - 1);
             ring.ended |= batch.job_state.is_terminal();
             ring.entries.push_back(Arc::new(Entry {
+                frame: text(batch.frame.clone()),
                 batch,
                 last_seq,
                 cost,
@@ -567,8 +572,21 @@ pub fn takes(filter: &EventFilter, e: &CommittedEvent) -> bool {
     true
 }
 
+/// A frame as text: the store writes JSON from `serde_json`, always UTF-8; anything else
+/// would be a bug, sent with U+FFFD rather than dropped.
+fn text(frame: Bytes) -> Utf8Bytes {
+    // A clone is a refcount, kept for the lossy path.
+    match Utf8Bytes::try_from(frame.clone()) {
+        Ok(text) => text,
+        Err(error) => {
+            tracing::error!(%error, "a frame is not UTF-8");
+            Utf8Bytes::from(String::from_utf8_lossy(&frame).into_owned())
+        }
+    }
+}
+
 /// `[e1,e2,…]` from the events' JSON, or `None` when there are none.
-pub fn frame_of<'a>(events: impl Iterator<Item = &'a CommittedEvent>) -> Option<Bytes> {
+pub fn frame_of<'a>(events: impl Iterator<Item = &'a CommittedEvent>) -> Option<Utf8Bytes> {
     let mut buf = BytesMut::new();
     for e in events {
         buf.put_u8(if buf.is_empty() { b'[' } else { b',' });
@@ -578,5 +596,5 @@ pub fn frame_of<'a>(events: impl Iterator<Item = &'a CommittedEvent>) -> Option<
         return None;
     }
     buf.put_u8(b']');
-    Some(buf.freeze())
+    Some(text(buf.freeze()))
 }

@@ -69,7 +69,7 @@ async fn drain(mut w: Watch, slow: bool) -> (Vec<u64>, u16) {
         let next = tokio::time::timeout(Duration::from_secs(60), w.next()).await;
         match next.expect("watch stalled for 60 s") {
             Some(Outgoing::Frame(f)) => {
-                let evs: Vec<serde_json::Value> = serde_json::from_slice(&f).unwrap();
+                let evs: Vec<serde_json::Value> = serde_json::from_str(&f).unwrap();
                 assert!(!evs.is_empty(), "empty frame");
                 seqs.extend(evs.iter().map(|e| e["seq"].as_u64().unwrap()));
                 frames += 1;
@@ -115,7 +115,7 @@ async fn every_watcher_gets_exactly_what_it_asked_for_under_churn() {
     let mut stalled = hub.watch(store.clone(), id, 0, EventFilter::default());
     let stalled = tokio::spawn(async move {
         let first = match stalled.next().await {
-            Some(Outgoing::Frame(f)) => serde_json::from_slice::<Vec<serde_json::Value>>(&f)
+            Some(Outgoing::Frame(f)) => serde_json::from_str::<Vec<serde_json::Value>>(&f)
                 .unwrap()
                 .iter()
                 .map(|e| e["seq"].as_u64().unwrap())

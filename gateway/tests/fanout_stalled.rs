@@ -96,7 +96,7 @@ async fn a_stalled_watcher_costs_a_bounded_queue_and_slows_nobody() {
         while n < LINES {
             match tokio::time::timeout(Duration::from_secs(30), active.next()).await {
                 Ok(Some(Outgoing::Frame(f))) => {
-                    n += serde_json::from_slice::<Vec<serde_json::Value>>(&f)
+                    n += serde_json::from_str::<Vec<serde_json::Value>>(&f)
                         .unwrap()
                         .len() as u64
                 }

@@ -98,29 +98,35 @@ async fn serve_job(mut socket: WebSocket, mut watch: crate::fanout::Watch) {
                 Some(Ok(_)) => continue,
             },
         };
-        match out {
-            Some(Outgoing::Frame(frame)) => {
-                let Ok(text) = Utf8Bytes::try_from(frame) else {
-                    tracing::warn!(job = watch.job(), "a stored event is not UTF-8");
-                    return;
-                };
-                if socket.feed(Message::Text(text)).await.is_err() {
+        // Write what the watch has ready without flushing each frame, then flush once: a
+        // burst costs one flush per watcher, not one per batch. Each frame is a refcount
+        // on text checked once for every watcher (no per-watcher UTF-8 check or copy).
+        let mut out = out;
+        loop {
+            match out {
+                Some(Outgoing::Frame(text)) => {
+                    if socket.feed(Message::Text(text)).await.is_err() {
+                        return;
+                    }
+                }
+                Some(Outgoing::Close(code, reason)) => {
+                    let _ = socket
+                        .send(Message::Close(Some(CloseFrame {
+                            code,
+                            reason: reason.into(),
+                        })))
+                        .await;
                     return;
                 }
-                if socket.flush().await.is_err() {
-                    return;
-                }
+                None => return,
             }
-            Some(Outgoing::Close(code, reason)) => {
-                let _ = socket
-                    .send(Message::Close(Some(CloseFrame {
-                        code,
-                        reason: reason.into(),
-                    })))
-                    .await;
-                return;
+            out = watch.try_next();
+            if out.is_none() {
+                break;
             }
-            None => return,
+        }
+        if socket.flush().await.is_err() {
+            return;
         }
     }
 }
