@@ -111,10 +111,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }));
         }
         let text = "x".repeat(80);
+        // FANOUT_RATE=N: one line per append, N lines/s (the latency scenario: 100 lines/s
+        // to 1,000 watchers); unset: 1,000-line appends as fast as the store commits.
+        let rate: Option<u64> = std::env::var("FANOUT_RATE").ok().and_then(|r| r.parse().ok());
+        let chunk = if rate.is_some() { 1 } else { CHUNK };
+        let mut tick = rate.map(|r| tokio::time::interval(Duration::from_secs(1) / r as u32));
         let start = Instant::now();
         let mut from = 1;
         while from <= lines {
-            let evs: Vec<RunnerEvent> = (from..from + CHUNK)
+            if let Some(t) = tick.as_mut() {
+                t.tick().await;
+            }
+            let evs: Vec<RunnerEvent> = (from..from + chunk)
                 .map(|r| RunnerEvent {
                     rseq: r,
                     ts: Timestamp(1_764_000_000_000),
@@ -126,12 +134,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 })
                 .collect();
             // Record the send time before the append, keyed by the seq its batch ends at.
-            let seq = store.last_seq(job.id).await? + CHUNK;
+            let seq = store.last_seq(job.id).await? + chunk;
             if let Ok(mut s) = sent.lock() {
                 s.push((seq, Instant::now()));
             }
             store.append(job.id, evs).await?;
-            from += CHUNK;
+            from += chunk;
         }
         let end = RunnerEvent {
             rseq: from,
@@ -155,7 +163,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut late = hub.watch(store.clone(), job.id, 0, EventFilter::default());
         let mut replayed = 0u64;
         while let Some(Outgoing::Frame(f)) = late.next().await {
-            replayed += f.iter().filter(|&&b| b == b'{').count() as u64;
+            replayed += f.as_bytes().iter().filter(|&&b| b == b'{').count() as u64;
         }
         let replay = t.elapsed();
         println!(
