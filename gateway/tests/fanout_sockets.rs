@@ -1,0 +1,270 @@
+//! The fan-out over real WebSockets: the gateway's own router (`/ws/jobs/{id}`) on a
+//! loopback port, the real store committing 1,000-line batches as fast as it can, and many
+//! watchers on their own sockets. Each must receive every event once, in `seq` order, and
+//! then close 1000. Also prints what it cost: lines/s per watcher and CPU seconds of the
+//! gateway's threads versus the watchers' (the load generator), read per thread from /proc.
+//! `FANOUT_SOCKETS=N` and `FANOUT_SOCKET_LINES=N` scale it up as a measurement.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use shipwatch_gateway::fanout::Hub;
+use shipwatch_gateway::store::{Store, StoreLimits};
+use shipwatch_gateway::{AppState, Dispatcher};
+use shipwatch_protocol::{EventBody, JobState, RunnerEvent, Stream, Timestamp};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+const CHUNK: u64 = 1_000;
+const RCVBUF: u32 = 256 << 10;
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn config(dir: &std::path::Path) -> shipwatch_config::Config {
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+data_dir = "{d}/data"
+run_dir = "{d}/run"
+
+[auth]
+anonymous = "admin"
+
+[hosts]
+web = ["web-01"]
+
+[[tasks]]
+name = "deploy"
+hosts = ["web"]
+transport = "local"
+script = "true"
+"#,
+        d = dir.display()
+    );
+    shipwatch_config::load_str(&text, "shipwatch.toml", dir).unwrap()
+}
+
+/// CPU seconds (user + system) of this process's threads whose name starts with `prefix`.
+fn cpu_secs(prefix: &str) -> f64 {
+    let mut ticks = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        if !stat[open + 1..close].starts_with(prefix) {
+            continue;
+        }
+        let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
+        // After the name: state is field 3 of stat, utime 14 and stime 15.
+        ticks += fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    }
+    ticks as f64 / 100.0
+}
+
+#[derive(serde::Deserialize)]
+struct Seq {
+    seq: u64,
+}
+
+#[test]
+fn socket_watchers_each_get_every_event_once_in_order() {
+    let watchers = env("FANOUT_SOCKETS", 100) as usize;
+    let lines = env("FANOUT_SOCKET_LINES", 20_000).div_ceil(CHUNK) * CHUNK;
+    let dir = tempfile::Builder::new()
+        .prefix("fs")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let cfg = config(dir.path());
+    let shutdown = CancellationToken::new();
+    let hub = Hub::new(shutdown.clone());
+    let store = Store::open(
+        &cfg.server.data_dir,
+        StoreLimits {
+            max_log_bytes: u64::MAX,
+            retention_days: 30,
+        },
+        hub.clone(),
+    )
+    .unwrap();
+
+    // The gateway side on its own threads ("gw…"), so its CPU can be told apart.
+    let gw = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("gw")
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = gw
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (config_tx, config_rx) = tokio::sync::watch::channel(Arc::new(cfg));
+    let tracker = TaskTracker::new();
+    let dispatcher = gw.block_on(async {
+        Dispatcher::new(
+            store.clone(),
+            config_rx.clone(),
+            tracker.clone(),
+            shutdown.clone(),
+        )
+    });
+    let router = shipwatch_gateway::http::router(
+        AppState {
+            config: config_rx,
+            config_tx: Arc::new(config_tx),
+            store: store.clone(),
+            dispatcher,
+        },
+        hub.clone(),
+    );
+    let stop = shutdown.clone();
+    gw.spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+    });
+
+    // The watchers and the producer on theirs ("load…").
+    let load = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("load")
+        .enable_all()
+        .build()
+        .unwrap();
+    let job = load
+        .block_on(store.create_job(spec(), BTreeMap::new(), "bench"))
+        .unwrap()
+        .id;
+    let connecting = Instant::now();
+    let (got, stored, connected, elapsed, t0) = load.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..watchers {
+            let url = format!("ws://127.0.0.1:{port}/ws/jobs/{job}");
+            // A bounded receive buffer, as a browser across a network would have: with
+            // the 32 MiB autotuning ceiling here, 1,000 loopback sockets pushed the kernel
+            // into TCP memory pressure (nstat: ~9,000 RTO timeouts per run) and the
+            // watchers stalled on retransmits, not on the gateway.
+            let tcp = tokio::net::TcpSocket::new_v4().unwrap();
+            tcp.set_recv_buffer_size(RCVBUF).unwrap();
+            let tcp = tcp.connect(([127, 0, 0, 1], port).into()).await.unwrap();
+            let (mut ws, _) = tokio_tungstenite::client_async(url, tcp).await.unwrap();
+            tasks.push(tokio::spawn(async move {
+                let mut next = 1u64;
+                loop {
+                    let msg = tokio::time::timeout(Duration::from_secs(60), ws.next())
+                        .await
+                        .expect("watcher stalled for 60 s");
+                    match msg {
+                        Some(Ok(Message::Text(t))) => {
+                            let evs: Vec<Seq> = serde_json::from_str(&t).unwrap();
+                            for e in evs {
+                                assert_eq!(e.seq, next, "gap or duplicate");
+                                next += 1;
+                            }
+                        }
+                        Some(Ok(Message::Close(f))) => {
+                            return (next - 1, f.map(|f| u16::from(f.code)));
+                        }
+                        Some(Ok(_)) => {}
+                        other => panic!("watcher: {other:?}"),
+                    }
+                }
+            }));
+        }
+        // Measured from here: every watcher connected (and replayed nothing yet).
+        let connected = connecting.elapsed();
+        let t0 = (cpu_secs("gw"), cpu_secs("store"), cpu_secs("load"));
+        let start = Instant::now();
+        let text = "x".repeat(80);
+        let mut from = 1;
+        while from <= lines {
+            let evs = (from..from + CHUNK)
+                .map(|r| RunnerEvent {
+                    rseq: r,
+                    ts: Timestamp(1_764_000_000_000),
+                    body: EventBody::Line {
+                        host: "web-01".into(),
+                        stream: Stream::Stdout,
+                        text: text.clone(),
+                    },
+                })
+                .collect();
+            store.append(job, evs).await.unwrap();
+            from += CHUNK;
+        }
+        let end = RunnerEvent {
+            rseq: from,
+            ts: Timestamp(1_764_000_000_000),
+            body: EventBody::Job {
+                state: JobState::Succeeded,
+                reason: None,
+            },
+        };
+        store.append(job, vec![end]).await.unwrap();
+        let stored = start.elapsed();
+        let mut got = Vec::new();
+        for t in tasks {
+            got.push(t.await.unwrap());
+        }
+        (got, stored, connected, start.elapsed(), t0)
+    });
+    let last = load.block_on(store.last_seq(job)).unwrap();
+    for (n, code) in &got {
+        assert_eq!(*n, last, "a watcher missed the end");
+        assert_eq!(*code, Some(1000));
+    }
+    let gw_cpu = cpu_secs("gw") - t0.0;
+    let writer_cpu = cpu_secs("store") - t0.1;
+    let load_cpu = cpu_secs("load") - t0.2;
+    let deliveries = (watchers as u64 * last) as f64;
+    eprintln!(
+        "{watchers} socket watchers (connected in {connected:.2?}) x {lines} lines: stored in {stored:.2?}, all delivered in \
+         {elapsed:.2?}: {:.0} lines/s per watcher, {:.0} deliveries/s; CPU s: gateway {gw_cpu:.2} \
+         (+ store writer {writer_cpu:.2}), watchers {load_cpu:.2}; {:.0} deliveries per \
+         gateway CPU second; {} overflows to the store",
+        last as f64 / elapsed.as_secs_f64(),
+        deliveries / elapsed.as_secs_f64(),
+        deliveries / gw_cpu.max(0.01),
+        hub.overflows(),
+    );
+    shutdown.cancel();
+    gw.shutdown_timeout(Duration::from_secs(5));
+}
+
+fn spec() -> shipwatch_protocol::JobSpec {
+    use shipwatch_protocol::{HostTarget, JobSpec, SshSpec, Transport};
+    JobSpec {
+        task: "deploy".into(),
+        transport: Transport::Local,
+        script: "true".into(),
+        hosts: vec![HostTarget {
+            name: "web-01".into(),
+            address: None,
+            port: None,
+        }],
+        waves: vec![vec!["web-01".into()]],
+        max_failures: 0,
+        timeout_secs: 60,
+        params: BTreeMap::new(),
+        ssh: SshSpec {
+            user: "deploy".into(),
+            port: 22,
+            identity_file: None,
+            known_hosts: None,
+            connect_timeout_secs: 5,
+            options: vec![],
+        },
+    }
+}
