@@ -1,0 +1,188 @@
+//! Idle WebSocket watchers over the gateway's own router: what each costs in memory (its
+//! own test binary, so no other test's allocations move the process's RSS).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use shipwatch_gateway::fanout::Hub;
+use shipwatch_gateway::store::{Store, StoreLimits};
+use shipwatch_gateway::{AppState, Dispatcher};
+use shipwatch_protocol::{EventBody, RunnerEvent, Stream, Timestamp};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn config(dir: &std::path::Path) -> shipwatch_config::Config {
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:0"
+data_dir = "{d}/data"
+run_dir = "{d}/run"
+
+[auth]
+anonymous = "admin"
+
+[hosts]
+web = ["web-01"]
+
+[[tasks]]
+name = "deploy"
+hosts = ["web"]
+transport = "local"
+script = "true"
+"#,
+        d = dir.display()
+    );
+    shipwatch_config::load_str(&text, "shipwatch.toml", dir).unwrap()
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Idle watchers of a running job: what each costs, gateway and client side together (an
+/// upper bound for the gateway's share). `FANOUT_IDLE=N` (default 1,000; each takes two
+/// file descriptors here).
+#[test]
+fn idle_socket_watchers_cost_little_memory() {
+    let n = env("FANOUT_IDLE", 1_000) as usize;
+    let dir = tempfile::Builder::new()
+        .prefix("fi")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let cfg = config(dir.path());
+    let shutdown = CancellationToken::new();
+    let hub = Hub::new(shutdown.clone());
+    let store = Store::open(
+        &cfg.server.data_dir,
+        StoreLimits {
+            max_log_bytes: u64::MAX,
+            retention_days: 30,
+        },
+        hub.clone(),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (config_tx, config_rx) = tokio::sync::watch::channel(Arc::new(cfg));
+        let dispatcher = Dispatcher::new(
+            store.clone(),
+            config_rx.clone(),
+            TaskTracker::new(),
+            shutdown.clone(),
+        );
+        let router = shipwatch_gateway::http::router(
+            AppState {
+                config: config_rx,
+                config_tx: Arc::new(config_tx),
+                store: store.clone(),
+                dispatcher,
+            },
+            hub.clone(),
+        );
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+        });
+        let job = store
+            .create_job(spec(), BTreeMap::new(), "bench")
+            .await
+            .unwrap()
+            .id;
+        let line = |r: u64| RunnerEvent {
+            rseq: r,
+            ts: Timestamp(1_764_000_000_000),
+            body: EventBody::Line {
+                host: "web-01".into(),
+                stream: Stream::Stdout,
+                text: "warm".into(),
+            },
+        };
+        store.append(job, vec![line(1)]).await.unwrap();
+        let base = rss_kib();
+        let mut clients = Vec::with_capacity(n);
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .read_buffer_size(4096)
+            .write_buffer_size(0);
+        for _ in 0..n {
+            let url = format!("ws://127.0.0.1:{port}/ws/jobs/{job}");
+            let (mut ws, _) =
+                tokio_tungstenite::connect_async_with_config(url, Some(config), false)
+                    .await
+                    .unwrap();
+            // Each is live once it has its replay.
+            let first = tokio::time::timeout(Duration::from_secs(30), ws.next())
+                .await
+                .expect("no replay within 30 s");
+            assert!(matches!(first, Some(Ok(Message::Text(_)))), "{first:?}");
+            clients.push(ws);
+        }
+        assert_eq!(hub.watchers(), n as u64);
+        assert_eq!(hub.lagging(), 0);
+        let per = (rss_kib().saturating_sub(base)) as f64 * 1024.0 / n as f64;
+        eprintln!(
+            "{n} idle socket watchers: {per:.0} bytes each, gateway and client side together"
+        );
+        // Both ends of the socket, two tasks, the watch: far under 64 KiB; the 128 KiB
+        // default read buffer alone would break this.
+        assert!(per < 64.0 * 1024.0, "{per:.0} bytes per idle watcher");
+        // Still live: one more line reaches every one of them.
+        store.append(job, vec![line(2)]).await.unwrap();
+        for ws in &mut clients {
+            let next = tokio::time::timeout(Duration::from_secs(30), ws.next())
+                .await
+                .expect("an idle watcher missed a line");
+            assert!(matches!(next, Some(Ok(Message::Text(_)))), "{next:?}");
+        }
+        shutdown.cancel();
+    });
+}
+
+fn spec() -> shipwatch_protocol::JobSpec {
+    use shipwatch_protocol::{HostTarget, JobSpec, SshSpec, Transport};
+    JobSpec {
+        task: "deploy".into(),
+        transport: Transport::Local,
+        script: "true".into(),
+        hosts: vec![HostTarget {
+            name: "web-01".into(),
+            address: None,
+            port: None,
+        }],
+        waves: vec![vec!["web-01".into()]],
+        max_failures: 0,
+        timeout_secs: 60,
+        params: BTreeMap::new(),
+        ssh: SshSpec {
+            user: "deploy".into(),
+            port: 22,
+            identity_file: None,
+            known_hosts: None,
+            connect_timeout_secs: 5,
+            options: vec![],
+        },
+    }
+}
