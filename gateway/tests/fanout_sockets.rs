@@ -76,12 +76,18 @@ fn cpu_secs(prefix: &str) -> f64 {
 #[derive(serde::Deserialize)]
 struct Seq {
     seq: u64,
+    /// In the rate scenario, a line's text is when it was appended (ns since `base`).
+    #[serde(default)]
+    text: Option<String>,
 }
 
 #[test]
 fn socket_watchers_each_get_every_event_once_in_order() {
     let watchers = env("FANOUT_SOCKETS", 100) as usize;
-    let lines = env("FANOUT_SOCKET_LINES", 20_000).div_ceil(CHUNK) * CHUNK;
+    // FANOUT_RATE=N: one line per append at N lines/s, and commit-to-socket latency.
+    let rate = env("FANOUT_RATE", 0);
+    let chunk = if rate > 0 { 1 } else { CHUNK };
+    let lines = env("FANOUT_SOCKET_LINES", 20_000).div_ceil(chunk) * chunk;
     let dir = tempfile::Builder::new()
         .prefix("fs")
         .tempdir_in("/tmp")
@@ -148,6 +154,7 @@ fn socket_watchers_each_get_every_event_once_in_order() {
         .unwrap()
         .id;
     let connecting = Instant::now();
+    let base = Instant::now();
     let (got, stored, connected, elapsed, t0) = load.block_on(async {
         let mut tasks = Vec::new();
         for _ in 0..watchers {
@@ -162,6 +169,7 @@ fn socket_watchers_each_get_every_event_once_in_order() {
             let (mut ws, _) = tokio_tungstenite::client_async(url, tcp).await.unwrap();
             tasks.push(tokio::spawn(async move {
                 let mut next = 1u64;
+                let mut lat_us = Vec::new();
                 loop {
                     let msg = tokio::time::timeout(Duration::from_secs(60), ws.next())
                         .await
@@ -169,13 +177,17 @@ fn socket_watchers_each_get_every_event_once_in_order() {
                     match msg {
                         Some(Ok(Message::Text(t))) => {
                             let evs: Vec<Seq> = serde_json::from_str(&t).unwrap();
+                            let now = base.elapsed().as_nanos();
                             for e in evs {
                                 assert_eq!(e.seq, next, "gap or duplicate");
                                 next += 1;
+                                if let Some(sent) = e.text.and_then(|t| t.parse::<u128>().ok()) {
+                                    lat_us.push(((now - sent) / 1000) as u64);
+                                }
                             }
                         }
                         Some(Ok(Message::Close(f))) => {
-                            return (next - 1, f.map(|f| u16::from(f.code)));
+                            return (next - 1, f.map(|f| u16::from(f.code)), lat_us);
                         }
                         Some(Ok(_)) => {}
                         other => panic!("watcher: {other:?}"),
@@ -188,9 +200,19 @@ fn socket_watchers_each_get_every_event_once_in_order() {
         let t0 = (cpu_secs("gw"), cpu_secs("store"), cpu_secs("load"));
         let start = Instant::now();
         let text = "x".repeat(80);
+        let mut tick =
+            (rate > 0).then(|| tokio::time::interval(Duration::from_secs(1) / rate.max(1) as u32));
         let mut from = 1;
         while from <= lines {
-            let evs = (from..from + CHUNK)
+            if let Some(t) = tick.as_mut() {
+                t.tick().await;
+            }
+            let text = if rate > 0 {
+                base.elapsed().as_nanos().to_string()
+            } else {
+                text.clone()
+            };
+            let evs = (from..from + chunk)
                 .map(|r| RunnerEvent {
                     rseq: r,
                     ts: Timestamp(1_764_000_000_000),
@@ -202,7 +224,7 @@ fn socket_watchers_each_get_every_event_once_in_order() {
                 })
                 .collect();
             store.append(job, evs).await.unwrap();
-            from += CHUNK;
+            from += chunk;
         }
         let end = RunnerEvent {
             rseq: from,
@@ -221,9 +243,23 @@ fn socket_watchers_each_get_every_event_once_in_order() {
         (got, stored, connected, start.elapsed(), t0)
     });
     let last = load.block_on(store.last_seq(job)).unwrap();
-    for (n, code) in &got {
+    let mut lat: Vec<u64> = Vec::new();
+    for (n, code, l) in &got {
         assert_eq!(*n, last, "a watcher missed the end");
         assert_eq!(*code, Some(1000));
+        lat.extend(l);
+    }
+    lat.sort_unstable();
+    if !lat.is_empty() {
+        let pct = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize];
+        eprintln!(
+            "{watchers} socket watchers at {rate} lines/s: append-to-watcher latency p50 {} us, \
+             p99 {} us, max {} us over {} deliveries",
+            pct(0.5),
+            pct(0.99),
+            lat[lat.len() - 1],
+            lat.len()
+        );
     }
     let gw_cpu = cpu_secs("gw") - t0.0;
     let writer_cpu = cpu_secs("store") - t0.1;
