@@ -113,7 +113,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let text = "x".repeat(80);
         // FANOUT_RATE=N: one line per append, N lines/s (the latency scenario: 100 lines/s
         // to 1,000 watchers); unset: 1,000-line appends as fast as the store commits.
-        let rate: Option<u64> = std::env::var("FANOUT_RATE").ok().and_then(|r| r.parse().ok());
+        let rate: Option<u64> = std::env::var("FANOUT_RATE")
+            .ok()
+            .and_then(|r| r.parse().ok());
         let chunk = if rate.is_some() { 1 } else { CHUNK };
         let mut tick = rate.map(|r| tokio::time::interval(Duration::from_secs(1) / r as u32));
         let start = Instant::now();
