@@ -159,7 +159,22 @@ async fn jobs_are_created_validated_listed_cancelled_and_watched() {
 
     let (status, body) = http(port, "GET", "/metrics", "").await;
     assert_eq!(status, 200);
-    assert!(body.contains("shipwatch_ws_watchers"), "{body}");
+    for name in [
+        "shipwatch_ws_watchers ",
+        "shipwatch_ws_watchers_lagging ",
+        "shipwatch_runners ",
+        "shipwatch_jobs{state=\"running\"} ",
+        "shipwatch_events_total ",
+        "shipwatch_store_commit_seconds",
+        "shipwatch_store_commit_ops",
+    ] {
+        assert!(body.contains(name), "/metrics has no {name}: {body}");
+    }
+    let cancelled = body
+        .lines()
+        .find_map(|l| l.strip_prefix("shipwatch_jobs{state=\"cancelled\"} "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(cancelled >= Some(1), "the cancelled job is counted: {body}");
 
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(20), server)

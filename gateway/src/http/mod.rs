@@ -417,6 +417,26 @@ async fn metrics(State(api): State<Api>) -> Response {
         "shipwatch_runners {}\n",
         api.app.dispatcher.runners()
     ));
+    match api.app.store.jobs_by_state().await {
+        Ok(states) => {
+            out.push_str("# TYPE shipwatch_jobs gauge\n");
+            for state in [
+                "queued",
+                "running",
+                "succeeded",
+                "failed",
+                "cancelled",
+                "lost",
+            ] {
+                let n = states
+                    .iter()
+                    .find(|(s, _)| s == state)
+                    .map_or(0, |(_, n)| *n);
+                out.push_str(&format!("shipwatch_jobs{{state=\"{state}\"}} {n}\n"));
+            }
+        }
+        Err(error) => tracing::warn!(%error, "metrics: cannot count jobs by state"),
+    }
     if let Some(handle) = prometheus() {
         out.push_str(&handle.render());
     }

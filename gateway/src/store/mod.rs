@@ -395,6 +395,16 @@ impl Store {
         .await
     }
 
+    /// How many jobs are in each state (for `/metrics`); states with none are absent.
+    pub async fn jobs_by_state(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.read(|c| {
+            let mut stmt = c.prepare_cached("SELECT state, count(*) FROM jobs GROUP BY state")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
     /// Lines of a job counted but not stored past `max_log_bytes`.
     pub async fn dropped_lines(&self, job: JobId) -> Result<u64, StoreError> {
         self.read(move |c| {

@@ -220,6 +220,8 @@ impl Writer {
                 _ => None,
             })
             .collect();
+        let began = std::time::Instant::now();
+        let weight: usize = ops.iter().map(Op::weight).sum();
         // Armed by an op of this group, the fault hits the next group.
         let fail = self.fail_commits;
         let result = (|| -> Result<(), rusqlite::Error> {
@@ -285,6 +287,9 @@ impl Writer {
             }
             self.conn.execute_batch("COMMIT")
         })();
+        // The time a line waits in the store before anyone may see it.
+        metrics::histogram!("shipwatch_store_commit_seconds").record(began.elapsed());
+        metrics::histogram!("shipwatch_store_commit_ops").record(weight as f64);
         match result {
             Ok(()) => self.after_commit(g),
             Err(e) => {
