@@ -239,11 +239,23 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
 }
 
 /// Logs to stderr; the supervisor prefixes children's lines with their name.
+/// One line per event. No colour unless a person watches a terminal; no timestamp
+/// where one is added anyway: the supervisor's line around a child's, or the journal's.
 fn init_logging() {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("SHIPWATCH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let supervised = std::env::var_os(shipwatch_protocol::supervision::READY_FD_ENV).is_some();
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .init();
+        .with_ansi(ansi)
+        .with_target(false);
+    if supervised || journal {
+        builder.without_time().init();
+    } else {
+        builder.init();
+    }
 }

@@ -468,7 +468,7 @@ impl Dispatcher {
             );
             conn
         };
-        tracing::info!(runner = index, job = ?reclaim, "runner connected");
+        tracing::info!(runner = index, job = reclaim, "runner connected");
         if let Some(job) = reclaim {
             self.reclaim(conn, job, &tx);
         }

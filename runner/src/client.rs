@@ -149,7 +149,7 @@ where
                 let job = running.as_ref().map(|r| r.job).or(outbox.events.front().map(|(j, _)| *j));
                 match connect(&cfg, &codec, job, draining || stop_at.is_some()).await {
                     Ok(Some(c)) => {
-                        tracing::info!(index = cfg.index, ?job, unacked = outbox.events.len(), "connected to the gateway");
+                        tracing::info!(index = cfg.index, job, unacked = outbox.events.len(), "connected to the gateway");
                         conn = Some(Conn::new(c));
                         outbox.sent = 0;
                         backoff = BACKOFF_MIN;
@@ -246,9 +246,9 @@ where
                 }
             }
             _ = shutdown.cancelled(), if stop_at.is_none() => {
-                tracing::info!(index = cfg.index, "stopping: cancelling the running job");
                 stop_at = Some(tokio::time::Instant::now() + cfg.stop_timeout);
                 if let Some(r) = running.as_ref() {
+                    tracing::info!(index = cfg.index, job = r.job, "stopping: cancelling the running job");
                     r.cancel.cancel();
                 }
                 // Before the cancelled job's last events: the gateway must not hand this

@@ -77,7 +77,7 @@ pub async fn run_job(
                     &cancel,
                 )
                 .await;
-                tracing::info!(job, host = %target.name, state = ?outcome.state, exit_code = ?outcome.exit_code, "host finished");
+                tracing::info!(job, host = %target.name, state = %outcome.state, exit_code = outcome.exit_code, "host finished");
                 let _ = tx
                     .send(vec![(
                         now(),
@@ -102,13 +102,21 @@ pub async fn run_job(
     } else if failures > spec.max_failures {
         let noun = if failures == 1 { "host" } else { "hosts" };
         (JobState::Failed, Some(format!("{failures} {noun} failed")))
+    } else if failures > 0 {
+        // Within the tolerance: the job did its job, but say what was tolerated.
+        let noun = if failures == 1 { "host" } else { "hosts" };
+        let limit = spec.max_failures;
+        (
+            JobState::Succeeded,
+            Some(format!("{failures} {noun} failed (max_failures = {limit})")),
+        )
     } else {
         (JobState::Succeeded, None)
     };
     tracing::info!(
         job,
-        ?state,
-        reason = reason.as_deref().unwrap_or(""),
+        state = %state,
+        reason = reason.as_deref(),
         "job finished"
     );
     send(EventBody::Job { state, reason }).await;

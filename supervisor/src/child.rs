@@ -188,10 +188,22 @@ async fn log_lines(name: String, mut stream: impl AsyncRead + Unpin) {
     }
 }
 
+/// Relays a child's line at the child's own level (its logger writes `LEVEL message`
+/// with no time when supervised), prefixed with the child's name.
 fn emit(name: &str, line: &[u8]) {
     let line = String::from_utf8_lossy(line);
     let line = line.strip_suffix('\r').unwrap_or(&line);
-    tracing::info!(target: "shipwatch::child", "{name}: {line}");
+    let (level, rest) = match line.trim_start().split_once(' ') {
+        Some((level @ ("ERROR" | "WARN" | "INFO" | "DEBUG" | "TRACE"), rest)) => (level, rest),
+        _ => ("", line),
+    };
+    match level {
+        "ERROR" => tracing::error!("{name}: {rest}"),
+        "WARN" => tracing::warn!("{name}: {rest}"),
+        "DEBUG" => tracing::debug!("{name}: {rest}"),
+        "TRACE" => tracing::trace!("{name}: {rest}"),
+        _ => tracing::info!("{name}: {rest}"),
+    }
 }
 
 /// `exit 3`, `signal 9 (SIGKILL)`: how a child ended, for `ctl status` and STATUS=.
