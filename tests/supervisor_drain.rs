@@ -2,12 +2,10 @@
 //! (the job succeeds, nothing is lost or cancelled), the one that stays keeps its PID, and
 //! the queue keeps moving on the runner that is left.
 
+mod e2e_support;
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
-
+use e2e_support::{create_job, job};
 use support::{DEADLINE, Guard, Setup, wait_until};
 
 /// Two tasks whose hosts wait for the test's `go` file, so both runners are busy at once.
@@ -50,51 +48,12 @@ web = ["web-01"]
     )
 }
 
-/// One HTTP/1.1 request on loopback; the status code and the body.
-fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to the gateway");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("read timeout");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .expect("send request");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read response");
-    let code = response
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (code, body)
-}
-
-fn create_job(port: u16, task: &str) -> u64 {
-    let (code, body) = http(
-        port,
-        "POST",
-        "/api/jobs",
-        &format!(r#"{{"task":"{task}"}}"#),
-    );
-    assert_eq!(code, 201, "create {task}: {body}");
-    let job: serde_json::Value = serde_json::from_str(&body).expect("job json");
-    job["id"].as_u64().expect("job id")
+fn create(port: u16, task: &str) -> u64 {
+    create_job(port, &serde_json::json!({ "task": task }))
 }
 
 fn job_state(port: u16, id: u64) -> String {
-    let (_, body) = http(port, "GET", &format!("/api/jobs/{id}"), "");
-    serde_json::from_str::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|job| job["state"].as_str().map(str::to_owned))
-        .unwrap_or_default()
+    job(port, id)["state"].as_str().unwrap_or_default().to_owned()
 }
 
 #[test]
@@ -105,8 +64,8 @@ fn a_runner_scaled_away_finishes_its_job_before_it_exits() {
     let before = setup.wait_status("gateway and 2 runners", |s| s.all_running(2));
     let port = setup.port;
 
-    let a = create_job(port, "slow-a");
-    let b = create_job(port, "slow-b");
+    let a = create(port, "slow-a");
+    let b = create(port, "slow-b");
     wait_until("both jobs running", DEADLINE, || {
         job_state(port, a) == "running" && job_state(port, b) == "running"
     });
@@ -137,7 +96,7 @@ fn a_runner_scaled_away_finishes_its_job_before_it_exits() {
     assert_eq!(after.pid("gateway"), before.pid("gateway"));
 
     // The queue keeps moving on the runner that is left.
-    let c = create_job(port, "slow-a");
+    let c = create(port, "slow-a");
     wait_until("the next job ends", DEADLINE, || {
         !matches!(job_state(port, c).as_str(), "queued" | "running")
     });

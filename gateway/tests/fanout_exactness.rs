@@ -2,49 +2,22 @@
 //! stream and host filters, and slow ones forced into catch-up, each get exactly the events
 //! they asked for, in order, once.
 
+mod common;
+
+use common::*;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use shipwatch_gateway::fanout::{Hub, Outgoing, Watch, close};
 use shipwatch_gateway::model::EventFilter;
 use shipwatch_gateway::store::{Store, StoreLimits};
-use shipwatch_protocol::{
-    EventBody, HostTarget, JobId, JobSpec, JobState, RunnerEvent, SshSpec, Stream, Timestamp,
-    Transport,
-};
+use shipwatch_protocol::{EventBody, JobId, JobState, RunnerEvent, Stream, Timestamp};
 use tokio_util::sync::CancellationToken;
 
 const HOSTS: usize = 20;
 const LINES: u64 = 80_000;
 const CHUNK: u64 = 200;
-
-fn spec(hosts: &[String]) -> JobSpec {
-    JobSpec {
-        task: "deploy".into(),
-        transport: Transport::Local,
-        script: "echo hi".into(),
-        hosts: hosts
-            .iter()
-            .map(|h| HostTarget {
-                name: h.clone(),
-                address: None,
-                port: None,
-            })
-            .collect(),
-        waves: vec![hosts.to_vec()],
-        max_failures: 0,
-        timeout_secs: 60,
-        params: BTreeMap::new(),
-        ssh: SshSpec {
-            user: "deploy".into(),
-            port: 22,
-            identity_file: None,
-            known_hosts: None,
-            connect_timeout_secs: 5,
-            options: vec![],
-        },
-    }
-}
 
 fn host(i: u64) -> String {
     format!("web-{:02}", i % HOSTS as u64)

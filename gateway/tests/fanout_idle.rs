@@ -1,6 +1,10 @@
 //! Idle WebSocket watchers over the gateway's own router: what each costs in memory (its
 //! own test binary, so no other test's allocations move the process's RSS).
 
+mod common;
+
+use common::*;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,47 +17,6 @@ use shipwatch_protocol::{EventBody, RunnerEvent, Stream, Timestamp};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn config(dir: &std::path::Path) -> shipwatch_config::Config {
-    let text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-data_dir = "{d}/data"
-run_dir = "{d}/run"
-
-[auth]
-anonymous = "admin"
-
-[hosts]
-web = ["web-01"]
-
-[[tasks]]
-name = "deploy"
-hosts = ["web"]
-transport = "local"
-script = "true"
-"#,
-        d = dir.display()
-    );
-    shipwatch_config::load_str(&text, "shipwatch.toml", dir).unwrap()
-}
-
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
 
 /// Idle watchers of a running job: what each costs, gateway and client side together (an
 /// upper bound for the gateway's share). `FANOUT_IDLE=N` (default 1,000; each takes two
@@ -108,7 +71,7 @@ fn idle_socket_watchers_cost_little_memory() {
                 .await
         });
         let job = store
-            .create_job(spec(), BTreeMap::new(), "bench")
+            .create_job(spec(&["web-01"]), BTreeMap::new(), "bench")
             .await
             .unwrap()
             .id;
@@ -159,30 +122,4 @@ fn idle_socket_watchers_cost_little_memory() {
         }
         shutdown.cancel();
     });
-}
-
-fn spec() -> shipwatch_protocol::JobSpec {
-    use shipwatch_protocol::{HostTarget, JobSpec, SshSpec, Transport};
-    JobSpec {
-        task: "deploy".into(),
-        transport: Transport::Local,
-        script: "true".into(),
-        hosts: vec![HostTarget {
-            name: "web-01".into(),
-            address: None,
-            port: None,
-        }],
-        waves: vec![vec!["web-01".into()]],
-        max_failures: 0,
-        timeout_secs: 60,
-        params: BTreeMap::new(),
-        ssh: SshSpec {
-            user: "deploy".into(),
-            port: 22,
-            identity_file: None,
-            known_hosts: None,
-            connect_timeout_secs: 5,
-            options: vec![],
-        },
-    }
 }

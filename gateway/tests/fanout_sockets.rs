@@ -5,6 +5,10 @@
 //! gateway's threads versus the watchers' (the load generator), read per thread from /proc.
 //! `FANOUT_SOCKETS=N` and `FANOUT_SOCKET_LINES=N` scale it up as a measurement.
 
+mod common;
+
+use common::*;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,38 +24,6 @@ use tokio_util::task::TaskTracker;
 
 const CHUNK: u64 = 1_000;
 const RCVBUF: u32 = 256 << 10;
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn config(dir: &std::path::Path) -> shipwatch_config::Config {
-    let text = format!(
-        r#"
-[server]
-listen = "127.0.0.1:0"
-data_dir = "{d}/data"
-run_dir = "{d}/run"
-
-[auth]
-anonymous = "admin"
-
-[hosts]
-web = ["web-01"]
-
-[[tasks]]
-name = "deploy"
-hosts = ["web"]
-transport = "local"
-script = "true"
-"#,
-        d = dir.display()
-    );
-    shipwatch_config::load_str(&text, "shipwatch.toml", dir).unwrap()
-}
 
 /// CPU seconds (user + system) of this process's threads whose name starts with `prefix`.
 fn cpu_secs(prefix: &str) -> f64 {
@@ -150,7 +122,7 @@ fn socket_watchers_each_get_every_event_once_in_order() {
         .build()
         .unwrap();
     let job = load
-        .block_on(store.create_job(spec(), BTreeMap::new(), "bench"))
+        .block_on(store.create_job(spec(&["web-01"]), BTreeMap::new(), "bench"))
         .unwrap()
         .id;
     let connecting = Instant::now();
@@ -277,30 +249,4 @@ fn socket_watchers_each_get_every_event_once_in_order() {
     );
     shutdown.cancel();
     gw.shutdown_timeout(Duration::from_secs(5));
-}
-
-fn spec() -> shipwatch_protocol::JobSpec {
-    use shipwatch_protocol::{HostTarget, JobSpec, SshSpec, Transport};
-    JobSpec {
-        task: "deploy".into(),
-        transport: Transport::Local,
-        script: "true".into(),
-        hosts: vec![HostTarget {
-            name: "web-01".into(),
-            address: None,
-            port: None,
-        }],
-        waves: vec![vec!["web-01".into()]],
-        max_failures: 0,
-        timeout_secs: 60,
-        params: BTreeMap::new(),
-        ssh: SshSpec {
-            user: "deploy".into(),
-            port: 22,
-            identity_file: None,
-            known_hosts: None,
-            connect_timeout_secs: 5,
-            options: vec![],
-        },
-    }
 }

@@ -1,53 +1,21 @@
 //! A watcher that never reads while 1,000,000 lines flow: memory stays bounded and the
 //! watcher beside it never falls behind.
 
+mod common;
+
+use common::*;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use shipwatch_gateway::fanout::{Hub, Outgoing, RING_BYTES};
 use shipwatch_gateway::model::EventFilter;
 use shipwatch_gateway::store::{Store, StoreLimits};
-use shipwatch_protocol::{
-    EventBody, HostTarget, JobSpec, RunnerEvent, SshSpec, Stream, Timestamp, Transport,
-};
+use shipwatch_protocol::{EventBody, RunnerEvent, Stream, Timestamp};
 use tokio_util::sync::CancellationToken;
 
 const LINES: u64 = 1_000_000;
 const CHUNK: u64 = 1_000;
-
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
-fn spec() -> JobSpec {
-    JobSpec {
-        task: "deploy".into(),
-        transport: Transport::Local,
-        script: "true".into(),
-        hosts: vec![HostTarget {
-            name: "web-01".into(),
-            address: None,
-            port: None,
-        }],
-        waves: vec![vec!["web-01".into()]],
-        max_failures: 0,
-        timeout_secs: 60,
-        params: BTreeMap::new(),
-        ssh: SshSpec {
-            user: "deploy".into(),
-            port: 22,
-            identity_file: None,
-            known_hosts: None,
-            connect_timeout_secs: 5,
-            options: vec![],
-        },
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_watcher_costs_a_bounded_queue_and_slows_nobody() {
@@ -66,7 +34,7 @@ async fn a_stalled_watcher_costs_a_bounded_queue_and_slows_nobody() {
     )
     .unwrap();
     let job = store
-        .create_job(spec(), BTreeMap::new(), "t")
+        .create_job(spec(&["web-01"]), BTreeMap::new(), "t")
         .await
         .unwrap();
 

@@ -1,14 +1,15 @@
 //! The store against real SQLite files: gapless seq, rseq dedupe, caps, retention, faults.
 
+mod common;
+
+use common::*;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use shipwatch_gateway::model::{CommittedBatch, EventFilter, JobView};
 use shipwatch_gateway::store::{Publisher, Store, StoreLimits};
-use shipwatch_protocol::{
-    EventBody, HostState, HostTarget, JobSpec, JobState, RunnerEvent, SshSpec, Stream, Timestamp,
-    Transport,
-};
+use shipwatch_protocol::{EventBody, HostState, JobState, RunnerEvent, Stream, Timestamp};
 
 #[derive(Default)]
 struct Recorder {
@@ -22,34 +23,6 @@ impl Publisher for Recorder {
     }
     fn job_changed(&self, job: &JobView) {
         self.jobs.lock().unwrap().push(job.clone());
-    }
-}
-
-fn spec(hosts: &[&str]) -> JobSpec {
-    JobSpec {
-        task: "deploy".into(),
-        transport: Transport::Local,
-        script: "echo hi".into(),
-        hosts: hosts
-            .iter()
-            .map(|h| HostTarget {
-                name: h.to_string(),
-                address: None,
-                port: None,
-            })
-            .collect(),
-        waves: vec![hosts.iter().map(|h| h.to_string()).collect()],
-        max_failures: 0,
-        timeout_secs: 60,
-        params: BTreeMap::new(),
-        ssh: SshSpec {
-            user: "deploy".into(),
-            port: 22,
-            identity_file: None,
-            known_hosts: None,
-            connect_timeout_secs: 5,
-            options: vec![],
-        },
     }
 }
 
