@@ -36,6 +36,9 @@ pub struct UnknownName {
 macro_rules! names {
     ($ty:ident, $what:literal, { $($variant:ident => $name:literal),+ $(,)? }) => {
         impl $ty {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
+
             /// The name used in JSON, query strings and the store.
             pub const fn as_str(self) -> &'static str {
                 match self { $($ty::$variant => $name),+ }

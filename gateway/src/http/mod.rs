@@ -420,14 +420,7 @@ async fn metrics(State(api): State<Api>) -> Response {
     match api.app.store.jobs_by_state().await {
         Ok(states) => {
             out.push_str("# TYPE shipwatch_jobs gauge\n");
-            for state in [
-                "queued",
-                "running",
-                "succeeded",
-                "failed",
-                "cancelled",
-                "lost",
-            ] {
+            for state in shipwatch_protocol::JobState::ALL.iter().map(|s| s.as_str()) {
                 let n = states
                     .iter()
                     .find(|(s, _)| s == state)
