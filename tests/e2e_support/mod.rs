@@ -428,21 +428,23 @@ pub fn assert_gapless(log: &[Event]) {
     }
 }
 
+/// Every process in /proc now: its pid and its /proc directory.
+fn pids() -> impl Iterator<Item = (i32, std::path::PathBuf)> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<i32>().ok()?;
+            Some((pid, entry.path()))
+        })
+}
+
 /// Pids of live (not zombie) processes whose command line contains `marker`.
 pub fn processes_with(marker: &str) -> Vec<(i32, String)> {
     let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+    for (pid, dir) in pids() {
+        let Ok(cmdline) = std::fs::read(dir.join("cmdline")) else {
             continue;
         };
         let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
@@ -540,17 +542,7 @@ pub fn parent_of(pid: i32) -> Option<i32> {
 /// The `SHIPWATCH_JOB` of every live process descending from `ancestor`.
 pub fn jobs_run_under(ancestor: i32) -> std::collections::BTreeSet<u64> {
     let mut jobs = std::collections::BTreeSet::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return jobs;
-    };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
+    for (pid, dir) in pids() {
         let mut up = parent_of(pid);
         let mut descends = false;
         for _ in 0..16 {
@@ -566,7 +558,7 @@ pub fn jobs_run_under(ancestor: i32) -> std::collections::BTreeSet<u64> {
         if !descends {
             continue;
         }
-        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+        let Ok(environ) = std::fs::read(dir.join("environ")) else {
             continue;
         };
         for var in environ.split(|b| *b == 0) {
