@@ -53,7 +53,10 @@ fn create(port: u16, task: &str) -> u64 {
 }
 
 fn job_state(port: u16, id: u64) -> String {
-    job(port, id)["state"].as_str().unwrap_or_default().to_owned()
+    job(port, id)["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 #[test]
