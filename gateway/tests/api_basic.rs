@@ -9,6 +9,11 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 fn config(dir: &std::path::Path, port: u16) -> shipwatch_config::Config {
+    config_as(dir, port, "admin")
+}
+
+/// The test config with anonymous visitors given `role`.
+fn config_as(dir: &std::path::Path, port: u16, role: &str) -> shipwatch_config::Config {
     let text = format!(
         r#"
 [server]
@@ -17,7 +22,7 @@ data_dir = "{d}/data"
 run_dir = "{d}/run"
 
 [auth]
-anonymous = "admin"
+anonymous = "{role}"
 
 [hosts]
 web = ["web-01", "web-02"]
@@ -176,6 +181,23 @@ async fn jobs_are_created_validated_listed_cancelled_and_watched() {
         .and_then(|n| n.parse::<u64>().ok());
     assert!(cancelled >= Some(1), "the cancelled job is counted: {body}");
 
+    // Who started and cancelled what, newest first.
+    let (status, body) = http(port, "GET", "/api/audit", "").await;
+    assert_eq!(status, 200, "{body}");
+    let audit: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let actions: Vec<(&str, &str)> = audit["audit"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["actor"].as_str().unwrap(), e["action"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        actions.first(),
+        Some(&("anonymous", "cancel")),
+        "newest first: {body}"
+    );
+    assert!(actions.contains(&("anonymous", "start")), "{body}");
+
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(20), server)
         .await
@@ -213,4 +235,45 @@ async fn reload_swaps_a_valid_config_and_keeps_the_old_on_errors() {
         "invalid config kept the old one"
     );
     assert!(rx.borrow().task("three").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_reads_but_may_not_start_cancel_or_read_the_audit() {
+    let dir = tempfile::Builder::new()
+        .prefix("apiv")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(shipwatch_gateway::run(
+        config_as(dir.path(), port, "viewer"),
+        shutdown.clone(),
+    ));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gateway never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let body = r#"{"task":"deploy","params":{"REVISION":"abc1234"}}"#;
+    let (status, text) = http(port, "POST", "/api/jobs", body).await;
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("\"error\""), "JSON error: {text}");
+    assert_eq!(http(port, "POST", "/api/jobs/1/cancel", "").await.0, 403);
+    assert_eq!(http(port, "GET", "/api/audit", "").await.0, 403);
+    assert_eq!(http(port, "GET", "/api/jobs", "").await.0, 200);
+    assert_eq!(http(port, "GET", "/api/tasks", "").await.0, 200);
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(20), server)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 }

@@ -59,6 +59,7 @@ pub fn router(app: AppState, hub: Arc<Hub>) -> Router {
         .route("/api/jobs/{id}/log", get(job_log))
         .route("/api/jobs/{id}/cancel", post(cancel_job))
         .route("/api/tasks", get(tasks))
+        .route("/api/audit", get(audit))
         .route("/ws/jobs/{id}", get(ws::job))
         .route("/ws/jobs", get(ws::jobs))
         .with_state(Api { app, hub })
@@ -224,6 +225,26 @@ async fn list_jobs(
         .jobs(q.limit.unwrap_or(50).min(500), q.before)
         .await?;
     Ok(Json(serde_json::json!({ "jobs": jobs })).into_response())
+}
+
+#[derive(Deserialize)]
+struct AuditQuery {
+    limit: Option<u32>,
+}
+
+/// Who started and cancelled what, newest first; admins only.
+async fn audit(
+    State(api): State<Api>,
+    who: Principal,
+    Query(q): Query<AuditQuery>,
+) -> Result<Response, ApiError> {
+    who.at_least(Role::Admin)?;
+    let entries = api
+        .app
+        .store
+        .audit_log(q.limit.unwrap_or(100).min(1000))
+        .await?;
+    Ok(Json(serde_json::json!({ "audit": entries })).into_response())
 }
 
 async fn get_job(
