@@ -285,11 +285,10 @@ struct Seen {
     close: Option<u16>,
 }
 
-/// Finds `"key":` in `s` from `at` and parses the unsigned number after it.
-fn number_after(s: &str, key: &str, at: usize) -> Option<(u64, usize)> {
-    let start = s[at..].find(key)? + at + key.len();
-    let digits = s[start..].bytes().take_while(u8::is_ascii_digit).count();
-    Some((s[start..start + digits].parse().ok()?, start + digits))
+/// The unsigned number at the start of `bytes`.
+fn leading_number(bytes: &[u8]) -> Option<u128> {
+    let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&bytes[..digits]).ok()?.parse().ok()
 }
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
@@ -313,10 +312,15 @@ async fn connect(url: &str) -> Result<Socket, Error> {
     Ok(socket)
 }
 
+const SEQ_KEY: &[u8] = b"\"seq\":";
+const TEXT_KEY: &[u8] = b"\"text\":\"";
+
 /// Reads one job's events until the server closes; checks seqs are 1.. gapless.
 async fn watch(url: String, connected: Arc<AtomicUsize>) -> Result<Seen, Error> {
     let mut socket = connect(&url).await?;
     connected.fetch_add(1, Ordering::Relaxed);
+    let seq_finder = memchr::memmem::Finder::new(SEQ_KEY);
+    let text_finder = memchr::memmem::Finder::new(TEXT_KEY);
     let mut seen = Seen {
         lines: 0,
         last_seq: 0,
@@ -328,23 +332,21 @@ async fn watch(url: String, connected: Arc<AtomicUsize>) -> Result<Seen, Error> 
         match message? {
             Message::Text(text) => {
                 let now = now_nanos();
-                let text = text.as_str();
-                let mut at = 0;
-                while let Some((seq, after_seq)) = number_after(text, "\"seq\":", at) {
+                let bytes = text.as_bytes();
+                // Searchers built once per watcher; each event is `…"seq":N,…` and a
+                // line's text holds the stamp: `"text":"{seq:010} {nanos:020} xxx…"`.
+                let seqs: Vec<usize> = seq_finder.find_iter(bytes).collect();
+                for (i, &at) in seqs.iter().enumerate() {
+                    let start = at + SEQ_KEY.len();
+                    let seq = leading_number(&bytes[start..]).ok_or("bad seq")? as u64;
                     if seq != seen.last_seq + 1 {
                         return Err(format!("seq {seq} after {}", seen.last_seq).into());
                     }
                     seen.last_seq = seq;
-                    at = after_seq;
-                    // The next event starts at the next "kind"; a line's text holds the
-                    // stamp: "{seq:010} {nanos:020} xxx…".
-                    let end = text[at..].find("\"kind\":").map_or(text.len(), |i| at + i);
-                    if let Some(t) = text[at..end].find("\"text\":\"") {
-                        let stamp_at = at + t + 8 + 11;
-                        if let Some(stamp) = text
-                            .get(stamp_at..stamp_at + 20)
-                            .and_then(|s| s.parse::<u128>().ok())
-                        {
+                    let end = seqs.get(i + 1).copied().unwrap_or(bytes.len());
+                    if let Some(t) = text_finder.find(&bytes[start..end]) {
+                        let stamp_at = start + t + TEXT_KEY.len() + 11;
+                        if let Some(stamp) = bytes.get(stamp_at..).and_then(leading_number) {
                             seen.lines += 1;
                             seen.last_line_at = now;
                             seen.latency
