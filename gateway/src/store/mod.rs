@@ -4,6 +4,7 @@
 //! connections on blocking threads, so reads keep working while the writer is busy or
 //! failing.
 
+mod checkpoint;
 mod schema;
 mod writer;
 
@@ -91,6 +92,8 @@ pub struct Store {
 struct Inner {
     path: PathBuf,
     writes: std::sync::mpsc::Sender<writer::Op>,
+    /// Dropped with the store: the checkpointer's signal to stop.
+    _checkpoints: std::sync::mpsc::Sender<()>,
     /// Idle read connections; a reader takes one or opens a new one.
     readers: Mutex<Vec<Connection>>,
 }
@@ -115,10 +118,12 @@ impl Store {
         schema::prepare_writer(&conn)?;
         schema::migrate(&conn)?;
         let writes = writer::spawn(conn, limits, publish)?;
+        let checkpoints = checkpoint::spawn(&path)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 path,
                 writes,
+                _checkpoints: checkpoints,
                 readers: Mutex::new(Vec::new()),
             }),
         })
