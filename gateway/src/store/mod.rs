@@ -92,8 +92,6 @@ pub struct Store {
 struct Inner {
     path: PathBuf,
     writes: std::sync::mpsc::Sender<writer::Op>,
-    /// Dropped with the store: the checkpointer's signal to stop.
-    _checkpoints: std::sync::mpsc::Sender<()>,
     /// Idle read connections; a reader takes one or opens a new one.
     readers: Mutex<Vec<Connection>>,
 }
@@ -117,13 +115,12 @@ impl Store {
         let conn = Connection::open(&path)?;
         schema::prepare_writer(&conn)?;
         schema::migrate(&conn)?;
-        let writes = writer::spawn(conn, limits, publish)?;
-        let checkpoints = checkpoint::spawn(&path)?;
+        let checkpoint = checkpoint::spawn(&path)?;
+        let writes = writer::spawn(conn, limits, publish, checkpoint)?;
         Ok(Store {
             inner: Arc::new(Inner {
                 path,
                 writes,
-                _checkpoints: checkpoints,
                 readers: Mutex::new(Vec::new()),
             }),
         })

@@ -2,6 +2,7 @@
 //! jobs), commits it in one transaction, then publishes each job's batch in `seq` order.
 //! No timer delays a lone line, and nothing is published before it is committed.
 
+use super::checkpoint::Checkpointer;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender};
@@ -88,14 +89,20 @@ enum Done {
     Failed(StoreError, Reply<u64>),
 }
 
+/// About what SQLite's own auto-checkpoint (1,000 pages) amounts to in event text.
+const CHECKPOINT_BYTES: usize = 2 * 1024 * 1024;
+
 pub(super) fn spawn(
     conn: Connection,
     limits: StoreLimits,
     publish: Arc<dyn Publisher>,
+    checkpoint: Checkpointer,
 ) -> Result<Sender<Op>, StoreError> {
     let (tx, rx) = std::sync::mpsc::channel();
     let mut w = Writer {
         conn,
+        checkpoint,
+        since_checkpoint: 0,
         limits,
         publish,
         jobs: HashMap::new(),
@@ -117,6 +124,9 @@ pub(super) fn spawn(
 
 struct Writer {
     conn: Connection,
+    /// Asked for a checkpoint once about [`CHECKPOINT_BYTES`] have been committed.
+    checkpoint: Checkpointer,
+    since_checkpoint: usize,
     limits: StoreLimits,
     publish: Arc<dyn Publisher>,
     jobs: HashMap<JobId, JobMeta>,
@@ -304,6 +314,16 @@ impl Writer {
     }
 
     fn after_commit(&mut self, g: Group) {
+        self.since_checkpoint += g
+            .pending
+            .iter()
+            .flat_map(|p| &p.events)
+            .map(|e| e.json.len())
+            .sum::<usize>();
+        if self.since_checkpoint >= CHECKPOINT_BYTES {
+            self.since_checkpoint = 0;
+            self.checkpoint.nudge();
+        }
         for p in g.pending {
             let state = self.jobs.get(&p.job).map_or(JobState::Running, |m| m.state);
             let len: usize = p.events.iter().map(|e| e.json.len() + 1).sum();
