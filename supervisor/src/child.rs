@@ -195,6 +195,8 @@ fn emit(name: &str, line: &[u8]) {
     let line = line.strip_suffix('\r').unwrap_or(&line);
     let (level, rest) = match line.trim_start().split_once(' ') {
         Some((level @ ("ERROR" | "WARN" | "INFO" | "DEBUG" | "TRACE"), rest)) => (level, rest),
+        // The binary's own fatal error (`shipwatch: …` from main) and panics.
+        _ if line.starts_with("shipwatch: ") || line.starts_with("thread '") => ("ERROR", line),
         _ => ("", line),
     };
     match level {
