@@ -8,12 +8,8 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-fn config(dir: &std::path::Path, port: u16) -> shipwatch_config::Config {
-    config_as(dir, port, "admin")
-}
-
 /// The test config with anonymous visitors given `role`.
-fn config_as(dir: &std::path::Path, port: u16, role: &str) -> shipwatch_config::Config {
+fn config(dir: &std::path::Path, port: u16, role: &str) -> shipwatch_config::Config {
     let text = format!(
         r#"
 [server]
@@ -67,30 +63,61 @@ async fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) 
     (status, body)
 }
 
+/// A real gateway (`run()`) for anonymous visitors with `role`, listening on a free
+/// loopback port; stop it with [`Gateway::stop`].
+struct Gateway {
+    _dir: tempfile::TempDir,
+    port: u16,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<Result<(), shipwatch_gateway::GatewayError>>,
+}
+
+impl Gateway {
+    async fn start(role: &str) -> Gateway {
+        let dir = tempfile::Builder::new()
+            .prefix("api")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(shipwatch_gateway::run(
+            config(dir.path(), port, role),
+            shutdown.clone(),
+        ));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "gateway never listened"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Gateway {
+            _dir: dir,
+            port,
+            shutdown,
+            server,
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(20), self.server)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_are_created_validated_listed_cancelled_and_watched() {
-    let dir = tempfile::Builder::new()
-        .prefix("api")
-        .tempdir_in("/tmp")
-        .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(shipwatch_gateway::run(
-        config(dir.path(), port),
-        shutdown.clone(),
-    ));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "gateway never listened"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let gateway = Gateway::start("admin").await;
+    let port = gateway.port;
     assert_eq!(http(port, "GET", "/healthz", "").await.0, 200);
 
     let (status, body) = http(port, "POST", "/api/jobs", r#"{"task":"nope"}"#).await;
@@ -198,12 +225,7 @@ async fn jobs_are_created_validated_listed_cancelled_and_watched() {
     );
     assert!(actions.contains(&("anonymous", "start")), "{body}");
 
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(20), server)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    gateway.stop().await;
 }
 
 #[tokio::test]
@@ -239,28 +261,8 @@ async fn reload_swaps_a_valid_config_and_keeps_the_old_on_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_reads_but_may_not_start_cancel_or_read_the_audit() {
-    let dir = tempfile::Builder::new()
-        .prefix("apiv")
-        .tempdir_in("/tmp")
-        .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(shipwatch_gateway::run(
-        config_as(dir.path(), port, "viewer"),
-        shutdown.clone(),
-    ));
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "gateway never listened"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let gateway = Gateway::start("viewer").await;
+    let port = gateway.port;
     let body = r#"{"task":"deploy","params":{"REVISION":"abc1234"}}"#;
     let (status, text) = http(port, "POST", "/api/jobs", body).await;
     assert_eq!(status, 403, "{text}");
@@ -270,10 +272,5 @@ async fn a_viewer_reads_but_may_not_start_cancel_or_read_the_audit() {
     assert_eq!(http(port, "GET", "/api/jobs", "").await.0, 200);
     assert_eq!(http(port, "GET", "/api/tasks", "").await.0, 200);
 
-    shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(20), server)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    gateway.stop().await;
 }
