@@ -1,12 +1,41 @@
-//! The script side of the end-to-end bench: writes `LINES` lines of `SIZE` bytes to
-//! stdout, each stamped with its send time (CLOCK_REALTIME, ns) so the watcher can
-//! measure script-to-browser latency. With `RATE` lines/s each line is flushed on its
-//! own (latency is real); with rate 0 it writes as fast as the pipe takes, in big chunks.
-//! Waits until `START` (unix ms) first, so watchers can connect before output begins.
-//! Usage: `linegen LINES RATE SIZE START`.
+//! The script side of the end-to-end bench (bench/e2e.sh): the task's script on every
+//! host is `exec …/linegen --lines N --rate R --size 100 --start-file F`.
+//!
+//! Writes `--lines` lines of `--size` bytes (newline included) to stdout, each
+//! `{seq:010} {unix_nanos:020} xxx…`: a per-host sequence number from 1 (so a watcher can
+//! tell a missing or doubled line from the script's side) and its send time
+//! (CLOCK_REALTIME, so a watcher in another process measures script-to-watcher latency).
+//! With `--rate` (lines/s of this host) each line is flushed on its own, so its latency is
+//! real; with rate 0 it writes as fast as the pipe takes, in 64 KiB chunks.
+//! With `--start-file` it first waits until that file exists: the load generator creates
+//! it once every watcher is connected, so all hosts start together and watchers see the
+//! output live instead of as a replay.
 
 use std::io::Write;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+
+/// Stamped output lines for the end-to-end bench.
+#[derive(Parser)]
+struct Args {
+    /// Lines to write.
+    #[arg(long, default_value_t = 100_000)]
+    lines: u64,
+    /// Lines per second; 0 = as fast as possible.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Bytes per line including the newline (at least 33: sequence and stamp).
+    #[arg(long, default_value_t = 100)]
+    size: usize,
+    /// Wait until this file exists before the first line.
+    #[arg(long)]
+    start_file: Option<PathBuf>,
+    /// Give up waiting for the start file after this many seconds (exit 3).
+    #[arg(long, default_value_t = 600)]
+    wait_secs: u64,
+}
 
 fn now_nanos() -> u128 {
     SystemTime::now()
@@ -14,30 +43,30 @@ fn now_nanos() -> u128 {
         .map_or(0, |d| d.as_nanos())
 }
 
-fn arg(args: &[String], i: usize, default: u64) -> u64 {
-    args.get(i).and_then(|a| a.parse().ok()).unwrap_or(default)
-}
-
 fn main() -> std::io::Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let lines = arg(&args, 0, 100_000);
-    let rate = arg(&args, 1, 0);
-    let size = arg(&args, 2, 100).max(40) as usize;
-    let start_ms = arg(&args, 3, 0) as u128;
-
-    let wait = (start_ms * 1_000_000).saturating_sub(now_nanos());
-    if wait > 0 {
-        std::thread::sleep(Duration::from_nanos(wait as u64));
+    let args = Args::parse();
+    if let Some(file) = &args.start_file {
+        let deadline = Instant::now() + Duration::from_secs(args.wait_secs);
+        // A 1 ms poll: cheap for 20 hosts, and the hosts start within a millisecond of
+        // each other without a second channel from the load generator to the script.
+        while !file.exists() {
+            if Instant::now() > deadline {
+                eprintln!("linegen: {} did not appear", file.display());
+                std::process::exit(3);
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, stdout.lock());
-    let mut line = Vec::with_capacity(size + 1);
+    let size = args.size.max(33);
+    let mut line = Vec::with_capacity(size);
     let begin = now_nanos();
-    for seq in 1..=lines {
-        if rate > 0 {
-            // Paced from the start time, not from the previous line: no drift.
-            let due = begin + u128::from(seq - 1) * 1_000_000_000 / u128::from(rate);
+    for seq in 1..=args.lines {
+        if args.rate > 0 {
+            // Paced from the start, not from the previous line: no drift.
+            let due = begin + u128::from(seq - 1) * 1_000_000_000 / u128::from(args.rate);
             let now = now_nanos();
             if due > now {
                 std::thread::sleep(Duration::from_nanos((due - now) as u64));
@@ -45,10 +74,10 @@ fn main() -> std::io::Result<()> {
         }
         line.clear();
         write!(line, "{seq:010} {:020} ", now_nanos())?;
-        line.resize(size, b'x');
+        line.resize(size - 1, b'x');
         line.push(b'\n');
         out.write_all(&line)?;
-        if rate > 0 {
+        if args.rate > 0 {
             out.flush()?;
         }
     }
