@@ -57,6 +57,7 @@ async fn runner(per_host: u64) -> Result<(), AnyError> {
         },
         max_buffer_bytes: 64 << 20,
         heartbeat: Duration::from_secs(5),
+        silence: Duration::from_secs(30),
         stop_timeout: Duration::from_secs(5),
     };
     let client = tokio::spawn(serve(

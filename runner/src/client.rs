@@ -32,6 +32,9 @@ pub struct ClientConfig {
     /// Unacked event bytes (roughly) held before the hosts' pipes stop being read.
     pub max_buffer_bytes: usize,
     pub heartbeat: Duration,
+    /// A connection on which the gateway sent nothing (not even a heartbeat) this long is
+    /// dropped and redialled: a wedged gateway must not hold the job's events hostage.
+    pub silence: Duration,
     /// After SIGTERM: how long to wait for the cancelled job's last events to be acked.
     pub stop_timeout: Duration,
 }
@@ -120,6 +123,7 @@ where
     let mut stop_at: Option<tokio::time::Instant> = None;
     let mut heartbeat = tokio::time::interval(cfg.heartbeat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = tokio::time::Instant::now();
 
     loop {
         let idle = running.is_none();
@@ -151,6 +155,7 @@ where
                     Ok(Some(c)) => {
                         tracing::info!(index = cfg.index, job, unacked = outbox.events.len(), "connected to the gateway");
                         conn = Some(Conn::new(c));
+                        last_heard = tokio::time::Instant::now();
                         outbox.sent = 0;
                         backoff = BACKOFF_MIN;
                     }
@@ -161,7 +166,7 @@ where
                     Err(reason) => return Err(ClientError::Refused { index: cfg.index, reason }),
                 }
             }
-            frame = next_frame(&mut conn) => match frame {
+            frame = next_frame(&mut conn) => match frame.inspect(|_| last_heard = tokio::time::Instant::now()) {
                 Some(GatewayFrame::Assign { job, spec }) => {
                     if running.is_some() {
                         tracing::warn!(job, "assigned a job while busy; ignoring it");
@@ -240,6 +245,16 @@ where
                     retry_at = tokio::time::Instant::now() + backoff;
                 }
             },
+            _ = tokio::time::sleep_until(last_heard + cfg.silence), if conn.is_some() => {
+                tracing::warn!(
+                    index = cfg.index,
+                    silent_secs = cfg.silence.as_secs(),
+                    "gateway silent too long; reconnecting"
+                );
+                conn = None;
+                control.clear();
+                retry_at = tokio::time::Instant::now() + BACKOFF_MIN;
+            }
             _ = heartbeat.tick(), if conn.is_some() => {
                 if control.is_empty() {
                     control.push_back(RunnerFrame::Heartbeat);

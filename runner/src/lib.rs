@@ -76,6 +76,8 @@ pub async fn run(
         },
         max_buffer_bytes: 64 << 20,
         heartbeat: std::time::Duration::from_secs(5),
+        // Six of the gateway's 5 s heartbeats, as the gateway waits for ours.
+        silence: std::time::Duration::from_secs(30),
         // Leave the supervisor's SIGKILL some room.
         stop_timeout: config.supervisor.stop_timeout.mul_f64(0.8),
     };

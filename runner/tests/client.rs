@@ -30,6 +30,11 @@ struct Harness {
 
 impl Harness {
     fn start(max_buffer_bytes: usize) -> Harness {
+        // Longer than any test: the doubles below do not send heartbeats.
+        Harness::start_with(max_buffer_bytes, Duration::from_secs(600))
+    }
+
+    fn start_with(max_buffer_bytes: usize, silence: Duration) -> Harness {
         let dir = tempfile::Builder::new()
             .prefix("swc")
             .tempdir_in("/tmp")
@@ -45,6 +50,7 @@ impl Harness {
             },
             max_buffer_bytes,
             heartbeat: Duration::from_millis(500),
+            silence,
             stop_timeout: Duration::from_secs(20),
         };
         let runner = tokio::spawn(serve(cfg, Codec::default, shutdown.clone(), drain.clone()));
@@ -468,5 +474,75 @@ async fn stop_says_draining_and_a_job_assigned_meanwhile_ends_cancelled() {
             .count(),
         2
     );
+    h.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_gateway_is_dropped_and_the_events_resent() {
+    let silence = Duration::from_secs(2);
+    let h = Harness::start_with(64 << 20, silence);
+    let (mut conn, _, _) = h.accept().await;
+    let script = "echo before; while [ ! -e \"$DIR/go\" ]; do sleep 0.05; done; echo after\n";
+    conn.send(GatewayFrame::Assign {
+        job: 6,
+        spec: spec(script, 1, h.dir.path()),
+    })
+    .await
+    .expect("assign");
+    // A gateway that heartbeats is kept for well past `silence`, without any ack.
+    let mut first = Vec::new();
+    let kept_until = tokio::time::Instant::now() + silence * 2;
+    while tokio::time::Instant::now() < kept_until {
+        conn.send(GatewayFrame::Heartbeat)
+            .await
+            .expect("a heartbeating gateway stays connected");
+        let frame = tokio::time::timeout(Duration::from_millis(300), conn.next()).await;
+        match frame {
+            Ok(Some(Ok(RunnerFrame::Events { events, .. }))) => first.extend(events),
+            Ok(Some(Ok(_))) | Err(_) => {}
+            Ok(other) => panic!("the runner dropped a heartbeating gateway: {other:?}"),
+        }
+    }
+    assert!(
+        first
+            .iter()
+            .any(|e| matches!(&e.body, EventBody::Line { text, .. } if text == "before")),
+        "the first line went out: {first:?}"
+    );
+
+    // Silent from now on (the connection stays open): the runner hangs up on its own.
+    let went_silent = tokio::time::Instant::now();
+    loop {
+        match tokio::time::timeout_at(went_silent + LONG, conn.next()).await {
+            Ok(Some(Ok(_))) => {}
+            Ok(None | Some(Err(_))) => break,
+            Err(_) => panic!("the runner kept a silent gateway for {LONG:?}"),
+        }
+    }
+    let waited = went_silent.elapsed();
+    assert!(
+        waited >= silence - Duration::from_millis(200),
+        "dropped after {waited:?}, before {silence:?} of silence"
+    );
+
+    // It redials, names its job, and resends what was never acked.
+    let (mut conn, job, _) = h.accept().await;
+    assert_eq!(job, Some(6));
+    std::fs::write(h.dir.path().join("go"), "").expect("go");
+    let mut events = Vec::new();
+    assert_eq!(
+        collect_until_job_end(&mut conn, 6, true, &mut events).await,
+        JobState::Succeeded
+    );
+    assert_gapless(&events);
+    let lines: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::Line { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lines, ["before", "after"]);
+    h.shutdown.cancel();
     h.finish().await;
 }
