@@ -366,3 +366,124 @@ async fn a_failed_commit_fails_the_job_and_reads_go_on() {
         .unwrap();
     assert_eq!(store.audit_log(10).await.unwrap()[0].actor, "alice");
 }
+
+/// A full disk as SQLite meets it: the database may not grow (`max_page_count`, so every
+/// write that needs a new page fails with SQLITE_FULL) until room returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_the_job_with_a_reason_and_reads_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, rec) = open(dir.path(), u64::MAX);
+    let job = store
+        .create_job(spec(&["a", "b"]), BTreeMap::new(), "alice")
+        .await
+        .unwrap();
+    let queued = store
+        .create_job(spec(&["c"]), BTreeMap::new(), "bob")
+        .await
+        .unwrap();
+    store
+        .append(job.id, vec![line(1, "a", "before the disk filled")])
+        .await
+        .unwrap();
+
+    store.cap_pages_for_test(Some(0)).await.unwrap();
+    let text = "x".repeat(1000);
+    let mut rseq = 1;
+    let error = loop {
+        let events: Vec<RunnerEvent> = (0..50)
+            .map(|_| {
+                rseq += 1;
+                line(rseq, "a", &text)
+            })
+            .collect();
+        match store.append(job.id, events).await {
+            Ok(_) => assert!(
+                rseq < 100_000,
+                "100 MB stored in a database that may not grow"
+            ),
+            Err(error) => break error,
+        }
+    };
+    // SQLite's own words reach the caller (this once said "the store's writer has
+    // stopped": the failing op's reply was dropped with the rolled-back group).
+    assert!(error.to_string().contains("full"), "{error}");
+
+    // The disk stays full: everything that reads still answers, writes fail at once.
+    let v = store.job(job.id).await.unwrap().unwrap();
+    assert_eq!(v.hosts.as_ref().map(Vec::len), Some(2));
+    let listed = store.jobs(10, None).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    let stored = store
+        .read_events(job.id, 0, &EventFilter::default(), 100_000)
+        .await
+        .unwrap();
+    assert!(!stored.is_empty());
+    let later = store
+        .append(job.id, vec![line(rseq + 1, "a", "after the failure")])
+        .await;
+    assert!(
+        later.is_err(),
+        "a line after a lost one is refused, not stored"
+    );
+
+    // Room returns: the job's failure is recorded with the reason (at once when the small
+    // update still fitted, else by the writer's retry), its log is gapless and ends with
+    // it, and nothing past the loss was stored.
+    store.cap_pages_for_test(None).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let failed = loop {
+        let v = store.job(job.id).await.unwrap().unwrap();
+        if v.state == JobState::Failed {
+            break v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job's failure was never recorded: {:?}",
+            v.state
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let reason = failed.reason.unwrap_or_default();
+    assert!(
+        reason.contains("could not store") && reason.contains("full"),
+        "{reason}"
+    );
+    let hosts = failed.hosts.unwrap_or_default();
+    assert!(
+        hosts
+            .iter()
+            .all(|h| h.state == HostState::Cancelled || h.state == HostState::Skipped),
+        "{hosts:?}"
+    );
+    let events = store
+        .read_events(job.id, 0, &EventFilter::default(), 100_000)
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=events.len() as u64).collect::<Vec<_>>());
+    assert_eq!(events.last().map(|e| e.kind), Some("job"));
+    assert!(
+        !events
+            .iter()
+            .any(|e| String::from_utf8_lossy(&e.json).contains("after the failure"))
+    );
+    // Watchers got the same: every published event of the job is one the store holds.
+    let published: usize = rec
+        .batches
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|b| b.job == job.id)
+        .map(|b| b.events.len())
+        .sum();
+    assert_eq!(published, events.len());
+
+    // The other job was never touched, and new work is stored again.
+    let q = store.job(queued.id).await.unwrap().unwrap();
+    assert_eq!(q.state, JobState::Queued);
+    store
+        .append(queued.id, vec![line(1, "c", "the next job runs")])
+        .await
+        .unwrap();
+    store.audit("alice", "start", None, "x").await.unwrap();
+}

@@ -234,6 +234,14 @@ impl Store {
             .await
     }
 
+    /// From now on the database may grow by only `extra` pages (`None`: no limit), as if
+    /// the disk were that close to full (tests only).
+    #[doc(hidden)]
+    pub async fn cap_pages_for_test(&self, extra: Option<u32>) -> Result<(), StoreError> {
+        self.write(|reply| writer::Op::CapPages { extra, reply })
+            .await
+    }
+
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,

@@ -55,6 +55,12 @@ pub(super) enum Op {
         fail: bool,
         reply: Reply<()>,
     },
+    /// `PRAGMA max_page_count`: the database may grow by `extra` pages from now on, or
+    /// without a limit (`None`). SQLite then fails as on a full disk (SQLITE_FULL).
+    CapPages {
+        extra: Option<u32>,
+        reply: Reply<()>,
+    },
     /// Answered once everything queued before it is committed.
     Flush {
         reply: Reply<()>,
@@ -62,6 +68,20 @@ pub(super) enum Op {
 }
 
 impl Op {
+    /// The op's reply, for a group that failed before reaching it.
+    fn unanswered(self) -> Done {
+        match self {
+            Op::Create { reply, .. } => Done::Job(0, reply),
+            Op::Append { reply, .. } | Op::Gateway { reply, .. } | Op::Sweep { reply, .. } => {
+                Done::U64(0, reply)
+            }
+            Op::Audit { reply, .. }
+            | Op::FailCommits { reply, .. }
+            | Op::CapPages { reply, .. }
+            | Op::Flush { reply } => Done::Unit(reply),
+        }
+    }
+
     fn weight(&self) -> usize {
         match self {
             Op::Append { events, .. } => events.len(),
@@ -234,59 +254,11 @@ impl Writer {
         let weight: usize = ops.iter().map(Op::weight).sum();
         // Armed by an op of this group, the fault hits the next group.
         let fail = self.fail_commits;
+        let mut ops = ops.into_iter();
         let result = (|| -> Result<(), rusqlite::Error> {
             self.conn.execute_batch("BEGIN")?;
-            for op in ops {
-                match op {
-                    Op::Flush { reply } => g.done.push(Done::Unit(reply)),
-                    Op::FailCommits { fail, reply } => {
-                        self.fail_commits = fail;
-                        g.done.push(Done::Unit(reply));
-                    }
-                    Op::Sweep { now, reply } => match self.sweep(now) {
-                        Ok(n) => g.done.push(Done::U64(n, reply)),
-                        Err(e) => g.done.push(Done::Failed(e, reply)),
-                    },
-                    Op::Audit {
-                        actor,
-                        action,
-                        job,
-                        detail,
-                        reply,
-                    } => {
-                        self.conn
-                            .prepare_cached(
-                                "INSERT INTO audit (ts, actor, action, job, detail) \
-                                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                            )?
-                            .execute(params![
-                                Timestamp::now().to_string(),
-                                actor,
-                                action,
-                                job.map(|j| j as i64),
-                                detail
-                            ])?;
-                        g.done.push(Done::Unit(reply));
-                    }
-                    Op::Create {
-                        spec,
-                        params,
-                        started_by,
-                        reply,
-                    } => {
-                        let id = self.create(&spec, &params, &started_by)?;
-                        g.changed.push(id);
-                        g.done.push(Done::Job(id, reply));
-                    }
-                    Op::Append { job, events, reply } => match self.append(&mut g, job, events)? {
-                        Ok(rseq) => g.done.push(Done::U64(rseq, reply)),
-                        Err(e) => g.done.push(Done::Failed(e, reply)),
-                    },
-                    Op::Gateway { job, body, reply } => match self.gateway(&mut g, job, body)? {
-                        Ok(seq) => g.done.push(Done::U64(seq, reply)),
-                        Err(e) => g.done.push(Done::Failed(e, reply)),
-                    },
-                }
+            for op in ops.by_ref() {
+                self.apply(&mut g, op)?;
             }
             self.flush_meta()?;
             if fail {
@@ -303,6 +275,8 @@ impl Writer {
         match result {
             Ok(()) => self.after_commit(g),
             Err(e) => {
+                // Ops the failure left unprocessed hear it too, not that the writer is gone.
+                g.done.extend(ops.map(Op::unanswered));
                 if !self.conn.is_autocommit()
                     && let Err(error) = self.conn.execute_batch("ROLLBACK")
                 {
@@ -311,6 +285,83 @@ impl Writer {
                 self.after_failure(g, touched, e)
             }
         }
+    }
+
+    /// Applies one op inside the group's transaction. Its reply joins `g.done` even when
+    /// SQLite fails, so the caller hears that error, not that the writer is gone.
+    fn apply(&mut self, g: &mut Group, op: Op) -> Result<(), rusqlite::Error> {
+        match op {
+            Op::Flush { reply } => g.done.push(Done::Unit(reply)),
+            Op::FailCommits { fail, reply } => {
+                self.fail_commits = fail;
+                g.done.push(Done::Unit(reply));
+            }
+            Op::CapPages { extra, reply } => {
+                g.done.push(Done::Unit(reply));
+                let pages: u32 = self
+                    .conn
+                    .pragma_query_value(None, "page_count", |r| r.get(0))?;
+                let cap = extra.map_or(u32::MAX - 1, |extra| pages.saturating_add(extra));
+                self.conn.pragma_update(None, "max_page_count", cap)?;
+            }
+            Op::Sweep { now, reply } => match self.sweep(now) {
+                Ok(n) => g.done.push(Done::U64(n, reply)),
+                Err(e) => g.done.push(Done::Failed(e, reply)),
+            },
+            Op::Audit {
+                actor,
+                action,
+                job,
+                detail,
+                reply,
+            } => {
+                g.done.push(Done::Unit(reply));
+                self.conn
+                    .prepare_cached(
+                        "INSERT INTO audit (ts, actor, action, job, detail) \
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )?
+                    .execute(params![
+                        Timestamp::now().to_string(),
+                        actor,
+                        action,
+                        job.map(|j| j as i64),
+                        detail
+                    ])?;
+            }
+            Op::Create {
+                spec,
+                params,
+                started_by,
+                reply,
+            } => match self.create(&spec, &params, &started_by) {
+                Ok(id) => {
+                    g.changed.push(id);
+                    g.done.push(Done::Job(id, reply));
+                }
+                Err(e) => {
+                    g.done.push(Done::Job(0, reply));
+                    return Err(e);
+                }
+            },
+            Op::Append { job, events, reply } => match self.append(g, job, events) {
+                Ok(Ok(rseq)) => g.done.push(Done::U64(rseq, reply)),
+                Ok(Err(e)) => g.done.push(Done::Failed(e, reply)),
+                Err(e) => {
+                    g.done.push(Done::U64(0, reply));
+                    return Err(e);
+                }
+            },
+            Op::Gateway { job, body, reply } => match self.gateway(g, job, body) {
+                Ok(Ok(seq)) => g.done.push(Done::U64(seq, reply)),
+                Ok(Err(e)) => g.done.push(Done::Failed(e, reply)),
+                Err(e) => {
+                    g.done.push(Done::U64(0, reply));
+                    return Err(e);
+                }
+            },
+        }
+        Ok(())
     }
 
     fn after_commit(&mut self, g: Group) {
