@@ -66,6 +66,20 @@ enum Scenario {
         #[arg(default_value_t = 10_000)]
         watchers: usize,
     },
+    /// Exactness under churn: WATCHERS watch a flood from the start (every fourth a slow
+    /// reader), and as many join at random moments, with after=0, after=a seq already
+    /// sent, or after=… and slow; every one must get exactly what it asked for.
+    Churn {
+        #[arg(default_value_t = 100)]
+        watchers: usize,
+        #[arg(default_value_t = 20)]
+        hosts: usize,
+        #[arg(default_value_t = 25_000)]
+        lines_per_host: u64,
+        /// Seed of the join times and `after` values (default: from the clock).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
     /// A finished job of LINES lines, then one late watcher with after=0.
     Replay {
         #[arg(default_value_t = 1_000_000)]
@@ -170,11 +184,29 @@ fn proc_stat(pid: u32) -> Vec<u64> {
         .unwrap_or_default()
 }
 
-/// (own utime + stime, waited-for children's utime + stime) in seconds.
-fn cpu_secs(pid: u32) -> (f64, f64) {
-    let f = proc_stat(pid);
-    let at = |i: usize| f.get(i).copied().unwrap_or(0) as f64 / TICKS;
-    (at(11) + at(12), at(13) + at(14))
+/// CPU seconds of a process: its own user and system time, and its waited-for
+/// children's (user + system).
+#[derive(Clone, Copy, Default)]
+struct ProcCpu {
+    user: f64,
+    system: f64,
+    children: f64,
+}
+
+impl ProcCpu {
+    fn of(pid: u32) -> Self {
+        let f = proc_stat(pid);
+        let at = |i: usize| f.get(i).copied().unwrap_or(0) as f64 / TICKS;
+        ProcCpu {
+            user: at(11),
+            system: at(12),
+            children: at(13) + at(14),
+        }
+    }
+
+    fn own(&self) -> f64 {
+        self.user + self.system
+    }
 }
 
 /// CPU seconds both cores spent busy (anyone's), from /proc/stat.
@@ -196,37 +228,37 @@ fn machine_busy_secs() -> f64 {
 /// Where the CPU went during a measurement.
 #[derive(Clone, Copy)]
 struct CpuSnapshot {
-    gateway: f64,
-    runner: f64,
-    scripts: f64,
-    load_gen: f64,
+    gateway: ProcCpu,
+    runner: ProcCpu,
+    load_gen: ProcCpu,
     machine: f64,
     at: Instant,
 }
 
 impl CpuSnapshot {
     fn take(gateway: u32, runner: u32) -> Self {
-        let (runner_own, scripts) = cpu_secs(runner);
         CpuSnapshot {
-            gateway: cpu_secs(gateway).0,
-            runner: runner_own,
-            scripts,
-            load_gen: cpu_secs(std::process::id()).0,
+            gateway: ProcCpu::of(gateway),
+            runner: ProcCpu::of(runner),
+            load_gen: ProcCpu::of(std::process::id()),
             machine: machine_busy_secs(),
             at: Instant::now(),
         }
     }
 
-    /// "cpu s over W s: …"; `others` is everyone else on the machine (builds, tests).
+    /// "cpu s over W s: …"; `scripts` are the runner's finished children (linegen and its
+    /// shell), `others` everyone else on the machine (builds, tests).
     fn since(&self, before: &CpuSnapshot) -> String {
-        let gateway = self.gateway - before.gateway;
-        let runner = self.runner - before.runner;
-        let scripts = self.scripts - before.scripts;
-        let load_gen = self.load_gen - before.load_gen;
+        let gateway = self.gateway.own() - before.gateway.own();
+        let gateway_sys = self.gateway.system - before.gateway.system;
+        let runner = self.runner.own() - before.runner.own();
+        let scripts = self.runner.children - before.runner.children;
+        let load_gen = self.load_gen.own() - before.load_gen.own();
+        let load_gen_sys = self.load_gen.system - before.load_gen.system;
         let machine = self.machine - before.machine;
         let others = (machine - gateway - runner - scripts - load_gen).max(0.0);
         format!(
-            "cpu s over {:.1} s: gateway {gateway:.1}, runner {runner:.1}, scripts {scripts:.1}, load gen {load_gen:.1}, others {others:.1}",
+            "cpu s over {:.1} s: gateway {gateway:.1} (sys {gateway_sys:.1}), runner {runner:.1}, scripts {scripts:.1}, load gen {load_gen:.1} (sys {load_gen_sys:.1}), others {others:.1}",
             self.at.duration_since(before.at).as_secs_f64()
         )
     }
@@ -485,8 +517,39 @@ script = '''{script}'''
         Ok(limit)
     }
 
-    fn url(&self, job: u64, after: u64) -> String {
-        format!("ws://127.0.0.1:{}/ws/jobs/{job}?after={after}", self.port)
+    /// From /metrics: watchers that overflowed the shared ring (and caught up from the
+    /// store), the store's commit p99 and median group size.
+    fn gateway_notes(&self) -> String {
+        let text = self
+            .http("GET", "/metrics", "")
+            .map(|r| r.1)
+            .unwrap_or_default();
+        let get = |name: &str| {
+            text.lines()
+                .find(|l| l.strip_prefix(name).is_some_and(|v| v.starts_with(' ')))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+        };
+        let mut notes = Vec::new();
+        if let Some(p99) = get(r#"shipwatch_store_commit_seconds{quantile="0.99"}"#) {
+            notes.push(format!(
+                "store commit p99 {}",
+                ms(Duration::from_secs_f64(p99))
+            ));
+        }
+        if let Some(ops) = get(r#"shipwatch_store_commit_ops{quantile="0.5"}"#) {
+            notes.push(format!("median commit {ops:.0} events"));
+        }
+        notes.push(format!(
+            "{} ring overflows",
+            get("shipwatch_watcher_overflows_total").unwrap_or(0.0)
+        ));
+        notes.join(", ")
+    }
+
+    /// The job's WebSocket URL, without the query.
+    fn url(&self, job: u64) -> String {
+        format!("ws://127.0.0.1:{}/ws/jobs/{job}", self.port)
     }
 }
 
@@ -582,8 +645,13 @@ struct Seen {
     frames: u64,
     bytes: u64,
     last_seq: u64,
-    /// The last linegen sequence number seen per host (index = host number - 1).
+    /// The last linegen sequence number seen per host (index = host number - 1); 0: none
+    /// yet, and then, for a watcher that joined with `after` > 0, any line may come first.
     per_host: Vec<u64>,
+    /// The `after=` it joined with.
+    after: u64,
+    /// Times the gateway closed it with 4008 and it reconnected with `after=`.
+    reconnects: u64,
     min_stamp: u128,
     last_line_at: u128,
     latency: Histogram,
@@ -592,13 +660,15 @@ struct Seen {
 }
 
 impl Seen {
-    fn new(hosts: usize) -> Self {
+    fn new(hosts: usize, after: u64) -> Self {
         Seen {
             lines: 0,
             frames: 0,
             bytes: 0,
-            last_seq: 0,
+            last_seq: after,
             per_host: vec![0; hosts],
+            after,
+            reconnects: 0,
             min_stamp: u128::MAX,
             last_line_at: 0,
             latency: Histogram::new(),
@@ -673,7 +743,8 @@ impl Seen {
                         .and_then(leading_number)
                         .ok_or_else(|| bad("no stamp"))?;
                     let last = &mut self.per_host[host - 1];
-                    if line_seq != *last + 1 {
+                    let joined_late = self.after > 0 && *last == 0;
+                    if line_seq != *last + 1 && !joined_late {
                         let what = if line_seq <= *last {
                             "DUPLICATE line"
                         } else {
@@ -733,7 +804,9 @@ impl Seen {
 /// One watcher's set-up: where to connect and how to report progress.
 struct Watcher {
     id: usize,
+    /// `ws://…/ws/jobs/{id}`, without the query.
     url: String,
+    after: u64,
     hosts: usize,
     read_buffer: usize,
     /// Counted once connected (or once the first frame arrived, with `ready_on_frame`).
@@ -745,17 +818,25 @@ struct Watcher {
     progress: Arc<AtomicU64>,
     /// A watcher that receives nothing for this long fails.
     stall: Duration,
+    /// A slow reader: pauses this long after each frame, so the gateway must let it fall
+    /// behind and catch up from the store (or close it 4008) without a gap.
+    pause: Option<Duration>,
 }
 
-/// Reads one job's events until the server closes, checking each.
+/// Reconnections after 4008 one watcher may make before the run counts as failed.
+const MAX_RECONNECTS: u64 = 1000;
+
+/// Reads one job's events until the server closes with 1000, checking each; after a
+/// 4008 close it reconnects with `after=` its last seq, as DESIGN §6 tells clients to.
 async fn watch(w: Watcher) -> Result<Seen, String> {
-    let fail = |what: String| format!("watcher {}: {what}", w.id);
+    let fail = |what: String| format!("watcher {} (after={}): {what}", w.id, w.after);
     let permit = w
         .connecting
         .acquire()
         .await
         .map_err(|e| fail(e.to_string()))?;
-    let mut socket = connect(&w.url, w.read_buffer)
+    let url = |after: u64| format!("{}?after={after}", w.url);
+    let mut socket = connect(&url(w.after), w.read_buffer)
         .await
         .map_err(|e| fail(format!("connect: {e}")))?;
     let mut permit = Some(permit);
@@ -764,7 +845,7 @@ async fn watch(w: Watcher) -> Result<Seen, String> {
         permit = None;
     }
     let scan = Scanner::new();
-    let mut seen = Seen::new(w.hosts);
+    let mut seen = Seen::new(w.hosts, w.after);
     loop {
         let message = match tokio::time::timeout(w.stall, socket.next()).await {
             Err(_) => {
@@ -790,8 +871,20 @@ async fn watch(w: Watcher) -> Result<Seen, String> {
                 if permit.take().is_some() {
                     w.ready.fetch_add(1, Ordering::Relaxed);
                 }
+                if let Some(pause) = w.pause {
+                    tokio::time::sleep(pause).await;
+                }
             }
             Message::Binary(_) => return Err(fail("a binary frame".into())),
+            Message::Close(Some(frame)) if u16::from(frame.code) == 4008 => {
+                seen.reconnects += 1;
+                if seen.reconnects > MAX_RECONNECTS {
+                    return Err(fail(format!("closed 4008 {MAX_RECONNECTS} times")));
+                }
+                socket = connect(&url(seen.last_seq), w.read_buffer)
+                    .await
+                    .map_err(|e| fail(format!("reconnect after seq {}: {e}", seen.last_seq)))?;
+            }
             Message::Close(frame) => {
                 seen.close = frame.map(|f| u16::from(f.code));
                 break;
@@ -808,7 +901,8 @@ fn check_complete(seen: &Seen, id: usize, lines_per_host: u64) -> Result<(), Str
         .per_host
         .iter()
         .enumerate()
-        .filter(|(_, n)| **n != lines_per_host)
+        // A late joiner may have joined after all of a host's lines.
+        .filter(|(_, n)| **n != lines_per_host && !(seen.after > 0 && **n == 0))
         .map(|(h, n)| format!("h-{:02}: {n}", h + 1))
         .collect();
     if !short.is_empty() {
@@ -854,6 +948,7 @@ async fn spawn_watchers(
         tasks.push(tokio::spawn(watch(Watcher {
             id,
             url: url.to_owned(),
+            after: 0,
             hosts,
             read_buffer,
             ready: ready.clone(),
@@ -861,6 +956,7 @@ async fn spawn_watchers(
             connecting: connecting.clone(),
             progress: p,
             stall,
+            pause: None,
         })));
     }
     let deadline =
@@ -951,6 +1047,8 @@ struct Live {
     latency: Histogram,
     cpu: String,
     gateway_peak_mib: f64,
+    gateway_notes: String,
+    reconnects: u64,
 }
 
 /// Starts the system, connects the watchers, opens the gate and checks every watcher got
@@ -961,19 +1059,11 @@ async fn live(watchers: usize, hosts: usize, per_host: u64, rate: u64) -> Result
     system.check_gateway_fds(gateway, watchers)?;
     let job = system.create_job()?;
     let stall = Duration::from_secs(60);
-    let (tasks, progress) = match spawn_watchers(
-        watchers,
-        &system.url(job, 0),
-        hosts,
-        128 * 1024,
-        false,
-        stall,
-    )
-    .await
-    {
-        Ok(t) => t,
-        Err(e) => return Err(system.fail(e)),
-    };
+    let (tasks, progress) =
+        match spawn_watchers(watchers, &system.url(job), hosts, 128 * 1024, false, stall).await {
+            Ok(t) => t,
+            Err(e) => return Err(system.fail(e)),
+        };
     let before = CpuSnapshot::take(gateway, runner);
     system.open_gate()?;
     let within = Duration::from_secs(240);
@@ -1004,6 +1094,8 @@ async fn live(watchers: usize, hosts: usize, per_host: u64, rate: u64) -> Result
         latency,
         cpu: after.since(&before),
         gateway_peak_mib: status_kib(gateway, "VmHWM:") as f64 / 1024.0,
+        gateway_notes: system.gateway_notes(),
+        reconnects: seen.iter().map(|s| s.reconnects).sum(),
     })
 }
 
@@ -1017,6 +1109,15 @@ fn thousands(n: f64) -> String {
         out.push(c);
     }
     out
+}
+
+/// " (N reconnects after 4008)", or nothing when the gateway closed no one early.
+fn reconnected(n: u64) -> String {
+    if n == 0 {
+        String::new()
+    } else {
+        format!(" ({n} reconnects after 4008)")
+    }
 }
 
 async fn flood(watchers: usize, hosts: usize, per_host: u64) -> Result<Vec<Row>, Error> {
@@ -1042,11 +1143,13 @@ async fn flood(watchers: usize, hosts: usize, per_host: u64) -> Result<Vec<Row>,
         target: target.into(),
         met: want.map(|w| o.slowest_lps >= w),
         notes: format!(
-            "{} lines × {watchers} all checked; latency {}; {}; gateway peak RSS {:.0} MiB",
+            "{} lines × {watchers} all checked{}; latency {}; {}; gateway peak RSS {:.0} MiB, {}",
             thousands(lines as f64),
+            reconnected(o.reconnects),
             o.latency.summary(),
             o.cpu,
-            o.gateway_peak_mib
+            o.gateway_peak_mib,
+            o.gateway_notes,
         ),
     }];
     if watchers == 1 {
@@ -1083,10 +1186,12 @@ async fn paced(watchers: usize, rate: u64, seconds: u64) -> Result<Vec<Row>, Err
         target: target.map(|t| format!("≤ {t} ms")).unwrap_or_default(),
         met: target.map(|t| p99 <= Duration::from_millis(t)),
         notes: format!(
-            "{} lines × {watchers} all checked ({} lines/s each); {}",
+            "{} lines × {watchers} all checked{} ({} lines/s each); {}; {}",
             thousands(lines as f64),
+            reconnected(o.reconnects),
             thousands(o.slowest_lps),
-            o.cpu
+            o.cpu,
+            o.gateway_notes,
         ),
     }])
 }
@@ -1102,7 +1207,7 @@ async fn idle(watchers: usize) -> Result<Vec<Row>, Error> {
             j["counts"]["running"] == 1
         })
         .await?;
-    let url = system.url(job, 0);
+    let url = system.url(job);
     let stall = Duration::from_secs(600);
     // A first watcher builds whatever the job's first watcher costs once (its ring,
     // cached frames) before the baseline.
@@ -1162,6 +1267,148 @@ async fn idle(watchers: usize) -> Result<Vec<Row>, Error> {
     }])
 }
 
+/// xorshift64*: join times and `after` values that differ per run, reproducible by seed.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n.max(1)
+    }
+}
+
+async fn churn(
+    watchers: usize,
+    hosts: usize,
+    per_host: u64,
+    seed: Option<u64>,
+) -> Result<Vec<Row>, Error> {
+    let seed = seed.unwrap_or(now_nanos() as u64) | 1;
+    let mut rng = Rng(seed);
+    let mut system = System::start(hosts, &linegen_script(per_host, 0, true))?;
+    let (gateway, runner) = system.pids()?;
+    system.check_gateway_fds(gateway, 2 * watchers)?;
+    let job = system.create_job()?;
+    let url = system.url(job);
+    let ready = Arc::new(AtomicUsize::new(0));
+    let connecting = Arc::new(Semaphore::new(CONNECTING_AT_ONCE));
+    let mut tasks = Vec::with_capacity(2 * watchers);
+    let mut progress = Vec::with_capacity(2 * watchers);
+    let spawn = |id: usize, after: u64, pause: Option<Duration>| {
+        let p = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(watch(Watcher {
+            id,
+            url: url.clone(),
+            after,
+            hosts,
+            read_buffer: 128 * 1024,
+            ready: ready.clone(),
+            ready_on_frame: false,
+            connecting: connecting.clone(),
+            stall: Duration::from_secs(60),
+            pause,
+            progress: p.clone(),
+        }));
+        (task, p)
+    };
+    let slow = Some(Duration::from_millis(5));
+    for id in 0..watchers {
+        let (task, p) = spawn(id, 0, if id % 4 == 3 { slow } else { None });
+        tasks.push(task);
+        progress.push(p);
+    }
+    // Watcher 0 is a fast one from the start: how far the job has got.
+    let sent = progress[0].clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ready.load(Ordering::Relaxed) < watchers {
+        if Instant::now() > deadline {
+            return Err(system.fail("watchers not connected within 60 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let before = CpuSnapshot::take(gateway, runner);
+    let began = Instant::now();
+    system.open_gate()?;
+    // Joins spread over about the flood's length (some land after the job ended: a
+    // replay of a finished job must be exact too).
+    let mut kinds = [0u64; 3];
+    let mut slow_ones: Vec<bool> = (0..watchers).map(|id| id % 4 == 3).collect();
+    let mut afters = Vec::new();
+    for n in 0..watchers {
+        tokio::time::sleep(Duration::from_millis(rng.below(60))).await;
+        let sent = sent.load(Ordering::Relaxed);
+        let (after, pause) = match n % 3 {
+            0 => (0, None),
+            1 => (rng.below(sent + 1), None),
+            _ => (rng.below(sent + 1), slow),
+        };
+        kinds[n % 3] += 1;
+        slow_ones.push(pause.is_some());
+        afters.push(after);
+        let (task, p) = spawn(watchers + n, after, pause);
+        tasks.push(task);
+        progress.push(p);
+    }
+    let seen = match join_watchers(tasks, &progress, Duration::from_secs(240)).await {
+        Ok(seen) => seen,
+        Err(e) => return Err(system.fail(format!("seed {seed}: {e}"))),
+    };
+    let cpu = CpuSnapshot::take(gateway, runner).since(&before);
+    for (id, s) in seen.iter().enumerate() {
+        if let Err(e) = check_complete(s, id, per_host) {
+            return Err(system.fail(format!("seed {seed}: {e}")));
+        }
+    }
+    let events = seen.iter().map(|s| s.last_seq - s.after).sum::<u64>();
+    // When each watcher got its last line, in seconds from the gate: slow readers must
+    // not hold back the others (DESIGN §6).
+    let gate = now_nanos() - (began.elapsed().as_nanos());
+    let finished = |slow: bool| {
+        let secs: Vec<f64> = seen
+            .iter()
+            .zip(&slow_ones)
+            .filter(|(s, is_slow)| **is_slow == slow && s.last_line_at > 0)
+            .map(|(s, _)| s.last_line_at.saturating_sub(gate) as f64 / 1e9)
+            .collect();
+        let max = secs.iter().copied().fold(0.0, f64::max);
+        let min = secs.iter().copied().fold(f64::MAX, f64::min);
+        format!("{min:.1}-{max:.1} s")
+    };
+    let reconnects: u64 = seen.iter().map(|s| s.reconnects).sum();
+    Ok(vec![Row {
+        figure: format!(
+            "exactness under churn: {watchers} watchers from the start ({} slow), {watchers} joining during {} lines ({} after=0, {} after=N, {} after=N and slow)",
+            watchers / 4,
+            thousands((hosts as u64 * per_host) as f64),
+            kinds[0],
+            kinds[1],
+            kinds[2]
+        ),
+        measured: format!(
+            "all {} exact: {} events checked, none missing, doubled or out of order",
+            2 * watchers,
+            thousands(events as f64)
+        ),
+        target: "every event once, in order".into(),
+        met: Some(true),
+        notes: format!(
+            "last line reached fast watchers at {} and slow ones at {} after the start; after= values {}..{}; {}; {}; {}; seed {seed}",
+            finished(false),
+            finished(true),
+            afters.iter().min().unwrap_or(&0),
+            afters.iter().max().unwrap_or(&0),
+            match reconnects {
+                0 => "no 4008 close".to_owned(),
+                n => format!("{n} reconnects after 4008"),
+            },
+            cpu,
+            system.gateway_notes(),
+        ),
+    }])
+}
+
 /// Reads a job's socket to its close frame without looking into frames: what it takes
 /// the gateway to send the replay, plus loopback, with the client's cost near nothing.
 async fn drain(url: &str) -> Result<(Duration, u64, u64, Option<u16>), Error> {
@@ -1198,10 +1445,10 @@ async fn replay(lines: u64, hosts: usize) -> Result<Vec<Row>, Error> {
         })
         .await?;
     let ran = began.elapsed().as_secs_f64();
-    let url = system.url(job, 0);
+    let url = system.url(job);
 
     let before = CpuSnapshot::take(gateway, runner);
-    let (server, frames, bytes, close) = drain(&url).await?;
+    let (server, frames, bytes, close) = drain(&format!("{url}?after=0")).await?;
     let server_cpu = CpuSnapshot::take(gateway, runner).since(&before);
     if close != Some(1000) {
         return Err(system.fail(format!("replay closed with {close:?}, not 1000")));
@@ -1211,7 +1458,8 @@ async fn replay(lines: u64, hosts: usize) -> Result<Vec<Row>, Error> {
     let seen = match join_watchers(
         vec![tokio::spawn(watch(Watcher {
             id: 0,
-            url,
+            url: url.clone(),
+            after: 0,
             hosts,
             read_buffer: 128 * 1024,
             ready: Arc::new(AtomicUsize::new(0)),
@@ -1219,6 +1467,7 @@ async fn replay(lines: u64, hosts: usize) -> Result<Vec<Row>, Error> {
             connecting: Arc::new(Semaphore::new(1)),
             progress: Arc::new(AtomicU64::new(0)),
             stall: Duration::from_secs(60),
+            pause: None,
         }))],
         &[],
         Duration::from_secs(120),
@@ -1260,6 +1509,7 @@ fn main() -> ExitCode {
         Scenario::Idle { watchers }
         | Scenario::Flood { watchers, .. }
         | Scenario::Paced { watchers, .. } => watchers as u64 + 256,
+        Scenario::Churn { watchers, .. } => 2 * watchers as u64 + 256,
         Scenario::Replay { .. } => 256,
     };
     let runtime = match raise_nofile(need).and_then(|_| {
@@ -1280,6 +1530,7 @@ fn main() -> ExitCode {
             format!("paced, {watchers} watcher(s) at {rate} lines/s")
         }
         Scenario::Idle { watchers } => format!("idle, {watchers} watchers"),
+        Scenario::Churn { watchers, .. } => format!("churn, 2 × {watchers} watchers"),
         Scenario::Replay { lines, .. } => format!("replay of {lines} lines"),
     };
     let result = runtime.block_on(async {
@@ -1295,6 +1546,12 @@ fn main() -> ExitCode {
                 seconds,
             } => paced(watchers, rate, seconds).await,
             Scenario::Idle { watchers } => idle(watchers).await,
+            Scenario::Churn {
+                watchers,
+                hosts,
+                lines_per_host,
+                seed,
+            } => churn(watchers, hosts, lines_per_host, seed).await,
             Scenario::Replay { lines, hosts } => replay(lines, hosts).await,
         }
     });
