@@ -37,9 +37,16 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 /// End-to-end load generator: the real `shipwatch up`, real WebSocket watchers.
 #[derive(Parser)]
 struct Cli {
+    /// Start `shipwatch up` (hence the gateway) with this soft RLIMIT_NOFILE, e.g. 1024 as
+    /// under systemd without LimitNOFILE=, and skip the check that it is enough.
+    #[arg(long, global = true)]
+    gateway_nofile: Option<u64>,
     #[command(subcommand)]
     scenario: Scenario,
 }
+
+/// `--gateway-nofile`, set once from the command line.
+static GATEWAY_NOFILE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
 
 #[derive(Subcommand)]
 enum Scenario {
@@ -375,14 +382,36 @@ script = '''{script}'''
         );
         std::fs::write(dir.path().join("shipwatch.toml"), config)?;
         let log = std::fs::File::create(dir.path().join("up.log"))?;
-        let up = Command::new(bin("shipwatch"))
+        let mut command = Command::new(bin("shipwatch"));
+        command
             .args(["up", "-c", "shipwatch.toml"])
             .current_dir(dir.path())
             .env("SHIPWATCH_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
+            .stderr(log);
+        if let Some(&soft) = GATEWAY_NOFILE.get() {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: between fork and exec this only calls getrlimit/setrlimit, which are
+            // async-signal-safe, on a struct on the child's stack.
+            unsafe {
+                command.pre_exec(move || {
+                    let mut limit = libc::rlimit {
+                        rlim_cur: 0,
+                        rlim_max: 0,
+                    };
+                    if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    limit.rlim_cur = soft.min(limit.rlim_max);
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let up = command.spawn()?;
         let mut system = System { dir, port, up };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !system.http("GET", "/healthz", "").is_ok_and(|r| r.0 == 200) {
@@ -508,7 +537,7 @@ script = '''{script}'''
     /// Fails early when the gateway cannot hold `watchers` sockets.
     fn check_gateway_fds(&mut self, gateway: u32, watchers: usize) -> Result<u64, Error> {
         let limit = nofile_of(gateway);
-        if limit < watchers as u64 + 64 {
+        if limit < watchers as u64 + 64 && GATEWAY_NOFILE.get().is_none() {
             return Err(self.fail(format!(
                 "the gateway's RLIMIT_NOFILE is {limit}, too few for {watchers} watchers \
                  (under systemd: LimitNOFILE= in the unit)"
@@ -1505,6 +1534,9 @@ async fn replay(lines: u64, hosts: usize) -> Result<Vec<Row>, Error> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(soft) = cli.gateway_nofile {
+        let _ = GATEWAY_NOFILE.set(soft);
+    }
     let need = match cli.scenario {
         Scenario::Idle { watchers }
         | Scenario::Flood { watchers, .. }
