@@ -188,23 +188,38 @@ async fn log_lines(name: String, mut stream: impl AsyncRead + Unpin) {
     }
 }
 
-/// Relays a child's line at the child's own level (its logger writes `LEVEL message`
-/// with no time when supervised), prefixed with the child's name.
+/// Relays a child's line at the child's own level, prefixed with the child's name.
 fn emit(name: &str, line: &[u8]) {
     let line = String::from_utf8_lossy(line);
     let line = line.strip_suffix('\r').unwrap_or(&line);
-    let (level, rest) = match line.trim_start().split_once(' ') {
-        Some((level @ ("ERROR" | "WARN" | "INFO" | "DEBUG" | "TRACE"), rest)) => (level, rest),
-        // The binary's own fatal error (`shipwatch: …` from main) and panics.
-        _ if line.starts_with("shipwatch: ") || line.starts_with("thread '") => ("ERROR", line),
-        _ => ("", line),
+    match child_level(line) {
+        (tracing::Level::ERROR, rest) => tracing::error!("{name}: {rest}"),
+        (tracing::Level::WARN, rest) => tracing::warn!("{name}: {rest}"),
+        (tracing::Level::DEBUG, rest) => tracing::debug!("{name}: {rest}"),
+        (tracing::Level::TRACE, rest) => tracing::trace!("{name}: {rest}"),
+        (_, rest) => tracing::info!("{name}: {rest}"),
+    }
+}
+
+/// The level a child's line was logged at and the line without it: a supervised child
+/// writes `LEVEL message…` (crate::logging::Untimed). Its own fatal error (`shipwatch:
+/// …` from main) and panics are errors; anything else it prints is info.
+fn child_level(line: &str) -> (tracing::Level, &str) {
+    use tracing::Level;
+    let level = match line.trim_start().split_once(' ') {
+        Some(("ERROR", rest)) => Some((Level::ERROR, rest)),
+        Some(("WARN", rest)) => Some((Level::WARN, rest)),
+        Some(("INFO", rest)) => Some((Level::INFO, rest)),
+        Some(("DEBUG", rest)) => Some((Level::DEBUG, rest)),
+        Some(("TRACE", rest)) => Some((Level::TRACE, rest)),
+        _ => None,
     };
     match level {
-        "ERROR" => tracing::error!("{name}: {rest}"),
-        "WARN" => tracing::warn!("{name}: {rest}"),
-        "DEBUG" => tracing::debug!("{name}: {rest}"),
-        "TRACE" => tracing::trace!("{name}: {rest}"),
-        _ => tracing::info!("{name}: {rest}"),
+        Some(found) => found,
+        None if line.starts_with("shipwatch: ") || line.starts_with("thread '") => {
+            (Level::ERROR, line)
+        }
+        None => (Level::INFO, line),
     }
 }
 
@@ -221,5 +236,34 @@ pub fn describe_exit(status: &std::io::Result<ExitStatus>) -> String {
             _ => "unknown".to_owned(),
         },
         Err(error) => format!("wait failed: {error}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::child_level;
+    use tracing::Level;
+
+    #[test]
+    fn a_childs_level_is_kept_and_not_repeated() {
+        assert_eq!(
+            child_level("WARN gateway silent too long; reconnecting index=0"),
+            (Level::WARN, "gateway silent too long; reconnecting index=0")
+        );
+        assert_eq!(
+            child_level("INFO host finished job=1 state=ok exit_code=0"),
+            (Level::INFO, "host finished job=1 state=ok exit_code=0")
+        );
+        assert_eq!(
+            child_level("shipwatch: cannot bind 127.0.0.1:8080"),
+            (Level::ERROR, "shipwatch: cannot bind 127.0.0.1:8080")
+        );
+        assert_eq!(
+            child_level("thread 'main' panicked at src/x.rs:1:1"),
+            (Level::ERROR, "thread 'main' panicked at src/x.rs:1:1")
+        );
+        // Anything else it prints (a library writing to stderr) is relayed as it is.
+        assert_eq!(child_level("INFOrmation"), (Level::INFO, "INFOrmation"));
+        assert_eq!(child_level("WARNING: x"), (Level::INFO, "WARNING: x"));
     }
 }

@@ -27,6 +27,7 @@
 
 mod child;
 pub mod control;
+pub mod logging;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
