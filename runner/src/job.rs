@@ -77,7 +77,12 @@ pub async fn run_job(
                     &cancel,
                 )
                 .await;
-                tracing::info!(job, host = %target.name, state = %outcome.state, exit_code = outcome.exit_code, "host finished");
+                // A host that counts toward max_failures is what `journalctl -p warning` is for.
+                if matches!(outcome.state, HostState::Failed | HostState::Timeout | HostState::Unreachable) {
+                    tracing::warn!(job, host = %target.name, state = %outcome.state, exit_code = outcome.exit_code, "host finished");
+                } else {
+                    tracing::info!(job, host = %target.name, state = %outcome.state, exit_code = outcome.exit_code, "host finished");
+                }
                 let _ = tx
                     .send(vec![(
                         now(),
@@ -113,12 +118,11 @@ pub async fn run_job(
     } else {
         (JobState::Succeeded, None)
     };
-    tracing::info!(
-        job,
-        state = %state,
-        reason = reason.as_deref(),
-        "job finished"
-    );
+    if state == JobState::Failed {
+        tracing::warn!(job, state = %state, reason = reason.as_deref(), "job finished");
+    } else {
+        tracing::info!(job, state = %state, reason = reason.as_deref(), "job finished");
+    }
     send(EventBody::Job { state, reason }).await;
     state
 }
