@@ -202,6 +202,16 @@ async fn jobs_are_created_validated_listed_cancelled_and_watched() {
     ] {
         assert!(body.contains(name), "/metrics has no {name}: {body}");
     }
+    for described in [
+        "shipwatch_jobs",
+        "shipwatch_events_total",
+        "shipwatch_store_commit_seconds",
+    ] {
+        assert!(
+            body.contains(&format!("# HELP {described} ")),
+            "/metrics does not say what {described} is: {body}"
+        );
+    }
     let cancelled = body
         .lines()
         .find_map(|l| l.strip_prefix("shipwatch_jobs{state=\"cancelled\"} "))

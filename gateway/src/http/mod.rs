@@ -426,13 +426,18 @@ fn log_line(out: &mut Vec<u8>, json: &[u8]) {
 /// Prometheus text: the recorder's metrics plus what is read live.
 async fn metrics(State(api): State<Api>) -> Response {
     let mut out = String::new();
+    out.push_str("# HELP shipwatch_ws_watchers WebSocket watchers connected now.\n");
     out.push_str("# TYPE shipwatch_ws_watchers gauge\n");
     out.push_str(&format!("shipwatch_ws_watchers {}\n", api.hub.watchers()));
+    out.push_str(
+        "# HELP shipwatch_ws_watchers_lagging Watchers catching up from the store instead of live.\n",
+    );
     out.push_str("# TYPE shipwatch_ws_watchers_lagging gauge\n");
     out.push_str(&format!(
         "shipwatch_ws_watchers_lagging {}\n",
         api.hub.lagging()
     ));
+    out.push_str("# HELP shipwatch_runners Runners connected to the gateway.\n");
     out.push_str("# TYPE shipwatch_runners gauge\n");
     out.push_str(&format!(
         "shipwatch_runners {}\n",
@@ -440,6 +445,7 @@ async fn metrics(State(api): State<Api>) -> Response {
     ));
     match api.app.store.jobs_by_state().await {
         Ok(states) => {
+            out.push_str("# HELP shipwatch_jobs Jobs in the store, by state.\n");
             out.push_str("# TYPE shipwatch_jobs gauge\n");
             for state in shipwatch_protocol::JobState::ALL.iter().map(|s| s.as_str()) {
                 let n = states
@@ -473,7 +479,34 @@ fn prometheus() -> Option<&'static metrics_exporter_prometheus::PrometheusHandle
 
 /// Installs the metrics recorder now, so counters from the start are kept.
 pub fn install_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
     let _ = prometheus();
+    describe_counter!(
+        "shipwatch_events_total",
+        "Events committed to the store (rate() gives events/s)."
+    );
+    describe_counter!(
+        "shipwatch_watcher_overflows_total",
+        "Times a watcher fell out of the live ring and went back to the store."
+    );
+    describe_gauge!(
+        "shipwatch_watchers",
+        "Watchers registered with the fan-out hub."
+    );
+    describe_gauge!(
+        "shipwatch_watchers_lagging",
+        "Hub watchers reading from the store instead of live."
+    );
+    describe_histogram!(
+        "shipwatch_store_commit_seconds",
+        Unit::Seconds,
+        "BEGIN to COMMIT of one write group: how long a line waits before anyone may see it."
+    );
+    describe_histogram!(
+        "shipwatch_store_commit_ops",
+        Unit::Count,
+        "Writes (events, jobs, audit entries) committed per group."
+    );
 }
 
 /// Re-reads the configuration on each SIGHUP until `shutdown`: a valid one replaces the
