@@ -334,7 +334,7 @@ async fn retention_sweep_deletes_old_finished_jobs_only() {
 #[tokio::test]
 async fn a_failed_commit_fails_the_job_and_reads_go_on() {
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = open(dir.path(), u64::MAX);
+    let (store, rec) = open(dir.path(), u64::MAX);
     let job = store
         .create_job(spec(&["a"]), BTreeMap::new(), "alice")
         .await
@@ -343,23 +343,73 @@ async fn a_failed_commit_fails_the_job_and_reads_go_on() {
         .append(job.id, vec![line(1, "a", "kept")])
         .await
         .unwrap();
+    // Every commit fails from now on, recording the failure too.
     store.fail_commits_for_test(true).await.unwrap();
     let err = store
         .append(job.id, vec![line(2, "a", "lost")])
         .await
         .unwrap_err();
     assert!(err.to_string().contains("full"), "{err}");
-    let v = store.job(job.id).await.unwrap().unwrap();
+    // The failure shows at once, though the store cannot record it yet: the job does
+    // not look running while nothing of it can be stored.
+    let v = store.job_shown(job.id).await.unwrap().unwrap();
     assert_eq!(v.state, JobState::Failed);
     assert!(v.reason.unwrap().contains("could not store"));
+    assert!(v.ended_at.is_some());
+    // Watchers read the stored state: they end with the stored final event, later.
+    let stored = store.job(job.id).await.unwrap().unwrap();
+    assert!(!stored.state.is_terminal(), "{:?}", stored.state);
+    // Never dispatched again.
+    let queued = store.jobs_in_state(&[JobState::Queued]).await.unwrap();
+    assert!(queued.iter().all(|j| j.id != job.id));
+    let listed = store.jobs(10, None).await.unwrap();
+    assert_eq!(listed[0].state, JobState::Failed);
+    let by_state = store.jobs_by_state().await.unwrap();
+    assert!(by_state.contains(&("failed".to_owned(), 1)), "{by_state:?}");
+    assert!(
+        !by_state.contains(&("running".to_owned(), 1)),
+        "{by_state:?}"
+    );
+    let seen = rec.jobs.lock().unwrap().last().map(|j| j.state);
+    assert_eq!(seen, Some(JobState::Failed), "job-list watchers are told");
+    let kinds = |evs: Vec<shipwatch_gateway::model::CommittedEvent>| {
+        evs.iter().map(|e| e.kind).collect::<Vec<_>>()
+    };
     let evs = store
         .read_events(job.id, 0, &EventFilter::default(), 10)
         .await
         .unwrap();
-    assert_eq!(
-        evs.iter().map(|e| e.kind).collect::<Vec<_>>(),
-        ["line", "job"]
+    assert_eq!(kinds(evs), ["line"], "no watcher sees what is not stored");
+    assert!(
+        store
+            .audit("alice", "cancel", Some(job.id), "x")
+            .await
+            .is_err()
     );
+    assert!(
+        store
+            .append(job.id, vec![line(3, "a", "later")])
+            .await
+            .is_err()
+    );
+
+    // Room again: the writer's retry records the failure, and writes work.
+    store.fail_commits_for_test(false).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let evs = store
+            .read_events(job.id, 0, &EventFilter::default(), 10)
+            .await
+            .unwrap();
+        if kinds(evs.clone()) == ["line", "job"] {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{:?}", kinds(evs));
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let v = store.job(job.id).await.unwrap().unwrap();
+    assert_eq!(v.state, JobState::Failed);
+    assert!(v.reason.unwrap().contains("could not store"));
     store
         .audit("alice", "cancel", Some(job.id), "test")
         .await

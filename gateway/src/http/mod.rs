@@ -252,7 +252,7 @@ async fn get_job(
     _who: Principal,
     Path(id): Path<JobId>,
 ) -> Result<Response, ApiError> {
-    match api.app.store.job(id).await? {
+    match api.app.store.job_shown(id).await? {
         Some(job) => Ok(Json(job).into_response()),
         None => Err(ApiError::not_found(id)),
     }

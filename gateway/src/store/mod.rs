@@ -94,6 +94,8 @@ struct Inner {
     writes: std::sync::mpsc::Sender<writer::Op>,
     /// Idle read connections; a reader takes one or opens a new one.
     readers: Mutex<Vec<Connection>>,
+    /// Job failures the writer could not record yet; reads show them.
+    unrecorded: writer::UnrecordedJobs,
 }
 
 /// Readers kept open between requests.
@@ -116,12 +118,14 @@ impl Store {
         schema::prepare_writer(&conn)?;
         schema::migrate(&conn)?;
         let checkpoint = checkpoint::spawn(&path)?;
-        let writes = writer::spawn(conn, limits, publish, checkpoint)?;
+        let unrecorded = writer::UnrecordedJobs::default();
+        let writes = writer::spawn(conn, limits, publish, checkpoint, unrecorded.clone())?;
         Ok(Store {
             inner: Arc::new(Inner {
                 path,
                 writes,
                 readers: Mutex::new(Vec::new()),
+                unrecorded,
             }),
         })
     }
@@ -227,7 +231,7 @@ impl Store {
         self.write(|reply| writer::Op::Flush { reply }).await
     }
 
-    /// Makes the next commit fail, as a full disk would (tests only).
+    /// Makes every commit fail as a full disk would, until called with `false` (tests only).
     #[doc(hidden)]
     pub async fn fail_commits_for_test(&self, fail: bool) -> Result<(), StoreError> {
         self.write(|reply| writer::Op::FailCommits { fail, reply })
@@ -269,7 +273,34 @@ impl Store {
         self.read(move |c| read_job(c, id, true)).await
     }
 
-    /// Jobs newest first, without hosts or spec.
+    /// The job as the API shows it: as stored, or failed when the store failed it but
+    /// could not record that yet (the disk is full). Watchers read [`Store::job`]: they
+    /// end with the stored final event, which comes once the failure is recorded.
+    pub async fn job_shown(&self, id: JobId) -> Result<Option<JobView>, StoreError> {
+        let mut job = self.job(id).await?;
+        if let Some(view) = job.as_mut() {
+            self.show_unrecorded(std::slice::from_mut(view));
+        }
+        Ok(job)
+    }
+
+    /// Shows failures the writer could not record yet (the disk is full) on `jobs`.
+    fn show_unrecorded(&self, jobs: &mut [JobView]) {
+        let Ok(unrecorded) = self.inner.unrecorded.lock() else {
+            return;
+        };
+        if unrecorded.is_empty() {
+            return;
+        }
+        for view in jobs {
+            if let Some(failure) = unrecorded.get(&view.id) {
+                show_failure(view, failure);
+            }
+        }
+    }
+
+    /// Jobs newest first, without hosts or spec, as the API shows them (see
+    /// [`Store::job_shown`]).
     pub async fn jobs(
         &self,
         limit: u32,
@@ -294,6 +325,10 @@ impl Store {
             Ok(out)
         })
         .await
+        .map(|mut jobs| {
+            self.show_unrecorded(&mut jobs);
+            jobs
+        })
     }
 
     /// Jobs in one of `states`, oldest first (dispatch: queued and running at start).
@@ -316,6 +351,13 @@ impl Store {
             Ok(out)
         })
         .await
+        .map(|mut jobs| {
+            // Failed, though the store could not record it yet: never to be run again.
+            if let Ok(unrecorded) = self.inner.unrecorded.lock() {
+                jobs.retain(|j| !unrecorded.contains_key(&j.id));
+            }
+            jobs
+        })
     }
 
     /// Up to `limit` committed events with `seq > after` that `filter` takes, in order.
@@ -407,10 +449,37 @@ impl Store {
 
     /// How many jobs are in each state (for `/metrics`); states with none are absent.
     pub async fn jobs_by_state(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        self.read(|c| {
+        let unrecorded: Vec<JobId> = self
+            .inner
+            .unrecorded
+            .lock()
+            .map(|u| u.keys().copied().collect())
+            .unwrap_or_default();
+        self.read(move |c| {
             let mut stmt = c.prepare_cached("SELECT state, count(*) FROM jobs GROUP BY state")?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            let mut counts: Vec<(String, u64)> = rows.collect::<Result<_, _>>()?;
+            // Count a failure not recorded yet as what it is.
+            for id in unrecorded {
+                let stored: Option<String> = c
+                    .prepare_cached("SELECT state FROM jobs WHERE id = ?1")?
+                    .query_row([id as i64], |r| r.get(0))
+                    .optional()?;
+                let Some(stored) = stored.filter(|s| s != JobState::Failed.as_str()) else {
+                    continue;
+                };
+                if let Some((_, n)) = counts.iter_mut().find(|(s, _)| *s == stored) {
+                    *n = n.saturating_sub(1);
+                }
+                match counts
+                    .iter_mut()
+                    .find(|(s, _)| s == JobState::Failed.as_str())
+                {
+                    Some((_, n)) => *n += 1,
+                    None => counts.push((JobState::Failed.as_str().to_owned(), 1)),
+                }
+            }
+            Ok(counts)
         })
         .await
     }
@@ -472,6 +541,15 @@ fn filter_takes(f: &EventFilter, kind: &str, host: Option<&str>, stream: Option<
 
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
+}
+
+/// A failure the store could not record yet, shown on the job as it will be recorded.
+fn show_failure(view: &mut JobView, failure: &writer::Unrecorded) {
+    view.state = JobState::Failed;
+    view.reason = Some(failure.reason.clone());
+    if view.ended_at.is_none() {
+        view.ended_at = Some(failure.at.to_string());
+    }
 }
 
 /// Reads one job (with hosts and spec when `full`).

@@ -109,6 +109,18 @@ enum Done {
     Failed(StoreError, Reply<u64>),
 }
 
+/// A job's failure the store could not record yet (the disk is still full). Readers show
+/// it, so the job does not look running while nothing more of it can be stored.
+#[derive(Debug, Clone)]
+pub(super) struct Unrecorded {
+    pub reason: String,
+    /// When the failure happened; the recorded `ended_at` is when room returned.
+    pub at: Timestamp,
+}
+
+/// The writer's unrecorded failures as readers see them.
+pub(super) type UnrecordedJobs = Arc<std::sync::Mutex<HashMap<JobId, Unrecorded>>>;
+
 /// About what SQLite's own auto-checkpoint (1,000 pages) amounts to in event text.
 const CHECKPOINT_BYTES: usize = 2 * 1024 * 1024;
 
@@ -117,6 +129,7 @@ pub(super) fn spawn(
     limits: StoreLimits,
     publish: Arc<dyn Publisher>,
     checkpoint: Checkpointer,
+    visible: UnrecordedJobs,
 ) -> Result<Sender<Op>, StoreError> {
     let (tx, rx) = std::sync::mpsc::channel();
     let mut w = Writer {
@@ -129,6 +142,7 @@ pub(super) fn spawn(
         fail_commits: false,
         marking_failed: false,
         unrecorded: HashMap::new(),
+        visible,
         last_retry: std::time::Instant::now(),
         json: Vec::with_capacity(4096),
     };
@@ -156,7 +170,9 @@ struct Writer {
     /// Jobs that lost events to a failed commit but whose failure could not be stored
     /// either (the disk is still full), with the reason. Nothing more is stored for them,
     /// so their log never gets a hole, and recording the failure is retried.
-    unrecorded: HashMap<JobId, String>,
+    unrecorded: HashMap<JobId, Unrecorded>,
+    /// `unrecorded` as readers see it, updated when it changes.
+    visible: UnrecordedJobs,
     last_retry: std::time::Instant,
     json: Vec<u8>,
 }
@@ -204,7 +220,19 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.group(ops);
+            // The test fault is no write: it must not fail with the group it arrives in.
+            let (faults, ops): (Vec<Op>, Vec<Op>) = ops
+                .into_iter()
+                .partition(|op| matches!(op, Op::FailCommits { .. }));
+            if !ops.is_empty() {
+                self.group(ops);
+            }
+            for op in faults {
+                if let Op::FailCommits { fail, reply } = op {
+                    self.fail_commits = fail;
+                    let _ = reply.send(Ok(()));
+                }
+            }
             if self.last_retry.elapsed() >= RETRY_FAILURES {
                 self.record_failures();
             }
@@ -220,18 +248,29 @@ impl Writer {
         }
         let jobs = std::mem::take(&mut self.unrecorded);
         self.marking_failed = true;
-        for (job, reason) in jobs {
+        for (job, failure) in jobs {
             let (tx, _rx) = oneshot::channel();
             self.group(vec![Op::Gateway {
                 job,
                 body: EventBody::Job {
                     state: JobState::Failed,
-                    reason: Some(reason),
+                    reason: Some(failure.reason),
                 },
                 reply: tx,
             }]);
+            // Still full: it is still the failure of then.
+            if let Some(again) = self.unrecorded.get_mut(&job) {
+                again.at = failure.at;
+            }
         }
         self.marking_failed = false;
+        self.show_unrecorded();
+    }
+
+    fn show_unrecorded(&self) {
+        if let Ok(mut visible) = self.visible.lock() {
+            visible.clone_from(&self.unrecorded);
+        }
     }
 
     fn group(&mut self, ops: Vec<Op>) {
@@ -252,7 +291,7 @@ impl Writer {
             .collect();
         let began = std::time::Instant::now();
         let weight: usize = ops.iter().map(Op::weight).sum();
-        // Armed by an op of this group, the fault hits the next group.
+        // A test's stand-in for a full disk (`Store::fail_commits_for_test`).
         let fail = self.fail_commits;
         let mut ops = ops.into_iter();
         let result = (|| -> Result<(), rusqlite::Error> {
@@ -428,15 +467,16 @@ impl Writer {
         if self.marking_failed {
             // Recording the failure failed too (the disk is still full): store nothing
             // more for these jobs and retry recording it later.
+            let at = Timestamp::now();
             for job in touched {
-                self.unrecorded.insert(job, reason.clone());
+                let reason = reason.clone();
+                self.unrecorded.insert(job, Unrecorded { reason, at });
             }
         } else {
-            // Marking them failed is a commit too; the injected fault is one-shot for this.
-            // It comes before the answers, so whoever got the error finds the job failed.
-            self.fail_commits = false;
+            // Marking them failed is a commit too (a small one, which may still fit). It
+            // comes before the answers, so whoever got the error finds the job failed.
             self.marking_failed = true;
-            for job in touched {
+            for &job in &touched {
                 let (tx, _rx) = oneshot::channel();
                 self.group(vec![Op::Gateway {
                     job,
@@ -448,6 +488,17 @@ impl Writer {
                 }]);
             }
             self.marking_failed = false;
+            self.show_unrecorded();
+            // Watchers of the job list learn of a failure the store could not record.
+            for (job, failure) in touched
+                .iter()
+                .filter_map(|j| self.unrecorded.get(j).map(|f| (*j, f)))
+            {
+                if let Ok(Some(mut view)) = read_job(&self.conn, job, false) {
+                    super::show_failure(&mut view, failure);
+                    self.publish.job_changed(&view);
+                }
+            }
         }
         for d in g.done {
             let e = || StoreError::Sqlite(clone_error(&error));
