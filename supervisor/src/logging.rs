@@ -109,11 +109,18 @@ where
         event: &Event<'_>,
     ) -> std::fmt::Result {
         let level = *event.metadata().level();
-        if self.priority {
-            write!(writer, "<{}>", syslog_priority(level))?;
+        let mut text = String::new();
+        self.rest.format_event(ctx, Writer::new(&mut text), event)?;
+        // A message of several lines (a config error listing each problem) keeps its
+        // level on every line: the journal and the supervisor take each line alone.
+        for (i, line) in text.trim_end_matches('\n').split('\n').enumerate() {
+            if self.priority {
+                write!(writer, "<{}>", syslog_priority(level))?;
+            }
+            let indent = if i == 0 { "" } else { "  " };
+            writeln!(writer, "{level} {indent}{line}")?;
         }
-        write!(writer, "{level} ")?;
-        self.rest.format_event(ctx, writer, event)
+        Ok(())
     }
 }
 
@@ -180,6 +187,19 @@ mod tests {
         assert_eq!(untimed(true, || tracing::warn!("x")), "<4>WARN x\n");
         assert_eq!(untimed(true, || tracing::info!("x")), "<6>INFO x\n");
         assert_eq!(untimed(true, || tracing::debug!("x")), "<7>DEBUG x\n");
+    }
+
+    #[test]
+    fn every_line_of_a_long_message_keeps_its_level() {
+        let text = untimed(true, || {
+            tracing::error!("config not reloaded:\nx.toml:3:1: unknown key `bogus`")
+        });
+        assert_eq!(
+            text,
+            "<3>ERROR config not reloaded:\n<3>ERROR   x.toml:3:1: unknown key `bogus`\n"
+        );
+        let text = untimed(false, || tracing::warn!("a\nb"));
+        assert_eq!(text, "WARN a\nWARN   b\n");
     }
 
     #[test]
