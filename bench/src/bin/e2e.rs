@@ -41,8 +41,20 @@ struct Cli {
     /// under systemd without LimitNOFILE=, and skip the check that it is enough.
     #[arg(long, global = true)]
     gateway_nofile: Option<u64>,
+    /// tungstenite's read buffer per watcher, in bytes. It is zero-filled up to this size
+    /// before every read(2), so the 128 KiB default costs the load generator a 128 KiB
+    /// memset per frame: at 1,000 watchers × 100 frames/s that alone took most of a core.
+    #[arg(long, global = true, default_value_t = 16 * 1024)]
+    read_buffer: usize,
     #[command(subcommand)]
     scenario: Scenario,
+}
+
+/// `--read-buffer`, set once from the command line.
+static READ_BUFFER: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+fn read_buffer() -> usize {
+    READ_BUFFER.get().copied().unwrap_or(16 * 1024)
 }
 
 /// `--gateway-nofile`, set once from the command line.
@@ -628,18 +640,14 @@ async fn connect(url: &str, read_buffer: usize) -> Result<Socket, Error> {
 }
 
 const KIND_KEY: &[u8] = b"{\"kind\":\"";
-const SEQ_KEY: &[u8] = b"\"seq\":";
-const HOST_KEY: &[u8] = b"\"host\":\"h-";
-const TEXT_KEY: &[u8] = b"\"text\":\"";
 const STATE_KEY: &[u8] = b"\"state\":\"";
 
-/// Searchers built once per watcher: scanning frames with them costs the load generator
-/// far less CPU than a JSON parse, which would leave less of the 2 cores to the gateway.
+/// Searchers built once per watcher. Frames are read in one forward pass over the fixed
+/// field order of DESIGN §5 (protocol serialises events by hand for that), instead of a
+/// JSON parse that would leave less of the 2 cores to the gateway; every 128th frame is
+/// still checked against serde_json.
 struct Scanner {
     kind: memchr::memmem::Finder<'static>,
-    seq: memchr::memmem::Finder<'static>,
-    host: memchr::memmem::Finder<'static>,
-    text: memchr::memmem::Finder<'static>,
     state: memchr::memmem::Finder<'static>,
 }
 
@@ -647,18 +655,81 @@ impl Scanner {
     fn new() -> Self {
         Scanner {
             kind: memchr::memmem::Finder::new(KIND_KEY),
-            seq: memchr::memmem::Finder::new(SEQ_KEY),
-            host: memchr::memmem::Finder::new(HOST_KEY),
-            text: memchr::memmem::Finder::new(TEXT_KEY),
             state: memchr::memmem::Finder::new(STATE_KEY),
         }
     }
 }
 
-/// The unsigned number at the start of `bytes`.
-fn leading_number(bytes: &[u8]) -> Option<u128> {
-    let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
-    std::str::from_utf8(&bytes[..digits]).ok()?.parse().ok()
+/// A position in a frame's bytes, moving forward only.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    /// Steps over `literal` if the bytes continue with it.
+    fn expect(&mut self, literal: &[u8]) -> Option<()> {
+        self.bytes[self.at..].starts_with(literal).then(|| {
+            self.at += literal.len();
+        })
+    }
+
+    /// An unsigned decimal number of 1 to 20 digits (a stamp has 20, zero-padded; more
+    /// than 19 significant ones wrap). By hand, eight digits at a time: `str::parse`
+    /// took a quarter of the load generator's CPU, a digit-by-digit loop still a fifth.
+    fn number(&mut self) -> Option<u64> {
+        let rest = &self.bytes[self.at..];
+        let mut n: u64 = 0;
+        let mut i = 0;
+        while i + 8 <= 20 {
+            let Some(chunk) = rest.get(i..i + 8).and_then(eight_digits) else {
+                break;
+            };
+            n = n.wrapping_mul(100_000_000).wrapping_add(chunk);
+            i += 8;
+        }
+        while let Some(d) = rest
+            .get(i)
+            .map(|b| b.wrapping_sub(b'0'))
+            .filter(|&d| d <= 9)
+        {
+            if i == 20 {
+                return None;
+            }
+            n = n.wrapping_mul(10).wrapping_add(u64::from(d));
+            i += 1;
+        }
+        self.at += i;
+        (i > 0).then_some(n)
+    }
+
+    /// The rest of a string without escapes (a kind, a ts, a stream, a state); leaves
+    /// the cursor after its closing quote.
+    fn string(&mut self) -> Option<&'a [u8]> {
+        let len = memchr::memchr(b'"', &self.bytes[self.at..])?;
+        let text = &self.bytes[self.at..self.at + len];
+        self.at += len + 1;
+        Some(text)
+    }
+}
+
+/// The value of eight ASCII digits, or None if one of them is not a digit (SWAR: all
+/// eight in a few multiplications).
+fn eight_digits(bytes: &[u8]) -> Option<u64> {
+    let chunk = u64::from_le_bytes(bytes.try_into().ok()?);
+    const HIGH: u64 = 0xF0F0_F0F0_F0F0_F0F0;
+    const ZEROS: u64 = 0x3030_3030_3030_3030;
+    // Every byte 0x30..=0x39: its high nibble is 3, and still 3 after adding 6.
+    if chunk & HIGH != ZEROS || chunk.wrapping_add(0x0606_0606_0606_0606) & HIGH != ZEROS {
+        return None;
+    }
+    let v = chunk - ZEROS;
+    // Pairs, then quads, then all eight; the first digit is the lowest byte.
+    let v = v.wrapping_mul(10).wrapping_add(v >> 8);
+    let v = ((v & 0x0000_00FF_0000_00FF).wrapping_mul(100 + (1_000_000 << 32))
+        + ((v >> 16) & 0x0000_00FF_0000_00FF).wrapping_mul(1 + (10_000 << 32)))
+        >> 32;
+    Some(v)
 }
 
 /// Up to 160 bytes of a frame around `at`, for a failure report.
@@ -711,34 +782,36 @@ impl Seen {
         self.frames += 1;
         self.bytes += bytes.len() as u64;
         let first_seq = self.last_seq + 1;
-        let starts: Vec<usize> = scan.kind.find_iter(bytes).collect();
-        if starts.is_empty() || bytes.first() != Some(&b'[') {
+        let now = now as u64;
+        if !bytes.starts_with(b"[") || scan.kind.find(bytes) != Some(1) {
             return Err(format!(
                 "frame {} is no event array: {}",
                 self.frames,
                 excerpt(bytes, 0)
             ));
         }
-        for (i, &at) in starts.iter().enumerate() {
-            let event = &bytes[at..starts.get(i + 1).copied().unwrap_or(bytes.len())];
+        let mut next = Some(1);
+        while let Some(at) = next {
+            let mut c = Cursor { bytes, at };
+            let frames = self.frames;
             let bad = |what: &str| {
                 format!(
-                    "frame {}: {what} in event: {}",
-                    self.frames,
-                    excerpt(event, 0)
+                    "frame {frames}: {what} in event: {}",
+                    excerpt(bytes, at + 80)
                 )
             };
-            let kind_at = KIND_KEY.len();
-            let kind_len = event[kind_at..]
-                .iter()
-                .position(|&b| b == b'"')
-                .ok_or_else(|| bad("no kind"))?;
-            let kind = &event[kind_at..kind_at + kind_len];
-            let seq = scan
-                .seq
-                .find(event)
-                .and_then(|s| leading_number(&event[s + SEQ_KEY.len()..]))
-                .ok_or_else(|| bad("no seq"))? as u64;
+            let head = (|| {
+                c.expect(KIND_KEY)?;
+                let kind = c.string()?;
+                c.expect(b",\"job\":")?;
+                c.number()?;
+                c.expect(b",\"seq\":")?;
+                let seq = c.number()?;
+                c.expect(b",\"ts\":\"")?;
+                c.string()?;
+                Some((kind, seq))
+            })();
+            let (kind, seq) = head.ok_or_else(|| bad("not kind, job, seq, ts"))?;
             if seq != self.last_seq + 1 {
                 let what = if seq <= self.last_seq {
                     "DUPLICATE or out of order"
@@ -746,32 +819,30 @@ impl Seen {
                     "GAP"
                 };
                 return Err(format!(
-                    "{what}: seq {seq} after seq {} (frame {}): {}",
+                    "{what}: seq {seq} after seq {} (frame {frames}): {}",
                     self.last_seq,
-                    self.frames,
-                    excerpt(event, 0)
+                    excerpt(bytes, at + 80)
                 ));
             }
             self.last_seq = seq;
             match kind {
                 b"line" => {
-                    let host = scan
-                        .host
-                        .find(event)
-                        .and_then(|h| leading_number(&event[h + HOST_KEY.len()..]))
-                        .and_then(|h| usize::try_from(h).ok())
-                        .filter(|&h| (1..=self.per_host.len()).contains(&h))
+                    let body = (|| {
+                        c.expect(b",\"host\":\"h-")?;
+                        let host = usize::try_from(c.number()?).ok()?;
+                        c.expect(b"\",\"stream\":\"")?;
+                        c.string()?;
+                        c.expect(b",\"text\":\"")?;
+                        let line_seq = c.number()?;
+                        c.expect(b" ")?;
+                        Some((host, line_seq, c.number()?))
+                    })();
+                    let (host, line_seq, stamp) =
+                        body.ok_or_else(|| bad("not a linegen line from a host h-NN"))?;
+                    let last = self
+                        .per_host
+                        .get_mut(host.wrapping_sub(1))
                         .ok_or_else(|| bad("unknown host"))?;
-                    let text =
-                        scan.text.find(event).ok_or_else(|| bad("no text"))? + TEXT_KEY.len();
-                    let line_seq = leading_number(&event[text..])
-                        .ok_or_else(|| bad("text is not linegen's"))?
-                        as u64;
-                    let stamp = event
-                        .get(text + 11..)
-                        .and_then(leading_number)
-                        .ok_or_else(|| bad("no stamp"))?;
-                    let last = &mut self.per_host[host - 1];
                     let joined_late = self.after > 0 && *last == 0;
                     if line_seq != *last + 1 && !joined_late {
                         let what = if line_seq <= *last {
@@ -780,31 +851,32 @@ impl Seen {
                             "MISSING line(s)"
                         };
                         return Err(format!(
-                            "{what}: host h-{host:02} line {line_seq} after line {} (seq {seq}, frame {}): {}",
+                            "{what}: host h-{host:02} line {line_seq} after line {} (seq {seq}, frame {frames}): {}",
                             *last,
-                            self.frames,
-                            excerpt(event, 0)
+                            excerpt(bytes, at + 80)
                         ));
                     }
                     *last = line_seq;
                     self.lines += 1;
-                    self.min_stamp = self.min_stamp.min(stamp);
-                    self.last_line_at = now;
-                    self.latency
-                        .record((now.saturating_sub(stamp) / 1000) as u64);
+                    self.min_stamp = self.min_stamp.min(u128::from(stamp));
+                    self.last_line_at = u128::from(now);
+                    self.latency.record(now.saturating_sub(stamp) / 1000);
                 }
                 b"job" => {
                     let state = scan
                         .state
-                        .find(event)
-                        .map(|s| &event[s + STATE_KEY.len()..])
-                        .and_then(|s| s.split(|&b| b == b'"').next())
+                        .find(&bytes[c.at..])
+                        .and_then(|s| {
+                            c.at += s + STATE_KEY.len();
+                            c.string()
+                        })
                         .ok_or_else(|| bad("no job state"))?;
                     self.job_state = Some(String::from_utf8_lossy(state).into_owned());
                 }
                 b"host" => {}
                 _ => return Err(bad("unexpected event kind")),
             }
+            next = scan.kind.find(&bytes[c.at..]).map(|n| c.at + n);
         }
         // Now and then, the scan is checked against a real JSON parse of the frame.
         if self.frames % 128 == 1 {
@@ -1088,11 +1160,19 @@ async fn live(watchers: usize, hosts: usize, per_host: u64, rate: u64) -> Result
     system.check_gateway_fds(gateway, watchers)?;
     let job = system.create_job()?;
     let stall = Duration::from_secs(60);
-    let (tasks, progress) =
-        match spawn_watchers(watchers, &system.url(job), hosts, 128 * 1024, false, stall).await {
-            Ok(t) => t,
-            Err(e) => return Err(system.fail(e)),
-        };
+    let (tasks, progress) = match spawn_watchers(
+        watchers,
+        &system.url(job),
+        hosts,
+        read_buffer(),
+        false,
+        stall,
+    )
+    .await
+    {
+        Ok(t) => t,
+        Err(e) => return Err(system.fail(e)),
+    };
     let before = CpuSnapshot::take(gateway, runner);
     system.open_gate()?;
     let within = Duration::from_secs(240);
@@ -1332,7 +1412,7 @@ async fn churn(
             url: url.clone(),
             after,
             hosts,
-            read_buffer: 128 * 1024,
+            read_buffer: read_buffer(),
             ready: ready.clone(),
             ready_on_frame: false,
             connecting: connecting.clone(),
@@ -1442,7 +1522,7 @@ async fn churn(
 /// the gateway to send the replay, plus loopback, with the client's cost near nothing.
 async fn drain(url: &str) -> Result<(Duration, u64, u64, Option<u16>), Error> {
     let began = Instant::now();
-    let mut socket = connect(url, 128 * 1024).await?;
+    let mut socket = connect(url, read_buffer()).await?;
     let (mut frames, mut bytes) = (0u64, 0u64);
     let mut close = None;
     while let Some(message) = tokio::time::timeout(Duration::from_secs(60), socket.next()).await? {
@@ -1490,7 +1570,7 @@ async fn replay(lines: u64, hosts: usize) -> Result<Vec<Row>, Error> {
             url: url.clone(),
             after: 0,
             hosts,
-            read_buffer: 128 * 1024,
+            read_buffer: read_buffer(),
             ready: Arc::new(AtomicUsize::new(0)),
             ready_on_frame: false,
             connecting: Arc::new(Semaphore::new(1)),
@@ -1534,6 +1614,7 @@ async fn replay(lines: u64, hosts: usize) -> Result<Vec<Row>, Error> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let _ = READ_BUFFER.set(cli.read_buffer);
     if let Some(soft) = cli.gateway_nofile {
         let _ = GATEWAY_NOFILE.set(soft);
     }
@@ -1599,5 +1680,50 @@ fn main() -> ExitCode {
             eprintln!("e2e {name}: FAILED: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn number(text: &str) -> (Option<u64>, usize) {
+        let mut c = Cursor {
+            bytes: text.as_bytes(),
+            at: 0,
+        };
+        (c.number(), c.at)
+    }
+
+    #[test]
+    fn numbers_read_like_str_parse() {
+        for text in [
+            "0",
+            "7",
+            "12",
+            "1234567",
+            "12345678",
+            "123456789",
+            "0000000042",
+            "9999999999",
+            "01795597413915274997",
+            "1795597413915274997",
+            "18446744073709551615",
+        ] {
+            assert_eq!(number(text), (text.parse().ok(), text.len()), "{text}");
+            assert_eq!(
+                number(&format!("{text} x")),
+                (text.parse().ok(), text.len())
+            );
+            assert_eq!(
+                number(&format!("{text}\",")),
+                (text.parse().ok(), text.len())
+            );
+        }
+        assert_eq!(number(""), (None, 0));
+        assert_eq!(number("x1"), (None, 0));
+        assert_eq!(number("123456789012345678901"), (None, 0));
+        assert_eq!(number("1234567/"), (Some(1_234_567), 7));
+        assert_eq!(number("12345678:9"), (Some(12_345_678), 8));
     }
 }
