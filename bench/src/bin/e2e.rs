@@ -108,6 +108,9 @@ enum Scenario {
     },
 }
 
+/// No scenario runs longer than this (bench/e2e.sh as a whole stays well under 10 min).
+const SCENARIO_LIMIT: Duration = Duration::from_secs(300);
+
 /// Watchers connecting at once; more overflows the gateway's accept backlog and the
 /// bench then measures SYN retransmits instead of the gateway.
 const CONNECTING_AT_ONCE: usize = 256;
@@ -402,12 +405,21 @@ script = '''{script}'''
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
-        if let Some(&soft) = GATEWAY_NOFILE.get() {
+        let soft_nofile = GATEWAY_NOFILE.get().copied();
+        {
             use std::os::unix::process::CommandExt;
-            // SAFETY: between fork and exec this only calls getrlimit/setrlimit, which are
-            // async-signal-safe, on a struct on the child's stack.
+            // SAFETY: between fork and exec this only calls prctl, getrlimit and setrlimit,
+            // which are async-signal-safe, on values on the child's stack.
             unsafe {
                 command.pre_exec(move || {
+                    // Killed with us (the supervisor's children die with it in turn), so a
+                    // bench stopped by a signal leaves no system running.
+                    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    let Some(soft) = soft_nofile else {
+                        return Ok(());
+                    };
                     let mut limit = libc::rlimit {
                         rlim_cur: 0,
                         rlim_max: 0,
@@ -1134,9 +1146,14 @@ impl Row {
             Some(false) => "**no**",
             None => "",
         };
-        println!(
+        // A closed stdout (`| head`) is no reason to panic.
+        let _ = writeln!(
+            std::io::stdout(),
             "| {} | {} | {} | {met} | {} |",
-            self.figure, self.measured, self.target, self.notes
+            self.figure,
+            self.measured,
+            self.target,
+            self.notes
         );
     }
 }
@@ -1646,27 +1663,33 @@ fn main() -> ExitCode {
         Scenario::Churn { watchers, .. } => format!("churn, 2 × {watchers} watchers"),
         Scenario::Replay { lines, .. } => format!("replay of {lines} lines"),
     };
+    // Dropping a scenario's future stops its system, so a hung one still cleans up.
     let result = runtime.block_on(async {
-        match cli.scenario {
-            Scenario::Flood {
-                watchers,
-                hosts,
-                lines_per_host,
-            } => flood(watchers, hosts, lines_per_host).await,
-            Scenario::Paced {
-                watchers,
-                rate,
-                seconds,
-            } => paced(watchers, rate, seconds).await,
-            Scenario::Idle { watchers } => idle(watchers).await,
-            Scenario::Churn {
-                watchers,
-                hosts,
-                lines_per_host,
-                seed,
-            } => churn(watchers, hosts, lines_per_host, seed).await,
-            Scenario::Replay { lines, hosts } => replay(lines, hosts).await,
-        }
+        let scenario = async {
+            match cli.scenario {
+                Scenario::Flood {
+                    watchers,
+                    hosts,
+                    lines_per_host,
+                } => flood(watchers, hosts, lines_per_host).await,
+                Scenario::Paced {
+                    watchers,
+                    rate,
+                    seconds,
+                } => paced(watchers, rate, seconds).await,
+                Scenario::Idle { watchers } => idle(watchers).await,
+                Scenario::Churn {
+                    watchers,
+                    hosts,
+                    lines_per_host,
+                    seed,
+                } => churn(watchers, hosts, lines_per_host, seed).await,
+                Scenario::Replay { lines, hosts } => replay(lines, hosts).await,
+            }
+        };
+        tokio::time::timeout(SCENARIO_LIMIT, scenario)
+            .await
+            .unwrap_or_else(|_| Err(format!("not done within {SCENARIO_LIMIT:?}").into()))
     });
     match result {
         Ok(rows) => {
