@@ -99,6 +99,16 @@ enum Scenario {
         #[arg(long)]
         seed: Option<u64>,
     },
+    /// WATCHERS connect and read nothing while a flood runs beside one watcher that
+    /// reads; then they read and must get every event.
+    Stalled {
+        #[arg(default_value_t = 4)]
+        watchers: usize,
+        #[arg(default_value_t = 20)]
+        hosts: usize,
+        #[arg(default_value_t = 50_000)]
+        lines_per_host: u64,
+    },
     /// A finished job of LINES lines, then one late watcher with after=0.
     Replay {
         #[arg(default_value_t = 1_000_000)]
@@ -934,6 +944,8 @@ struct Watcher {
     /// A slow reader: pauses this long after each frame, so the gateway must let it fall
     /// behind and catch up from the store (or close it 4008) without a gap.
     pause: Option<Duration>,
+    /// A stalled reader: once connected it reads nothing until this turns true.
+    hold: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// Reconnections after 4008 one watcher may make before the run counts as failed.
@@ -959,6 +971,11 @@ async fn watch(w: Watcher) -> Result<Seen, String> {
     }
     let scan = Scanner::new();
     let mut seen = Seen::new(w.hosts, w.after);
+    if let Some(mut hold) = w.hold.clone() {
+        hold.wait_for(|&go| go)
+            .await
+            .map_err(|e| fail(format!("hold: {e}")))?;
+    }
     loop {
         let message = match tokio::time::timeout(w.stall, socket.next()).await {
             Err(_) => {
@@ -1070,6 +1087,7 @@ async fn spawn_watchers(
             progress: p,
             stall,
             pause: None,
+            hold: None,
         })));
     }
     let deadline =
@@ -1397,6 +1415,105 @@ async fn idle(watchers: usize) -> Result<Vec<Row>, Error> {
     }])
 }
 
+/// Watchers that never read while a flood runs: the gateway must neither grow without
+/// bound nor slow the one watcher that reads; afterwards the stalled ones read and must
+/// get every event exactly once (catching up from the store, or after 4008 closes).
+async fn stalled(stalled: usize, hosts: usize, per_host: u64) -> Result<Vec<Row>, Error> {
+    let mut system = System::start(hosts, &linegen_script(per_host, 0, true))?;
+    let (gateway, runner) = system.pids()?;
+    let job = system.create_job()?;
+    let url = system.url(job);
+    let ready = Arc::new(AtomicUsize::new(0));
+    let connecting = Arc::new(Semaphore::new(CONNECTING_AT_ONCE));
+    let (release, hold) = tokio::sync::watch::channel(false);
+    let mut reader = Vec::new();
+    let mut held = Vec::new();
+    let mut progress = Vec::new();
+    for id in 0..=stalled {
+        let p = Arc::new(AtomicU64::new(0));
+        progress.push(p.clone());
+        let task = tokio::spawn(watch(Watcher {
+            id,
+            url: url.clone(),
+            after: 0,
+            hosts,
+            read_buffer: read_buffer(),
+            ready: ready.clone(),
+            ready_on_frame: false,
+            connecting: connecting.clone(),
+            progress: p,
+            stall: Duration::from_secs(120),
+            pause: None,
+            hold: (id > 0).then(|| hold.clone()),
+        }));
+        if id == 0 {
+            reader.push(task)
+        } else {
+            held.push(task)
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ready.load(Ordering::Relaxed) <= stalled {
+        if Instant::now() > deadline {
+            return Err(system.fail("watchers not connected within 30 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let before = CpuSnapshot::take(gateway, runner);
+    let rss_before = status_kib(gateway, "VmRSS:");
+    system.open_gate()?;
+    let reading = match join_watchers(reader, &progress[..1], Duration::from_secs(240)).await {
+        Ok(seen) => seen,
+        Err(e) => return Err(system.fail(e)),
+    };
+    let cpu = CpuSnapshot::take(gateway, runner).since(&before);
+    let peak = status_kib(gateway, "VmHWM:");
+    let notes_during = system.gateway_notes();
+    let lines = hosts as u64 * per_host;
+    let mut lps = 0.0;
+    for s in &reading {
+        if let Err(e) = check_complete(s, 0, per_host) {
+            return Err(system.fail(e));
+        }
+        lps = lines as f64 / (s.last_line_at.saturating_sub(s.min_stamp) as f64 / 1e9);
+    }
+    // Now the stalled ones read: each must still get everything, exactly once.
+    let began = Instant::now();
+    let _ = release.send(true);
+    let caught_up = match join_watchers(held, &progress[1..], Duration::from_secs(240)).await {
+        Ok(seen) => seen,
+        Err(e) => return Err(system.fail(e)),
+    };
+    let catch_up = began.elapsed().as_secs_f64();
+    for (id, s) in caught_up.iter().enumerate() {
+        if let Err(e) = check_complete(s, id + 1, per_host) {
+            return Err(system.fail(e));
+        }
+    }
+    let reconnects: u64 = caught_up.iter().map(|s| s.reconnects).sum();
+    Ok(vec![Row {
+        figure: format!(
+            "{stalled} watchers that never read while {} lines flow, beside 1 that reads",
+            thousands(lines as f64)
+        ),
+        measured: format!(
+            "gateway peak RSS {:.0} MiB (idle {:.0} MiB); the reader got {} lines/s",
+            peak as f64 / 1024.0,
+            rss_before as f64 / 1024.0,
+            thousands(lps)
+        ),
+        target: "RSS bounded; the reader as fast as alone (row a); none loses an event".into(),
+        met: None,
+        notes: format!(
+            "during the flood: {cpu}; {notes_during}. Then the stalled ones read: all {stalled} exact after {catch_up:.1} s, {}",
+            match reconnects {
+                0 => "no 4008 close".to_owned(),
+                n => format!("{n} reconnects after 4008"),
+            }
+        ),
+    }])
+}
+
 /// xorshift64*: join times and `after` values that differ per run, reproducible by seed.
 struct Rng(u64);
 
@@ -1439,6 +1556,7 @@ async fn churn(
             connecting: connecting.clone(),
             stall: Duration::from_secs(60),
             pause,
+            hold: None,
             progress: p.clone(),
         }));
         (task, p)
@@ -1598,6 +1716,7 @@ async fn replay(lines: u64, hosts: usize) -> Result<Vec<Row>, Error> {
             progress: Arc::new(AtomicU64::new(0)),
             stall: Duration::from_secs(60),
             pause: None,
+            hold: None,
         }))],
         &[],
         Duration::from_secs(120),
@@ -1644,7 +1763,7 @@ fn main() -> ExitCode {
         | Scenario::Flood { watchers, .. }
         | Scenario::Paced { watchers, .. } => watchers as u64 + 256,
         Scenario::Churn { watchers, .. } => 2 * watchers as u64 + 256,
-        Scenario::Replay { .. } => 256,
+        Scenario::Replay { .. } | Scenario::Stalled { .. } => 256,
     };
     let runtime = match raise_nofile(need).and_then(|_| {
         tokio::runtime::Builder::new_multi_thread()
@@ -1666,6 +1785,7 @@ fn main() -> ExitCode {
         Scenario::Idle { watchers } => format!("idle, {watchers} watchers"),
         Scenario::Churn { watchers, .. } => format!("churn, 2 × {watchers} watchers"),
         Scenario::Replay { lines, .. } => format!("replay of {lines} lines"),
+        Scenario::Stalled { watchers, .. } => format!("{watchers} stalled watchers"),
     };
     // Dropping a scenario's future stops its system, so a hung one still cleans up.
     let result = runtime.block_on(async {
@@ -1689,6 +1809,11 @@ fn main() -> ExitCode {
                     seed,
                 } => churn(watchers, hosts, lines_per_host, seed).await,
                 Scenario::Replay { lines, hosts } => replay(lines, hosts).await,
+                Scenario::Stalled {
+                    watchers,
+                    hosts,
+                    lines_per_host,
+                } => stalled(watchers, hosts, lines_per_host).await,
             }
         };
         tokio::time::timeout(SCENARIO_LIMIT, scenario)
