@@ -14,9 +14,15 @@
 //!   e2e paced [WATCHERS] [RATE] [SECONDS]           one host at RATE lines/s
 //!   e2e idle [WATCHERS]                             gateway RSS per idle watcher
 //!   e2e replay [LINES] [HOSTS]                      a late joiner of a finished job
+//!   e2e churn [WATCHERS] [HOSTS] [LINES_PER_HOST]   joins at random moments, slow readers
+//!   e2e stalled [WATCHERS] [HOSTS] [LINES_PER_HOST] watchers that read nothing, then all
+//! Options before or after the scenario: `--read-buffer BYTES` (the client's
+//! tungstenite read buffer), `--gateway-nofile N` (start the system with that soft
+//! RLIMIT_NOFILE, as systemd would without LimitNOFILE=).
 //! Each prints markdown rows `| figure | measured | target | met | notes |`; exit 1 when
 //! the scenario could not run or a watcher saw a wrong stream. Needs
-//! target/release/{shipwatch,linegen} beside this binary.
+//! target/release/{shipwatch,linegen} beside this binary. A watcher closed with 4008
+//! reconnects with `after=` its last seq, as DESIGN §6 tells clients to.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
