@@ -16,6 +16,7 @@
 //!   e2e replay [LINES] [HOSTS]                      a late joiner of a finished job
 //!   e2e churn [WATCHERS] [HOSTS] [LINES_PER_HOST]   joins at random moments, slow readers
 //!   e2e stalled [WATCHERS] [HOSTS] [LINES_PER_HOST] watchers that read nothing, then all
+//!   e2e crash [WATCHERS] [HOSTS] [LINES_PER_HOST] [KILLS]  gateway SIGKILLed mid-flood
 //! Options before or after the scenario: `--read-buffer BYTES` (the client's
 //! tungstenite read buffer), `--gateway-nofile N` (start the system with that soft
 //! RLIMIT_NOFILE, as systemd would without LimitNOFILE=).
@@ -114,6 +115,18 @@ enum Scenario {
         hosts: usize,
         #[arg(default_value_t = 50_000)]
         lines_per_host: u64,
+    },
+    /// The gateway is killed KILLS times during a flood; every watcher must still get
+    /// every line exactly once.
+    Crash {
+        #[arg(default_value_t = 100)]
+        watchers: usize,
+        #[arg(default_value_t = 20)]
+        hosts: usize,
+        #[arg(default_value_t = 25_000)]
+        lines_per_host: u64,
+        #[arg(default_value_t = 2)]
+        kills: u64,
     },
     /// A finished job of LINES lines, then one late watcher with after=0.
     Replay {
@@ -780,6 +793,11 @@ struct Seen {
     after: u64,
     /// Times the gateway closed it with 4008 and it reconnected with `after=`.
     reconnects: u64,
+    /// Times its connection dropped (gateway killed) and it reconnected with `after=`.
+    resumes: u64,
+    /// When the last frame arrived, and the longest wait between two frames (ns).
+    last_frame_at: u64,
+    longest_silence: u64,
     min_stamp: u128,
     last_line_at: u128,
     latency: Histogram,
@@ -797,6 +815,9 @@ impl Seen {
             per_host: vec![0; hosts],
             after,
             reconnects: 0,
+            resumes: 0,
+            last_frame_at: 0,
+            longest_silence: 0,
             min_stamp: u128::MAX,
             last_line_at: 0,
             latency: Histogram::new(),
@@ -811,6 +832,12 @@ impl Seen {
         self.bytes += bytes.len() as u64;
         let first_seq = self.last_seq + 1;
         let now = now as u64;
+        if self.last_frame_at > 0 {
+            self.longest_silence = self
+                .longest_silence
+                .max(now.saturating_sub(self.last_frame_at));
+        }
+        self.last_frame_at = now;
         if !bytes.starts_with(b"[") || scan.kind.find(bytes) != Some(1) {
             return Err(format!(
                 "frame {} is no event array: {}",
@@ -952,6 +979,9 @@ struct Watcher {
     pause: Option<Duration>,
     /// A stalled reader: once connected it reads nothing until this turns true.
     hold: Option<tokio::sync::watch::Receiver<bool>>,
+    /// When the connection drops without a close frame (the gateway was killed), keep
+    /// reconnecting with `after=` the last seq until the restarted gateway answers.
+    resume: bool,
 }
 
 /// Reconnections after 4008 one watcher may make before the run counts as failed.
@@ -989,6 +1019,13 @@ async fn watch(w: Watcher) -> Result<Seen, String> {
                     "nothing for {:?} after seq {} ({} lines)",
                     w.stall, seen.last_seq, seen.lines
                 )));
+            }
+            Ok(None) | Ok(Some(Err(_))) if w.resume => {
+                socket = reconnect(&url(seen.last_seq), w.read_buffer)
+                    .await
+                    .map_err(|e| fail(format!("resume after seq {}: {e}", seen.last_seq)))?;
+                seen.resumes += 1;
+                continue;
             }
             Ok(None) => break,
             Ok(Some(Err(e))) => {
@@ -1029,6 +1066,18 @@ async fn watch(w: Watcher) -> Result<Seen, String> {
         }
     }
     Ok(seen)
+}
+
+/// Connects again and again (every 20 ms, for up to 30 s) while the gateway restarts.
+async fn reconnect(url: &str, read_buffer: usize) -> Result<Socket, Error> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match connect(url, read_buffer).await {
+            Ok(socket) => return Ok(socket),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
 }
 
 /// Checks a finished watcher got exactly the job it asked for.
@@ -1094,6 +1143,7 @@ async fn spawn_watchers(
             stall,
             pause: None,
             hold: None,
+            resume: false,
         })));
     }
     let deadline =
@@ -1451,6 +1501,7 @@ async fn stalled(stalled: usize, hosts: usize, per_host: u64) -> Result<Vec<Row>
             stall: Duration::from_secs(120),
             pause: None,
             hold: (id > 0).then(|| hold.clone()),
+            resume: false,
         }));
         if id == 0 {
             reader.push(task)
@@ -1520,6 +1571,119 @@ async fn stalled(stalled: usize, hosts: usize, per_host: u64) -> Result<Vec<Row>
     }])
 }
 
+/// The gateway is killed (SIGKILL) `kills` times during a flood: the supervisor restarts
+/// it, the runner resends what was not acked, the watchers reconnect with `after=`; every
+/// watcher must still get every line exactly once (DESIGN §9).
+async fn crash(
+    watchers: usize,
+    hosts: usize,
+    per_host: u64,
+    kills: u64,
+) -> Result<Vec<Row>, Error> {
+    let mut system = System::start(hosts, &linegen_script(per_host, 0, true))?;
+    let (mut gateway, _) = system.pids()?;
+    let job = system.create_job()?;
+    let url = system.url(job);
+    let ready = Arc::new(AtomicUsize::new(0));
+    let connecting = Arc::new(Semaphore::new(CONNECTING_AT_ONCE));
+    let mut tasks = Vec::with_capacity(watchers);
+    let mut progress = Vec::with_capacity(watchers);
+    for id in 0..watchers {
+        let p = Arc::new(AtomicU64::new(0));
+        progress.push(p.clone());
+        tasks.push(tokio::spawn(watch(Watcher {
+            id,
+            url: url.clone(),
+            after: 0,
+            hosts,
+            read_buffer: read_buffer(),
+            ready: ready.clone(),
+            ready_on_frame: false,
+            connecting: connecting.clone(),
+            progress: p,
+            stall: Duration::from_secs(60),
+            pause: None,
+            hold: None,
+            resume: true,
+        })));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ready.load(Ordering::Relaxed) < watchers {
+        if Instant::now() > deadline {
+            return Err(system.fail("watchers not connected within 60 s"));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    system.open_gate()?;
+    let lines = hosts as u64 * per_host;
+    let mut back_in = Vec::new();
+    for k in 1..=kills {
+        let mark = lines * k / (kills + 1);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while progress[0].load(Ordering::Relaxed) < mark {
+            if Instant::now() > deadline {
+                return Err(system.fail(format!("watcher 0 did not reach seq {mark}")));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let killed_at = progress[0].load(Ordering::Relaxed);
+        let pid = i32::try_from(gateway)?;
+        // SAFETY: kill(2) on the gateway's pid, read from `ctl status` just before.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        let began = Instant::now();
+        let deadline = began + Duration::from_secs(30);
+        loop {
+            if let Some(new) = system.pid("gateway").filter(|&p| p != gateway)
+                && system.http("GET", "/healthz", "").is_ok_and(|r| r.0 == 200)
+            {
+                gateway = new;
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(system.fail("the gateway was not back within 30 s of SIGKILL"));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        back_in.push(format!(
+            "at seq {killed_at}: back in {}",
+            ms(began.elapsed())
+        ));
+    }
+    let seen = match join_watchers(tasks, &progress, Duration::from_secs(240)).await {
+        Ok(seen) => seen,
+        Err(e) => return Err(system.fail(e)),
+    };
+    for (id, s) in seen.iter().enumerate() {
+        if let Err(e) = check_complete(s, id, per_host) {
+            return Err(system.fail(e));
+        }
+    }
+    let resumes: u64 = seen.iter().map(|s| s.resumes).sum();
+    let mut silences: Vec<u64> = seen.iter().map(|s| s.longest_silence).collect();
+    silences.sort_unstable();
+    let silence = |q: f64| {
+        let i = ((silences.len() as f64 * q).ceil() as usize).clamp(1, silences.len()) - 1;
+        ms(Duration::from_nanos(silences[i]))
+    };
+    Ok(vec![Row {
+        figure: format!(
+            "gateway killed (SIGKILL) {kills} times during {} lines, {watchers} watchers",
+            thousands(lines as f64)
+        ),
+        measured: format!(
+            "all {watchers} exact after {resumes} reconnects; longest pause at a watcher: median {}, max {}",
+            silence(0.5),
+            silence(1.0)
+        ),
+        target: "every line exactly once (DESIGN §9)".into(),
+        met: Some(true),
+        notes: format!(
+            "gateway (restarted by the supervisor, answering /healthz) {}; the job succeeded",
+            back_in.join(", ")
+        ),
+    }])
+}
+
 /// xorshift64*: join times and `after` values that differ per run, reproducible by seed.
 struct Rng(u64);
 
@@ -1563,6 +1727,7 @@ async fn churn(
             stall: Duration::from_secs(60),
             pause,
             hold: None,
+            resume: false,
             progress: p.clone(),
         }));
         (task, p)
@@ -1723,6 +1888,7 @@ async fn replay(lines: u64, hosts: usize) -> Result<Vec<Row>, Error> {
             stall: Duration::from_secs(60),
             pause: None,
             hold: None,
+            resume: false,
         }))],
         &[],
         Duration::from_secs(120),
@@ -1769,6 +1935,7 @@ fn main() -> ExitCode {
         | Scenario::Flood { watchers, .. }
         | Scenario::Paced { watchers, .. } => watchers as u64 + 256,
         Scenario::Churn { watchers, .. } => 2 * watchers as u64 + 256,
+        Scenario::Crash { watchers, .. } => watchers as u64 + 256,
         Scenario::Replay { .. } | Scenario::Stalled { .. } => 256,
     };
     let runtime = match raise_nofile(need).and_then(|_| {
@@ -1792,6 +1959,11 @@ fn main() -> ExitCode {
         Scenario::Churn { watchers, .. } => format!("churn, 2 × {watchers} watchers"),
         Scenario::Replay { lines, .. } => format!("replay of {lines} lines"),
         Scenario::Stalled { watchers, .. } => format!("{watchers} stalled watchers"),
+        Scenario::Crash {
+            watchers, kills, ..
+        } => {
+            format!("gateway killed {kills} times, {watchers} watchers")
+        }
     };
     // Dropping a scenario's future stops its system, so a hung one still cleans up.
     let result = runtime.block_on(async {
@@ -1815,6 +1987,12 @@ fn main() -> ExitCode {
                     seed,
                 } => churn(watchers, hosts, lines_per_host, seed).await,
                 Scenario::Replay { lines, hosts } => replay(lines, hosts).await,
+                Scenario::Crash {
+                    watchers,
+                    hosts,
+                    lines_per_host,
+                    kills,
+                } => crash(watchers, hosts, lines_per_host, kills).await,
                 Scenario::Stalled {
                     watchers,
                     hosts,
