@@ -119,7 +119,7 @@ impl ConfigArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    shipwatch_supervisor::logging::init();
     match dispatch(cli.command) {
         Ok(code) => code,
         Err(error) => {
@@ -236,26 +236,4 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
         _ = int.recv() => tracing::info!("SIGINT: shutting down"),
     }
     shutdown.cancel();
-}
-
-/// Logs to stderr; the supervisor prefixes children's lines with their name.
-/// One line per event. No colour unless a person watches a terminal; no timestamp
-/// where one is added anyway: the supervisor's line around a child's, or the journal's.
-fn init_logging() {
-    use std::io::IsTerminal;
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SHIPWATCH_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let supervised = std::env::var_os(shipwatch_protocol::supervision::READY_FD_ENV).is_some();
-    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .with_target(false);
-    if supervised || journal {
-        builder.without_time().init();
-    } else {
-        builder.init();
-    }
 }
