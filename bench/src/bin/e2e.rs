@@ -1108,7 +1108,8 @@ fn check_complete(seen: &Seen, id: usize, lines_per_host: u64) -> Result<(), Str
     Ok(())
 }
 
-/// Spawns `count` watchers of `url` and waits until they are all ready.
+/// Spawns `count` watchers of `url` and waits until they are all ready; with `resume`
+/// they reconnect with `after=` when the gateway goes away.
 async fn spawn_watchers(
     count: usize,
     url: &str,
@@ -1116,6 +1117,7 @@ async fn spawn_watchers(
     read_buffer: usize,
     ready_on_frame: bool,
     stall: Duration,
+    resume: bool,
 ) -> Result<
     (
         Vec<tokio::task::JoinHandle<Result<Seen, String>>>,
@@ -1143,7 +1145,7 @@ async fn spawn_watchers(
             stall,
             pause: None,
             hold: None,
-            resume: false,
+            resume,
         })));
     }
     let deadline =
@@ -1259,6 +1261,7 @@ async fn live(watchers: usize, hosts: usize, per_host: u64, rate: u64) -> Result
         read_buffer(),
         false,
         stall,
+        false,
     )
     .await
     {
@@ -1415,7 +1418,7 @@ async fn idle(watchers: usize) -> Result<Vec<Row>, Error> {
     let stall = Duration::from_secs(600);
     // A first watcher builds whatever the job's first watcher costs once (its ring,
     // cached frames) before the baseline.
-    let (warm, warm_progress) = match spawn_watchers(1, &url, 1, 4096, true, stall).await {
+    let (warm, warm_progress) = match spawn_watchers(1, &url, 1, 4096, true, stall, false).await {
         Ok(w) => w,
         Err(e) => return Err(system.fail(e)),
     };
@@ -1423,7 +1426,8 @@ async fn idle(watchers: usize) -> Result<Vec<Row>, Error> {
     let before = status_kib(gateway, "VmRSS:");
     let client_before = status_kib(std::process::id(), "VmRSS:");
     let began = Instant::now();
-    let (tasks, progress) = match spawn_watchers(watchers, &url, 1, 4096, true, stall).await {
+    let (tasks, progress) = match spawn_watchers(watchers, &url, 1, 4096, true, stall, false).await
+    {
         Ok(t) => t,
         Err(e) => return Err(system.fail(e)),
     };
@@ -1584,36 +1588,12 @@ async fn crash(
     let (mut gateway, _) = system.pids()?;
     let job = system.create_job()?;
     let url = system.url(job);
-    let ready = Arc::new(AtomicUsize::new(0));
-    let connecting = Arc::new(Semaphore::new(CONNECTING_AT_ONCE));
-    let mut tasks = Vec::with_capacity(watchers);
-    let mut progress = Vec::with_capacity(watchers);
-    for id in 0..watchers {
-        let p = Arc::new(AtomicU64::new(0));
-        progress.push(p.clone());
-        tasks.push(tokio::spawn(watch(Watcher {
-            id,
-            url: url.clone(),
-            after: 0,
-            hosts,
-            read_buffer: read_buffer(),
-            ready: ready.clone(),
-            ready_on_frame: false,
-            connecting: connecting.clone(),
-            progress: p,
-            stall: Duration::from_secs(60),
-            pause: None,
-            hold: None,
-            resume: true,
-        })));
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while ready.load(Ordering::Relaxed) < watchers {
-        if Instant::now() > deadline {
-            return Err(system.fail("watchers not connected within 60 s"));
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let stall = Duration::from_secs(60);
+    let (tasks, progress) =
+        match spawn_watchers(watchers, &url, hosts, read_buffer(), false, stall, true).await {
+            Ok(t) => t,
+            Err(e) => return Err(system.fail(e)),
+        };
     system.open_gate()?;
     let lines = hosts as u64 * per_host;
     let mut back_in = Vec::new();
