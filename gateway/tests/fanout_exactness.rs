@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use shipwatch_gateway::fanout::{Hub, Outgoing, Watch, close};
 use shipwatch_gateway::model::EventFilter;
-use shipwatch_gateway::store::{Store, StoreLimits};
 use shipwatch_protocol::{EventBody, JobId, JobState, RunnerEvent, Stream, Timestamp};
 use tokio_util::sync::CancellationToken;
 
@@ -66,15 +65,7 @@ async fn every_watcher_gets_exactly_what_it_asked_for_under_churn() {
         .unwrap();
     // A ring of ~4 batches, so slow watchers fall off it and catch up from the store.
     let hub = Hub::with_ring_bytes(CancellationToken::new(), 256 << 10);
-    let store = Store::open(
-        dir.path(),
-        StoreLimits {
-            max_log_bytes: u64::MAX,
-            retention_days: 30,
-        },
-        hub.clone(),
-    )
-    .unwrap();
+    let store = unlimited_store(dir.path(), &hub);
     let hosts: Vec<String> = (0..HOSTS as u64).map(host).collect();
     let job = store
         .create_job(spec(&hosts), BTreeMap::new(), "alice")
@@ -210,15 +201,7 @@ async fn a_finished_job_replays_and_closes_and_shutdown_closes_live_watchers() {
         .unwrap();
     let shutdown = CancellationToken::new();
     let hub = Hub::new(shutdown.clone());
-    let store = Store::open(
-        dir.path(),
-        StoreLimits {
-            max_log_bytes: u64::MAX,
-            retention_days: 30,
-        },
-        hub.clone(),
-    )
-    .unwrap();
+    let store = unlimited_store(dir.path(), &hub);
     let hosts = vec![host(0)];
     let done = store
         .create_job(spec(&hosts), BTreeMap::new(), "alice")

@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use shipwatch_gateway::fanout::Hub;
-use shipwatch_gateway::store::{Store, StoreLimits};
 use shipwatch_gateway::{AppState, Dispatcher};
 use shipwatch_protocol::{EventBody, RunnerEvent, Stream, Timestamp};
 use tokio_tungstenite::tungstenite::Message;
@@ -31,15 +30,7 @@ fn idle_socket_watchers_cost_little_memory() {
     let cfg = config(dir.path());
     let shutdown = CancellationToken::new();
     let hub = Hub::new(shutdown.clone());
-    let store = Store::open(
-        &cfg.server.data_dir,
-        StoreLimits {
-            max_log_bytes: u64::MAX,
-            retention_days: 30,
-        },
-        hub.clone(),
-    )
-    .unwrap();
+    let store = unlimited_store(&cfg.server.data_dir, &hub);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use shipwatch_gateway::fanout::Hub;
-use shipwatch_gateway::store::{Store, StoreLimits};
 use shipwatch_gateway::{AppState, Dispatcher};
 use shipwatch_protocol::{EventBody, JobState, RunnerEvent, Stream, Timestamp};
 use tokio_tungstenite::tungstenite::Message;
@@ -67,15 +66,7 @@ fn socket_watchers_each_get_every_event_once_in_order() {
     let cfg = config(dir.path());
     let shutdown = CancellationToken::new();
     let hub = Hub::new(shutdown.clone());
-    let store = Store::open(
-        &cfg.server.data_dir,
-        StoreLimits {
-            max_log_bytes: u64::MAX,
-            retention_days: 30,
-        },
-        hub.clone(),
-    )
-    .unwrap();
+    let store = unlimited_store(&cfg.server.data_dir, &hub);
 
     // The gateway side on its own threads ("gw…"), so its CPU can be told apart.
     let gw = tokio::runtime::Builder::new_multi_thread()

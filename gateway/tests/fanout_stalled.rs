@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use shipwatch_gateway::fanout::{Hub, Outgoing, RING_BYTES};
 use shipwatch_gateway::model::EventFilter;
-use shipwatch_gateway::store::{Store, StoreLimits};
 use shipwatch_protocol::{EventBody, RunnerEvent, Stream, Timestamp};
 use tokio_util::sync::CancellationToken;
 
@@ -24,15 +23,7 @@ async fn a_stalled_watcher_costs_a_bounded_queue_and_slows_nobody() {
         .tempdir_in("/tmp")
         .unwrap();
     let hub = Hub::new(CancellationToken::new());
-    let store = Store::open(
-        dir.path(),
-        StoreLimits {
-            max_log_bytes: u64::MAX,
-            retention_days: 30,
-        },
-        hub.clone(),
-    )
-    .unwrap();
+    let store = unlimited_store(dir.path(), &hub);
     let job = store
         .create_job(spec(&["web-01"]), BTreeMap::new(), "t")
         .await

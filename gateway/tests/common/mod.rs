@@ -81,3 +81,19 @@ pub fn env(name: &str, default: u64) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// A store in `data_dir` with no log cap, publishing to `hub`.
+pub fn unlimited_store(
+    data_dir: &std::path::Path,
+    hub: &std::sync::Arc<shipwatch_gateway::fanout::Hub>,
+) -> shipwatch_gateway::store::Store {
+    shipwatch_gateway::store::Store::open(
+        data_dir,
+        shipwatch_gateway::store::StoreLimits {
+            max_log_bytes: u64::MAX,
+            retention_days: 30,
+        },
+        hub.clone(),
+    )
+    .unwrap()
+}
