@@ -48,7 +48,7 @@ script = 'echo "small on $SHIPWATCH_HOST"'
     std::fs::create_dir_all(&data).expect("data dir");
 
     // Root may mount in a new mount namespace; anyone else in a new user namespace too.
-    let root = nix_is_root();
+    let root = is_root();
     let log = std::fs::File::create(dir.join("up.log")).expect("log");
     let mut command = Command::new("unshare");
     command.arg(if root { "-m" } else { "-rm" }).args([
@@ -144,7 +144,8 @@ script = 'echo "small on $SHIPWATCH_HOST"'
     );
 }
 
-fn nix_is_root() -> bool {
+/// Effective uid 0, read from /proc (the root package has no libc/nix dependency).
+fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
