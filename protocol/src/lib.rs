@@ -7,6 +7,7 @@
 
 pub mod event;
 pub mod frame;
+pub mod report;
 pub mod spec;
 pub mod supervision;
 
@@ -18,4 +19,5 @@ pub use frame::{
     FrameCodec, FrameError, GatewayCodec, GatewayFrame, MAX_FRAME_BYTES, PROTOCOL_VERSION,
     RunnerCodec, RunnerFrame, check_version,
 };
+pub use report::Report;
 pub use spec::{HostTarget, JobSpec, SshSpec, Transport};
