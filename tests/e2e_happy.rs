@@ -427,7 +427,12 @@ echo "{version} bye from $SHIPWATCH_HOST"
 
 #[test]
 fn odd_output_arrives_as_designed_through_store_and_websocket() {
-    let tasks = r#"[[tasks]]
+    let setup = Setup::new("");
+    let shown = setup.dir.path().join("progress-shown");
+    // The partial line goes out after the runner's idle flush (200 ms); the script holds
+    // its last line until the test has seen that one stored, so no timing decides them.
+    let tasks = format!(
+        r#"[[tasks]]
 name = "odd"
 hosts = ["fleet"]
 transport = "local"
@@ -437,22 +442,30 @@ printf 'bad \377\376 bytes\n'
 printf 'tab\there "quotes" \\ back\n'
 head -c 100000 /dev/zero | tr '\0' z; echo
 printf 'progress 50%%\r'
-# Ten times the runner's idle flush (200 ms): the partial line goes out on its own.
-sleep 2
+for i in $(seq 1 1200); do [ -e {shown} ] && break; sleep 0.05; done
 printf 'no newline at the end'
 '''
-"#;
-    let setup = e2e_support::setup("runners = 1", 1, tasks);
+"#,
+        shown = shown.display()
+    );
+    setup.write_raw(&config_text(&setup, "runners = 1", 1, &tasks));
     let _up = Guard(setup.up(&[]));
     setup.wait_status("all running", |s| s.all_running(1));
     let port = setup.port;
     let id = create_job(port, &json!({"task": "odd"}));
     let rt = runtime();
-    let (events, end) = rt.block_on(watch_once(
+    let watcher = rt.spawn(watch_once(
         format!("ws://127.0.0.1:{port}/ws/jobs/{id}?after=0&kinds=line"),
         Arc::default(),
         Duration::from_secs(60),
     ));
+    wait_until("the progress line stored", Duration::from_secs(30), || {
+        stored_log(port, id)
+            .iter()
+            .any(|e| e.text.as_deref() == Some("progress 50%\r"))
+    });
+    std::fs::write(&shown, "").expect("touch progress-shown");
+    let (events, end) = rt.block_on(watcher).expect("watcher");
     assert_eq!(end, "close 1000", "{events:#?}");
     let texts: Vec<String> = events
         .iter()

@@ -69,7 +69,7 @@ pub async fn pump_until<R: AsyncRead + Unpin>(
     mut markers: Option<Markers>,
     stop: CancellationToken,
 ) {
-    let mut buf: Vec<u8> = Vec::with_capacity(2 * MAX_LINE);
+    let mut lines = LineSplitter::new(MAX_LINE);
     let mut chunk = vec![0u8; MAX_LINE];
     // Set when `stop` fires; moved later by the time each send waits.
     let mut give_up: Option<tokio::time::Instant> = None;
@@ -84,7 +84,7 @@ pub async fn pump_until<R: AsyncRead + Unpin>(
     };
     loop {
         // Reads are cancel-safe: stopping loses nothing already read.
-        let read = if buf.is_empty() {
+        let read = if lines.partial().is_empty() {
             tokio::select! {
                 biased;
                 () = until(give_up) => None,
@@ -107,7 +107,7 @@ pub async fn pump_until<R: AsyncRead + Unpin>(
             Some(Err(_)) => {
                 // Idle with a partial line (a progress bar, a prompt): send it as is.
                 let mut batch = Vec::with_capacity(1);
-                let line = std::mem::take(&mut buf);
+                let line = lines.take_partial();
                 push_line(&mut batch, &host, stream, &line, now(), &mut markers);
                 if !send(&tx, batch, &mut give_up).await {
                     return;
@@ -120,44 +120,84 @@ pub async fn pump_until<R: AsyncRead + Unpin>(
             Ok(n) => n,
         };
         let ts = now();
-        buf.extend_from_slice(&chunk[..n]);
         let mut batch = Vec::new();
-        let mut start = 0;
-        while let Some(pos) = memchr_newline(&buf[start..]) {
-            let end = start + pos;
-            push_line(
-                &mut batch,
-                &host,
-                stream,
-                &buf[start..end],
-                ts,
-                &mut markers,
-            );
-            start = end + 1;
-        }
-        // An over-long run without newline: send full 64 KiB pieces now.
-        while buf.len() - start >= MAX_LINE {
-            let cut = char_boundary(&buf[start..], MAX_LINE);
-            push_line(
-                &mut batch,
-                &host,
-                stream,
-                &buf[start..start + cut],
-                ts,
-                &mut markers,
-            );
-            start += cut;
-        }
-        buf.drain(..start);
+        lines.feed(&chunk[..n], |line| {
+            push_line(&mut batch, &host, stream, line, ts, &mut markers)
+        });
         if !batch.is_empty() && !send(&tx, batch, &mut give_up).await {
             return;
         }
     }
-    if !buf.is_empty() {
+    if !lines.partial().is_empty() {
         let mut batch = Vec::with_capacity(1);
-        push_line(&mut batch, &host, stream, &buf, now(), &mut markers);
+        let line = lines.take_partial();
+        push_line(&mut batch, &host, stream, &line, now(), &mut markers);
         let _ = tx.send(batch).await;
     }
+}
+
+/// Cuts a byte stream into line texts of at most `max` bytes, the same pieces however
+/// the stream is cut into reads: a line is split at the largest UTF-8 boundary at or
+/// below `max`, and a run whose newline has not come yet is cut only once it is longer
+/// than `max`, so its pieces are the ones the whole line would give.
+struct LineSplitter {
+    max: usize,
+    /// The current line's bytes not sent yet: never longer than `max`.
+    partial: Vec<u8>,
+}
+
+impl LineSplitter {
+    fn new(max: usize) -> Self {
+        LineSplitter {
+            max,
+            partial: Vec::with_capacity(2 * max),
+        }
+    }
+
+    /// Adds `bytes` just read; `emit` gets each finished piece, in order, without its
+    /// newline.
+    fn feed(&mut self, bytes: &[u8], mut emit: impl FnMut(&[u8])) {
+        let mut rest = bytes;
+        while let Some(pos) = memchr_newline(rest) {
+            if self.partial.is_empty() {
+                emit_pieces(&rest[..pos], self.max, &mut emit);
+            } else {
+                self.partial.extend_from_slice(&rest[..pos]);
+                emit_pieces(&self.partial, self.max, &mut emit);
+                self.partial.clear();
+            }
+            rest = &rest[pos + 1..];
+        }
+        self.partial.extend_from_slice(rest);
+        // A run longer than `max` without its newline yet: its leading pieces are final.
+        let mut start = 0;
+        while self.partial.len() - start > self.max {
+            let cut = char_boundary(&self.partial[start..], self.max);
+            emit(&self.partial[start..start + cut]);
+            start += cut;
+        }
+        self.partial.drain(..start);
+    }
+
+    /// The bytes of the line that has no newline yet.
+    fn partial(&self) -> &[u8] {
+        &self.partial
+    }
+
+    /// Ends the current line where it stands (idle, or the end of the pipe).
+    fn take_partial(&mut self) -> Vec<u8> {
+        std::mem::replace(&mut self.partial, Vec::with_capacity(2 * self.max))
+    }
+}
+
+/// Sends `line` as pieces of at most `max` bytes.
+fn emit_pieces(mut line: &[u8], max: usize, emit: &mut impl FnMut(&[u8])) {
+    while line.len() > max {
+        let cut = char_boundary(line, max);
+        emit(&line[..cut]);
+        line = &line[cut..];
+    }
+    emit(line);
 }
 
 /// Hands `batch` over; false when the receiver is gone. The wait for room moves
@@ -180,7 +220,8 @@ fn memchr_newline(bytes: &[u8]) -> Option<usize> {
 }
 
 /// The largest cut ≤ `max` that does not split a UTF-8 sequence (when the bytes are
-/// UTF-8 at all).
+/// UTF-8 at all). `bytes` is longer than `max`, so the byte after the cut is known and
+/// the cut never depends on where a read ended.
 fn char_boundary(bytes: &[u8], max: usize) -> usize {
     let mut cut = max.min(bytes.len());
     for _ in 0..3 {
@@ -291,5 +332,146 @@ mod tests {
         );
         drop(w);
         task.await.expect("pump");
+    }
+
+    /// Lines of the lengths given (cut from multi-byte text, so 64 KiB cuts fall inside
+    /// characters and some lines end in a truncated sequence), then `\r\n`, invalid
+    /// UTF-8, a multi-byte character that reads may cut, and a last line without newline.
+    fn sample(lengths: &[usize]) -> Vec<u8> {
+        let fills: [&[u8]; 4] = [b"x", "\u{e9}".as_bytes(), "\u{20ac}".as_bytes(), b"ab\xff"];
+        let mut input = Vec::new();
+        for (i, &len) in lengths.iter().enumerate() {
+            input.extend(fills[i % fills.len()].iter().cycle().take(len));
+            input.push(b'\n');
+        }
+        input.extend_from_slice(
+            b"crlf\r\nbad \xff\xfe \xe2\x82 bytes\n\xe2\x82\xac\n\xe2\x82\xac end",
+        );
+        input
+    }
+
+    /// The pieces `input` becomes when its reads end at `cuts`; each is one line event's
+    /// text before U+FFFD replaces what is not UTF-8.
+    fn split_at(input: &[u8], cuts: &[usize], max: usize) -> Vec<Vec<u8>> {
+        let mut lines = LineSplitter::new(max);
+        let mut out = Vec::new();
+        let mut from = 0;
+        for &to in cuts.iter().chain([&input.len()]) {
+            lines.feed(&input[from..to], |line| out.push(line.to_vec()));
+            from = to;
+        }
+        if !lines.partial().is_empty() {
+            out.push(lines.take_partial());
+        }
+        out
+    }
+
+    fn in_reads_of(input: &[u8], size: usize, max: usize) -> Vec<Vec<u8>> {
+        let cuts: Vec<usize> = (size..input.len()).step_by(size).collect();
+        split_at(input, &cuts, max)
+    }
+
+    fn lengths(pieces: &[Vec<u8>]) -> Vec<usize> {
+        pieces.iter().map(Vec::len).collect()
+    }
+
+    #[test]
+    fn line_events_are_the_same_wherever_reads_end_at_a_small_limit() {
+        // The real sizes scaled down to a 16-byte limit, so every pair of cuts is tried.
+        const MAX: usize = 16;
+        let input = sample(&[0, 1, MAX - 1, MAX, MAX + 1, 25, 50]);
+        let whole = split_at(&input, &[], MAX);
+        assert_eq!(
+            lengths(&whole),
+            [0, 1, 15, 16, 16, 1, 16, 9, 15, 15, 15, 5, 5, 15, 3, 7],
+            "{whole:?}"
+        );
+        for a in 0..=input.len() {
+            for b in a..=input.len() {
+                assert_eq!(split_at(&input, &[a, b], MAX), whole, "cuts at {a} and {b}");
+            }
+        }
+        for size in 1..=input.len() {
+            assert_eq!(in_reads_of(&input, size, MAX), whole, "reads of {size}");
+        }
+    }
+
+    #[test]
+    fn line_events_are_the_same_wherever_reads_end() {
+        let line_lengths = [0, 1, 65_535, 65_536, 65_537, 100_000, 200_000];
+        let input = sample(&line_lengths);
+        let whole = split_at(&input, &[], MAX_LINE);
+        // 200,000 bytes of € are cut before the character that 64 KiB would split.
+        assert_eq!(
+            lengths(&whole),
+            [
+                0, 1, 65_535, 65_536, 65_536, 1, 65_536, 34_464, 65_535, 65_535, 65_535, 3_395, 5,
+                15, 3, 7
+            ]
+        );
+        assert!(whole.iter().all(|piece| piece.len() <= MAX_LINE));
+        // Cuts near every place where a line starts or ends, or a 64 KiB piece could end.
+        let mut near = Vec::new();
+        let mut at = 0;
+        for len in line_lengths {
+            near.extend((0..=len / MAX_LINE + 1).map(|k| at + k * MAX_LINE));
+            at += len + 1;
+            near.push(at);
+        }
+        for place in near {
+            for a in place.saturating_sub(4)..=(place + 4).min(input.len()) {
+                assert_eq!(split_at(&input, &[a], MAX_LINE), whole, "one cut at {a}");
+            }
+        }
+        for size in [1, 2, 3, 7, 4_096, 65_535, 65_536, 65_537, 100_001] {
+            assert_eq!(
+                in_reads_of(&input, size, MAX_LINE),
+                whole,
+                "reads of {size}"
+            );
+        }
+    }
+
+    /// A pipe whose reads return exactly the chunks given.
+    struct Reads(std::collections::VecDeque<Vec<u8>>);
+
+    impl AsyncRead for Reads {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            if let Some(mut chunk) = self.0.pop_front() {
+                let n = chunk.len().min(buf.remaining());
+                buf.put_slice(&chunk[..n]);
+                if n < chunk.len() {
+                    self.0.push_front(chunk.split_off(n));
+                }
+            }
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_newline_read_with_the_last_64_kib_still_splits_the_line() {
+        // What CI saw: 34,465 bytes, then one read of the last 65,535 and the newline.
+        let (tx, mut rx) = mpsc::channel(16);
+        let reads = Reads(
+            [
+                vec![b'z'; 34_465],
+                [vec![b'z'; 65_535], vec![b'\n']].concat(),
+            ]
+            .into(),
+        );
+        pump(reads, "h".into(), Stream::Stdout, tx, None).await;
+        let mut got = Vec::new();
+        while let Some(batch) = rx.recv().await {
+            for (_, body) in batch {
+                if let EventBody::Line { text, .. } = body {
+                    got.push(text.len());
+                }
+            }
+        }
+        assert_eq!(got, [65_536, 34_464]);
     }
 }
