@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use shipwatch_gateway::model::{CommittedBatch, EventFilter, JobView};
+use shipwatch_gateway::model::{CommittedBatch, EventFilter};
 use shipwatch_gateway::store::{Publisher, Store, StoreLimits};
+use shipwatch_protocol::api::JobView;
 use shipwatch_protocol::{
     EventBody, HostTarget, JobSpec, RunnerEvent, SshSpec, Stream, Timestamp, Transport,
 };

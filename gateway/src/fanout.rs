@@ -18,10 +18,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use axum::extract::ws::Utf8Bytes;
 use bytes::{BufMut, Bytes, BytesMut};
 use shipwatch_protocol::JobId;
+use shipwatch_protocol::api::JobView;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::model::{CommittedBatch, CommittedEvent, EventFilter, JobView};
+use crate::model::{CommittedBatch, CommittedEvent, EventFilter};
 use crate::store::{Publisher, Store, StoreError};
 
 /// Bytes of recent batches each watched job keeps for its watchers (shared by all of them),

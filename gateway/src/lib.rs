@@ -9,6 +9,7 @@ pub mod dispatch;
 pub mod fanout;
 pub mod http;
 pub mod model;
+pub mod reload;
 pub mod store;
 
 use std::path::{Path, PathBuf};
@@ -98,7 +99,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
         store: store.clone(),
         dispatcher: dispatcher.clone(),
     };
-    tracker.spawn(http::reload_on_sighup(
+    tracker.spawn(reload::reload_on_sighup(
         state.config_tx.clone(),
         shutdown.clone(),
     ));

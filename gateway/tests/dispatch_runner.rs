@@ -111,7 +111,7 @@ impl Gateway {
         job.id
     }
 
-    async fn wait_state(&self, job: JobId, want: JobState) -> shipwatch_gateway::model::JobView {
+    async fn wait_state(&self, job: JobId, want: JobState) -> shipwatch_protocol::api::JobView {
         let deadline = tokio::time::Instant::now() + DEADLINE;
         loop {
             let v = self.store.job(job).await.unwrap().unwrap();

@@ -7,8 +7,9 @@ use common::*;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use shipwatch_gateway::model::{CommittedBatch, EventFilter, JobView};
+use shipwatch_gateway::model::{CommittedBatch, EventFilter};
 use shipwatch_gateway::store::{Publisher, Store, StoreLimits};
+use shipwatch_protocol::api::JobView;
 use shipwatch_protocol::{EventBody, HostState, JobState, RunnerEvent, Stream, Timestamp};
 
 #[derive(Default)]

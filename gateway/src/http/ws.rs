@@ -9,7 +9,7 @@ use serde::Deserialize;
 use shipwatch_protocol::{JobId, Stream};
 use tokio::sync::broadcast;
 
-use super::{Api, ApiError, Principal};
+use super::{ApiError, HttpState, Principal};
 use crate::fanout::{Outgoing, close};
 use crate::model::EventFilter;
 
@@ -41,7 +41,7 @@ fn upgrade(ws: WebSocketUpgrade) -> WebSocketUpgrade {
 }
 
 pub(super) async fn job(
-    State(api): State<Api>,
+    State(http): State<HttpState>,
     _who: Principal,
     Path(id): Path<JobId>,
     Query(q): Query<WatchQuery>,
@@ -54,9 +54,7 @@ pub(super) async fn job(
                 .map(|s| s.parse::<Stream>())
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| {
-                    let mut err = ApiError::new(StatusCode::BAD_REQUEST, e.to_string());
-                    err.field = Some("streams".into());
-                    err
+                    ApiError::on_field(StatusCode::BAD_REQUEST, "streams", e.to_string())
                 })?,
         ),
     };
@@ -65,12 +63,11 @@ pub(super) async fn job(
             .iter()
             .find(|k| !matches!(k.as_str(), "line" | "host" | "job" | "notice"))
         {
-            let mut err = ApiError::new(
+            return Err(ApiError::on_field(
                 StatusCode::BAD_REQUEST,
+                "kinds",
                 format!("unknown kind {bad:?}: line, host, job or notice"),
-            );
-            err.field = Some("kinds".into());
-            return Err(err);
+            ));
         }
     }
     let filter = EventFilter {
@@ -78,13 +75,13 @@ pub(super) async fn job(
         hosts: list(q.hosts),
         streams,
     };
-    if api.app.store.job(id).await?.is_none() {
+    if http.gateway.store.job(id).await?.is_none() {
         return Err(ApiError::not_found(id));
     }
     // Register before the upgrade completes, so nothing committed from here is missed.
-    let watch = api
-        .hub
-        .watch(api.app.store.clone(), id, q.after.unwrap_or(0), filter);
+    let watch = http
+        .fanout
+        .watch(http.gateway.store.clone(), id, q.after.unwrap_or(0), filter);
     Ok(upgrade(ws).on_upgrade(move |socket| serve_job(socket, watch)))
 }
 
@@ -132,12 +129,12 @@ async fn serve_job(mut socket: WebSocket, mut watch: crate::fanout::Watch) {
 }
 
 pub(super) async fn jobs(
-    State(api): State<Api>,
+    State(http): State<HttpState>,
     _who: Principal,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let rx = api.hub.watch_jobs();
-    let shutdown = api.hub.shutdown().clone();
+    let rx = http.fanout.watch_jobs();
+    let shutdown = http.fanout.shutdown().clone();
     upgrade(ws).on_upgrade(move |socket| serve_jobs(socket, rx, shutdown))
 }
 

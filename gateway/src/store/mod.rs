@@ -14,12 +14,13 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use shipwatch_protocol::api::{AuditEntry, Counts, HostView, JobView};
 use shipwatch_protocol::{
     EventBody, HostState, JobId, JobSpec, JobState, RunnerEvent, Stream, Timestamp,
 };
 use tokio::sync::oneshot;
 
-use crate::model::{CommittedBatch, CommittedEvent, Counts, EventFilter, HostView, JobView};
+use crate::model::{CommittedBatch, CommittedEvent, EventFilter};
 
 /// Where the writer hands each committed batch and each job state change: the fan-out.
 pub trait Publisher: Send + Sync + 'static {
@@ -71,16 +72,6 @@ pub enum StoreError {
     WriterGone,
     #[error("a blocking store task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
-}
-
-/// One audit record.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct AuditEntry {
-    pub ts: String,
-    pub actor: String,
-    pub action: String,
-    pub job: Option<JobId>,
-    pub detail: String,
 }
 
 /// A cheap, cloneable handle on the store.
@@ -591,17 +582,7 @@ pub(crate) fn read_job(
     let mut rows = stmt.query([id as i64])?;
     while let Some(r) = rows.next()? {
         let state: HostState = r.get_ref(1)?.as_str()?.parse().map_err(corrupt)?;
-        let n = match state {
-            HostState::Pending => &mut counts.pending,
-            HostState::Running => &mut counts.running,
-            HostState::Ok => &mut counts.ok,
-            HostState::Failed => &mut counts.failed,
-            HostState::Timeout => &mut counts.timeout,
-            HostState::Unreachable => &mut counts.unreachable,
-            HostState::Cancelled => &mut counts.cancelled,
-            HostState::Skipped => &mut counts.skipped,
-        };
-        *n += 1;
+        *counts.of_mut(state) += 1;
         if full {
             hosts.push(HostView {
                 host: r.get(0)?,

@@ -28,7 +28,7 @@ pub(super) enum Op {
         spec: Box<JobSpec>,
         params: std::collections::BTreeMap<String, String>,
         started_by: String,
-        reply: Reply<crate::model::JobView>,
+        reply: Reply<shipwatch_protocol::api::JobView>,
     },
     Append {
         job: JobId,
@@ -103,7 +103,7 @@ struct JobMeta {
 
 /// How to answer an op once its group's fate is known.
 enum Done {
-    Job(JobId, Reply<crate::model::JobView>),
+    Job(JobId, Reply<shipwatch_protocol::api::JobView>),
     U64(u64, Reply<u64>),
     Unit(Reply<()>),
     Failed(StoreError, Reply<u64>),

@@ -1,0 +1,195 @@
+//! `/api/jobs…`: create, list, show and cancel jobs, and read a job's log.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream;
+use serde::Deserialize;
+use shipwatch_config::Role;
+use shipwatch_protocol::api::{JobList, JobView, LogLine, NewJob};
+use shipwatch_protocol::{JobId, Stream};
+
+use super::{ApiError, HttpState, Principal};
+use crate::dispatch::DispatchError;
+use crate::fanout::PAGE_EVENTS;
+use crate::model::EventFilter;
+
+pub(super) async fn create(
+    State(http): State<HttpState>,
+    who: Principal,
+    Json(req): Json<NewJob>,
+) -> Result<(StatusCode, Json<JobView>), ApiError> {
+    who.at_least(Role::Operator)?;
+    let gateway = &http.gateway;
+    let config = gateway.config();
+    let Some(task) = config.task(&req.task) else {
+        return Err(ApiError::on_field(
+            StatusCode::NOT_FOUND,
+            "task",
+            format!("unknown task {:?}", req.task),
+        ));
+    };
+    if !task.allow.is_empty() && !task.allow.contains(&who.role) && who.role != Role::Admin {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("{} may not run {}", who.name, task.name),
+        ));
+    }
+    let running = gateway.dispatcher.running_jobs_of_task(&task.name);
+    if running.len() >= task.concurrency.max(1) as usize {
+        return Err(ApiError::on_field(
+            StatusCode::CONFLICT,
+            "task",
+            format!(
+                "task {} is already running as job {}",
+                task.name,
+                running.first().copied().unwrap_or_default()
+            ),
+        ));
+    }
+    let spec = config
+        .job_spec(&task.name, &req.params)
+        .map_err(|e| match e.field {
+            Some(field) => ApiError::on_field(StatusCode::BAD_REQUEST, field, e.message),
+            None => ApiError::new(StatusCode::BAD_REQUEST, e.message),
+        })?;
+    let params = spec.params.clone();
+    let job = gateway.store.create_job(spec, params, &who.name).await?;
+    gateway
+        .store
+        .audit(&who.name, "start", Some(job.id), &task.name)
+        .await?;
+    tracing::info!(job = job.id, task = %task.name, by = %who.name, "job queued");
+    gateway.dispatcher.wake();
+    Ok((StatusCode::CREATED, Json(job)))
+}
+
+#[derive(Deserialize)]
+pub(super) struct ListQuery {
+    limit: Option<u32>,
+    before: Option<JobId>,
+}
+
+pub(super) async fn list(
+    State(http): State<HttpState>,
+    _who: Principal,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<JobList>, ApiError> {
+    let jobs = http
+        .gateway
+        .store
+        .jobs(q.limit.unwrap_or(50).min(500), q.before)
+        .await?;
+    Ok(Json(JobList { jobs }))
+}
+
+pub(super) async fn show(
+    State(http): State<HttpState>,
+    _who: Principal,
+    Path(id): Path<JobId>,
+) -> Result<Json<JobView>, ApiError> {
+    match http.gateway.store.job_shown(id).await? {
+        Some(job) => Ok(Json(job)),
+        None => Err(ApiError::not_found(id)),
+    }
+}
+
+pub(super) async fn cancel(
+    State(http): State<HttpState>,
+    who: Principal,
+    Path(id): Path<JobId>,
+) -> Result<StatusCode, ApiError> {
+    who.at_least(Role::Operator)?;
+    match http.gateway.dispatcher.cancel(id).await {
+        Ok(_) => {}
+        Err(DispatchError::NoSuchJob(id)) => return Err(ApiError::not_found(id)),
+        Err(DispatchError::Store(e)) => return Err(e.into()),
+    }
+    http.gateway
+        .store
+        .audit(&who.name, "cancel", Some(id), "")
+        .await?;
+    tracing::info!(job = id, by = %who.name, "job cancel requested");
+    Ok(StatusCode::ACCEPTED)
+}
+
+#[derive(Deserialize)]
+pub(super) struct LogQuery {
+    host: Option<String>,
+    stream: Option<String>,
+    format: Option<String>,
+}
+
+/// The job's log, streamed from the store a page at a time: text lines
+/// ([`LogLine`]) or, with `format=ndjson`, every event as stored.
+pub(super) async fn log(
+    State(http): State<HttpState>,
+    _who: Principal,
+    Path(id): Path<JobId>,
+    Query(q): Query<LogQuery>,
+) -> Result<Response, ApiError> {
+    if http.gateway.store.job(id).await?.is_none() {
+        return Err(ApiError::not_found(id));
+    }
+    let ndjson = match q.format.as_deref() {
+        None | Some("text") => false,
+        Some("ndjson") => true,
+        Some(other) => {
+            return Err(ApiError::on_field(
+                StatusCode::BAD_REQUEST,
+                "format",
+                format!("format must be text or ndjson, not {other:?}"),
+            ));
+        }
+    };
+    let streams = match q.stream.as_deref() {
+        None => None,
+        Some(s) => Some(vec![s.parse::<Stream>().map_err(|e| {
+            ApiError::on_field(StatusCode::BAD_REQUEST, "stream", e.to_string())
+        })?]),
+    };
+    let filter = EventFilter {
+        kinds: if ndjson {
+            None
+        } else {
+            Some(vec!["line".into()])
+        },
+        hosts: q.host.map(|h| vec![h]),
+        streams,
+    };
+    let store = http.gateway.store.clone();
+    let pages = stream::unfold(Some(0u64), move |after| {
+        let store = store.clone();
+        let filter = filter.clone();
+        async move {
+            let after = after?;
+            match store.read_events(id, after, &filter, PAGE_EVENTS).await {
+                Ok(events) if events.is_empty() => None,
+                Ok(events) => {
+                    let next = (events.len() == PAGE_EVENTS)
+                        .then(|| events.last().map(|e| e.seq))
+                        .flatten();
+                    let mut out = Vec::new();
+                    for e in &events {
+                        if ndjson {
+                            out.extend_from_slice(&e.json);
+                            out.push(b'\n');
+                        } else if let Ok(line) = serde_json::from_slice::<LogLine>(&e.json) {
+                            line.write_to(&mut out);
+                        }
+                    }
+                    Some((Ok::<_, std::io::Error>(out), next))
+                }
+                Err(e) => Some((Err(std::io::Error::other(e)), None)),
+            }
+        }
+    });
+    let kind = if ndjson {
+        "application/x-ndjson"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    Ok(([(header::CONTENT_TYPE, kind)], Body::from_stream(pages)).into_response())
+}
