@@ -302,3 +302,20 @@ fn sighup_tells_the_gateway_to_reload_in_place_between_reloading_and_ready() {
     kill(up.0.id() as i32, "TERM");
     assert!(wait_exit(&mut up.0, DEADLINE).success());
 }
+
+#[test]
+fn ctl_with_nothing_running_names_the_os_error_once() {
+    let setup = Setup::new("");
+    let out = setup.ctl(&["status"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "each cause once: {stderr}"
+    );
+    assert!(
+        stderr.contains("control.sock"),
+        "names the socket: {stderr}"
+    );
+}

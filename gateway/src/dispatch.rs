@@ -587,7 +587,7 @@ impl Dispatcher {
                     match frame {
                         None => return,
                         Some(Err(error)) => {
-                            tracing::warn!(runner = index, %error, "bad frame from runner");
+                            tracing::warn!(runner = index, error = %shipwatch_protocol::Report(&error), "bad frame from runner");
                             return;
                         }
                         Some(Ok(RunnerFrame::Events { job, events })) => {

@@ -173,7 +173,7 @@ pub enum FrameError {
     TooLarge { len: usize, max: usize },
     /// The payload is not the JSON of a frame this binary knows. The frame was consumed,
     /// so the stream is still in sync.
-    #[error("malformed frame: {0}")]
+    #[error("malformed frame")]
     Malformed(#[from] serde_json::Error),
     /// The peer runs another protocol version (an upgraded binary on disk while an old
     /// supervisor runs).

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use shipwatch_protocol::{
-    EventBody, FrameError, GatewayFrame, JobId, JobSpec, PROTOCOL_VERSION, RunnerEvent, RunnerFrame,
+    EventBody, FrameError, GatewayFrame, JobId, JobSpec, PROTOCOL_VERSION, Report, RunnerEvent,
+    RunnerFrame,
 };
 use tokio::net::UnixStream;
 use tokio::sync::mpsc;
@@ -376,10 +377,10 @@ where
             Some(Ok(frame)) => return Some(frame),
             // The codec consumed it; the stream is still in sync.
             Some(Err(FrameError::Malformed(error))) => {
-                tracing::warn!(%error, "skipping a malformed frame from the gateway");
+                tracing::warn!(error = %Report(&error), "skipping a malformed frame from the gateway");
             }
             Some(Err(error)) => {
-                tracing::warn!(%error, "bad frame from the gateway");
+                tracing::warn!(error = %Report(&error), "bad frame from the gateway");
                 return None;
             }
             None => return None,

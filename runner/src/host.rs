@@ -259,7 +259,8 @@ pub async fn run_host(
         Ok(child) => child,
         Err(e) => {
             return fail(format!(
-                "shipwatch: could not start the host's process: {e}"
+                "shipwatch: could not start the host's process: {}",
+                shipwatch_protocol::Report(&e)
             ))
             .await;
         }

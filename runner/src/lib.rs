@@ -16,13 +16,20 @@ pub use job::run_job;
 pub use output::{EventSender, Pending};
 
 use shipwatch_config::Config;
+use shipwatch_protocol::Report;
 use tokio_util::sync::CancellationToken;
 
 /// Why a runner stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
-    #[error("runner {index}: {source}")]
-    Io { index: u32, source: std::io::Error },
+    #[error("runner {index}: cannot prepare its ssh control directory {path}")]
+    ControlDir {
+        index: u32,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("runner {index}: cannot install its SIGUSR2 (drain) handler")]
+    Signals { index: u32, source: std::io::Error },
     #[error(transparent)]
     Client(#[from] client::ClientError),
 }
@@ -38,9 +45,13 @@ pub async fn run(
     index: u32,
     shutdown: CancellationToken,
 ) -> Result<(), RunnerError> {
-    let io = |source| RunnerError::Io { index, source };
     let run_dir = config.server.run_dir.clone();
     let control_dir = run_dir.join("ssh");
+    let io = |source| RunnerError::ControlDir {
+        index,
+        path: control_dir.clone(),
+        source,
+    };
     std::fs::create_dir_all(&control_dir).map_err(io)?;
     {
         use std::os::unix::fs::PermissionsExt;
@@ -49,7 +60,7 @@ pub async fn run(
     }
     let drain = CancellationToken::new();
     let mut usr2 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2())
-        .map_err(io)?;
+        .map_err(|source| RunnerError::Signals { index, source })?;
     let tracker = tokio_util::task::TaskTracker::new();
     let signals_done = CancellationToken::new();
     {
@@ -65,7 +76,7 @@ pub async fn run(
     tracker.close();
     tracing::info!(index, "runner started");
     if let Err(error) = shipwatch_protocol::supervision::notify_ready() {
-        tracing::warn!(%error, "could not tell the supervisor we are ready");
+        tracing::warn!(error = %Report(&error), "could not tell the supervisor we are ready");
     }
     let cfg = client::ClientConfig {
         socket: run_dir.join("runners.sock"),

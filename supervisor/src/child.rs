@@ -1,6 +1,7 @@
 //! Spawning one child: its own process group, a readiness pipe, a scrubbed environment,
 //! death with the supervisor, and its output logged line by line under its name.
 
+use shipwatch_protocol::Report;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
@@ -126,7 +127,9 @@ pub fn spawn(
                 }
             });
         }
-        Err(error) => tracing::warn!(%error, "{name}: cannot watch its readiness pipe"),
+        Err(error) => {
+            tracing::warn!(error = %Report(&error), "{name}: cannot watch its readiness pipe")
+        }
     }
     let events = events.clone();
     tasks.spawn(async move {
@@ -235,7 +238,7 @@ pub fn describe_exit(status: &std::io::Result<ExitStatus>) -> String {
             },
             _ => "unknown".to_owned(),
         },
-        Err(error) => format!("wait failed: {error}"),
+        Err(error) => format!("wait failed: {}", Report(error)),
     }
 }
 

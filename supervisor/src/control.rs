@@ -1,6 +1,7 @@
 //! The control socket `<run_dir>/control.sock`: one JSON request line, one JSON response
 //! line. Mode 0600 and a peer-credential check (same uid or root) guard it.
 
+use shipwatch_protocol::Report;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -128,7 +129,7 @@ pub(crate) async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(error) => {
-                    tracing::warn!(%error, "control socket: accept failed");
+                    tracing::warn!(error = %Report(&error), "control socket: accept failed");
                     continue;
                 }
             },
@@ -140,7 +141,7 @@ pub(crate) async fn serve(
                 continue;
             }
             Err(error) => {
-                tracing::warn!(%error, "control socket: no peer credentials");
+                tracing::warn!(error = %Report(&error), "control socket: no peer credentials");
                 continue;
             }
         }
@@ -175,7 +176,7 @@ async fn answer(stream: UnixStream, events: mpsc::UnboundedSender<Event>) {
         }
         Err(error) => Response {
             ok: false,
-            message: format!("bad request: {error}"),
+            message: format!("bad request: {}", Report(&error)),
             processes: Vec::new(),
         },
     };

@@ -29,6 +29,7 @@ mod child;
 pub mod control;
 pub mod logging;
 
+use shipwatch_protocol::Report;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -46,24 +47,24 @@ pub use control::{ProcessStatus, Request, Response};
 /// What can stop the supervisor from running.
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
-    #[error("cannot start the runtime: {0}")]
-    Runtime(std::io::Error),
-    #[error("cannot find our own binary: {0}")]
-    CurrentExe(std::io::Error),
-    #[error("control socket {path}: {source}")]
+    #[error("cannot start the runtime")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot find our own binary")]
+    CurrentExe(#[source] std::io::Error),
+    #[error("control socket {path}")]
     ControlSocket {
         path: PathBuf,
         source: std::io::Error,
     },
     #[error("a supervisor already answers on {0}")]
     AlreadyRunning(PathBuf),
-    #[error("cannot install signal handlers: {0}")]
-    Signals(std::io::Error),
-    #[error("bad control message: {0}")]
-    Json(serde_json::Error),
-    #[error("{0}")]
+    #[error("cannot install signal handlers")]
+    Signals(#[source] std::io::Error),
+    #[error("bad control message")]
+    Json(#[source] serde_json::Error),
+    #[error(transparent)]
     Config(shipwatch_config::ConfigErrors),
-    #[error("cannot save the config snapshot {path}: {source}")]
+    #[error("cannot save the config snapshot {path}")]
     Snapshot {
         path: PathBuf,
         source: std::io::Error,
@@ -457,8 +458,8 @@ impl Supervisor {
                 tracing::debug!(pid, "{} started", kind.name());
             }
             Err(error) => {
-                tracing::error!(%error, "{}: cannot spawn", kind.name());
-                slot.last_exit = Some(format!("spawn failed: {error}"));
+                tracing::error!(error = %Report(&error), "{}: cannot spawn", kind.name());
+                slot.last_exit = Some(format!("spawn failed: {}", Report(&error)));
                 self.failed_start(kind);
             }
         }
@@ -563,7 +564,7 @@ impl Supervisor {
             && let Ok(pid) = i32::try_from(pid)
             && let Err(error) = killpg(Pid::from_raw(pid), signal)
         {
-            tracing::debug!(%error, "{}: cannot send {signal}", kind.name());
+            tracing::debug!(error = %Report(&error), "{}: cannot send {signal}", kind.name());
         }
     }
 
@@ -741,8 +742,9 @@ impl Supervisor {
             && let Err(error) = save_snapshot(path, &text)
         {
             let text = format!(
-                "cannot save the config snapshot {}: {error}",
-                path.display()
+                "cannot save the config snapshot {}: {}",
+                path.display(),
+                Report(&error)
             );
             tracing::error!("{why}: config not reloaded, nothing changed: {text}");
             return Err(text);
@@ -946,12 +948,12 @@ fn watch_config(
     ) {
         Ok(debouncer) => debouncer,
         Err(error) => {
-            tracing::warn!(%error, "cannot watch the config file; reload with SIGHUP");
+            tracing::warn!(error = %Report(&error), "cannot watch the config file; reload with SIGHUP");
             return None;
         }
     };
     if let Err(error) = debouncer.watch(&dir, notify::RecursiveMode::NonRecursive) {
-        tracing::warn!(%error, dir = %dir.display(), "cannot watch the config directory");
+        tracing::warn!(error = %Report(&error), dir = %dir.display(), "cannot watch the config directory");
         return None;
     }
     Some(debouncer)
