@@ -30,24 +30,27 @@ pub const DRAIN: Duration = Duration::from_secs(2);
 /// local side is killed outright (the wrapper's own TERM→KILL grace is 3 s).
 const STOP_GRACE: Duration = Duration::from_secs(6);
 
-/// The wrapper, run as `bash -c WRAPPER shipwatch TOKEN` (quoted again for ssh's remote
-/// command, which the login shell parses). Its `wait` is silenced: bash would otherwise
-/// print "shipwatch: line 25: … Killed bash -c "$s" …" into the host's stderr when a
-/// cancel or timeout has to SIGKILL the script.
-const WRAPPER: &str = r#"t=$1
+/// The wrapper, run as `bash -c WRAPPER shipwatch TOKEN LENGTH` (quoted again for ssh's
+/// remote command, which the login shell parses). It reads exactly LENGTH bytes of stdin
+/// (the params' exports, the script and an end marker that proves nothing was cut off)
+/// and hands them to bash as a here-string on fd 4 (a pipe, or a 0600 temp file bash
+/// unlinks at once), so neither the script nor a param value is ever in an argv that
+/// `ps` shows other users, and no size limit of argv applies. `head -c` never reads past
+/// LENGTH, so the rest of stdin stays the lifeline. The payload's first line closes fd 4
+/// (`.` has read the whole file by then). Its `wait` is silenced: bash would otherwise
+/// print "… Killed …" into the host's stderr when a cancel or timeout has to SIGKILL the
+/// script.
+const WRAPPER: &str = r##"t=$1
 printf "shipwatch-start-%s\n" "$t" >&2
-s=
-e=1
-while IFS= read -r l; do
-  if [ "$l" = "shipwatch-end-$t" ]; then e=0; break; fi
-  s+=$l$'\n'
-done
-[ $e = 0 ] || exit 254
+m="# shipwatch-end-$t"
+s=$(head -c "$2") || exit 254
+[ "${s: -${#m}}" = "$m" ] || exit 254
 exec 3<&0 </dev/null
 set -m
-bash -c "$s" shipwatch 3<&- &
+bash -c '. /dev/fd/4' shipwatch 3<&- 4<<<"$s" &
 p=$!
 set +m
+s=
 { while IFS= read -r _ <&3; do :; done
   kill -TERM -- -$p 2>/dev/null
   for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24 25 26 27 28 29 30; do
@@ -64,7 +67,7 @@ printf "shipwatch-exit-%s:%d\n" "$t" "$r" >&2
 exec >/dev/null 2>&1
 wait $w
 exit $r
-"#;
+"##;
 
 /// Where ssh control sockets live, and other per-runner settings of a host run.
 #[derive(Debug, Clone)]
@@ -214,7 +217,7 @@ pub async fn run_host(
         }
     };
     let token = token();
-    let mut payload = String::new();
+    let mut payload = String::from("exec 4<&-\n");
     for (name, value) in run.params {
         if !valid_name(name) {
             return fail(format!(
@@ -230,12 +233,17 @@ pub async fn run_host(
     if !payload.ends_with('\n') {
         payload.push('\n');
     }
-    payload.push_str(&format!("shipwatch-end-{token}\n"));
+    payload.push_str(&format!("# shipwatch-end-{token}\n"));
+    let length = payload.len().to_string();
 
     let mut cmd = match run.transport {
         Transport::Local => {
             let mut cmd = Command::new("bash");
-            cmd.arg("-c").arg(WRAPPER).arg("shipwatch").arg(&token);
+            cmd.arg("-c")
+                .arg(WRAPPER)
+                .arg("shipwatch")
+                .arg(&token)
+                .arg(&length);
             cmd.env("SHIPWATCH_HOST", &host)
                 .env("SHIPWATCH_JOB", run.job.to_string());
             cmd
@@ -243,7 +251,7 @@ pub async fn run_host(
         Transport::Ssh => {
             let mut cmd = ssh_command(run.target, run.ssh, run.ctx);
             cmd.arg(format!(
-                "exec bash -c {} shipwatch {token}",
+                "exec bash -c {} shipwatch {token} {length}",
                 shell_quote(WRAPPER)
             ));
             cmd
@@ -299,7 +307,7 @@ pub async fn run_host(
 
     let mut readers = Readers(vec![out_task, err_task]);
 
-    // The payload is small; a host that does not take it is handled by the timeout.
+    // A host that does not take the payload is handled by the timeout.
     let deadline = tokio::time::Instant::now() + run.timeout;
     let write = async {
         stdin.write_all(payload.as_bytes()).await?;

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use common::fleet::{self, Fleet};
 use shipwatch_protocol::{
-    EventBody, HostState, HostTarget, JobSpec, JobState, SshSpec, Stream, Transport,
+    EventBody, HostState, HostTarget, JobSpec, JobState, MAX_SCRIPT_BYTES, SshSpec, Stream,
+    Transport,
 };
 use shipwatch_runner::{HostContext, Pending, run_job};
 use tokio::sync::mpsc;
@@ -376,7 +377,7 @@ async fn exit_255_is_failed_not_unreachable(t: Transport) {
 async fn hanging_host_times_out(t: Transport) {
     let Some(env) = Env::new(t) else { return };
     let tag = unique("hang");
-    let script = format!("echo waiting\nsleep 300 # {tag}\n");
+    let script = format!("echo waiting\n(exec -a {tag} sleep 300)\n");
     let mut spec = env.spec(2, &[2], &script);
     // Long enough for h01's ssh to connect and print on a loaded machine (2 s was not).
     spec.timeout_secs = 5;
@@ -395,7 +396,7 @@ async fn cancel_mid_wave_leaves_no_process(t: Transport) {
     let Some(env) = Env::new(t) else { return };
     let tag = unique("cancel");
     // A child of the script, and a grandchild in a subshell, must die too.
-    let script = format!("(sleep 311 # {tag}\n) &\necho started\nsleep 300 # {tag}\n");
+    let script = format!("(exec -a {tag} sleep 311) &\necho started\n(exec -a {tag} sleep 300)\n");
     let spec = env.spec(6, &[3], &script);
     let cancel = CancellationToken::new();
     let mut started = 0;
@@ -446,7 +447,7 @@ async fn stdout_and_stderr_stay_separate(t: Transport) {
 async fn background_child_does_not_hang_the_host(t: Transport) {
     let Some(env) = Env::new(t) else { return };
     let tag = unique("bg");
-    let script = format!("sleep 300 & # {tag}\necho main done\n");
+    let script = format!("(exec -a {tag} sleep 300) &\necho main done\n");
     let spec = env.spec(1, &[1], &script);
     let started = Instant::now();
     let run = run(&env, &spec, CancellationToken::new()).await;
@@ -458,6 +459,61 @@ async fn background_child_does_not_hang_the_host(t: Transport) {
     assert_eq!(run.host_state("h00"), (HostState::Ok, Some(0)));
     assert_eq!(run.lines("h00", Stream::Stdout), ["main done"]);
     assert_no_survivors(&tag).await;
+}
+
+async fn script_of_the_size_limit_runs(t: Transport) {
+    let Some(env) = Env::new(t) else { return };
+    let head = "echo begin\n";
+    let tail = "echo end on $SHIPWATCH_HOST\n";
+    let filler = "# padding padding padding padding padding padding padding padding padding\n";
+    let mut script = String::from(head);
+    while script.len() + filler.len() + tail.len() <= MAX_SCRIPT_BYTES {
+        script.push_str(filler);
+    }
+    script.push_str(&"#".repeat(MAX_SCRIPT_BYTES - script.len() - tail.len()));
+    script.push('\n');
+    script.push_str(&tail[..tail.len() - 1]);
+    assert_eq!(script.len(), MAX_SCRIPT_BYTES);
+    let spec = env.spec(2, &[2], &script);
+    let run = run(&env, &spec, CancellationToken::new()).await;
+    assert_eq!(run.state, JobState::Succeeded, "{:?}", run.events);
+    for h in ["h00", "h01"] {
+        assert_eq!(run.host_state(h), (HostState::Ok, Some(0)));
+        assert_eq!(
+            run.lines(h, Stream::Stdout),
+            ["begin".to_owned(), format!("end on {h}")]
+        );
+    }
+}
+
+/// Every process's argv on the box (the fleet's hosts are this box too), twice while the
+/// script runs, is searched for the param value and for the script's text.
+async fn script_and_params_never_reach_an_argv(t: Transport) {
+    let Some(env) = Env::new(t) else { return };
+    let secret = unique("secret");
+    let text = unique("scripttext");
+    // Not ending in a simple command, which bash would exec in place of itself.
+    let script = format!("echo started # {text}\nsleep 0.5\necho running\nsleep 30\necho done\n");
+    let mut spec = env.spec(1, &[1], &script);
+    spec.params.insert("TOKEN".into(), secret.clone());
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    let mut scans = 0;
+    let mut seen = Vec::new();
+    let run = run_watching(&env, &spec, cancel, |e| {
+        if matches!(e, EventBody::Line { text, .. } if text == "started" || text == "running") {
+            seen.extend(processes_with(&secret));
+            seen.extend(processes_with(&text));
+            scans += 1;
+            if scans == 2 {
+                trigger.cancel();
+            }
+        }
+    })
+    .await;
+    assert_eq!(run.state, JobState::Cancelled, "{:?}", run.events);
+    assert_eq!(scans, 2, "the script ran");
+    assert!(seen.is_empty(), "visible in ps: {seen:#?}");
 }
 
 macro_rules! both {
@@ -477,6 +533,8 @@ both!(
     params_arrive_byte_for_byte,
     stdout_and_stderr_stay_separate,
     background_child_does_not_hang_the_host,
+    script_of_the_size_limit_runs,
+    script_and_params_never_reach_an_argv,
 );
 
 #[tokio::test]
