@@ -8,9 +8,14 @@ use clap::{Args, Parser, Subcommand};
 use shipwatch_config::{Config, ConfigSource};
 use tokio_util::sync::CancellationToken;
 
+/// Exit codes of the client commands, shown in `--help`.
+const EXIT_CODES: &str = "\
+Exit codes: 0 ok (a followed job succeeded), 1 a followed job failed or was lost, or any \
+error, 2 usage, 3 a followed job was cancelled, 130 Ctrl-C stopped watching (the job goes on).";
+
 /// Run deploy scripts across a fleet of hosts and watch every line live.
 #[derive(Parser)]
-#[command(name = "shipwatch", version, about)]
+#[command(name = "shipwatch", version, about, after_help = EXIT_CODES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -34,6 +39,86 @@ enum Command {
         config: ConfigArgs,
         #[command(subcommand)]
         action: CtlAction,
+    },
+    /// Start a job of TASK; with --follow stream it and exit with its status.
+    #[command(after_help = EXIT_CODES)]
+    Run {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The task to run (`shipwatch tasks` lists them).
+        task: String,
+        /// A param of the task, KEY=VALUE; repeat for more.
+        #[arg(short = 'p', long = "param", value_name = "KEY=VALUE", value_parser = key_value)]
+        params: Vec<(String, String)>,
+        /// Stream the job's log until it ends; exit with its status.
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
+    /// List jobs, newest first.
+    Jobs {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Only jobs of this task.
+        #[arg(long)]
+        task: Option<String>,
+        /// Only jobs in this state (queued, running, succeeded, failed, cancelled, lost).
+        #[arg(long)]
+        state: Option<shipwatch_protocol::JobState>,
+        /// At most this many.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Print `{"jobs":[…]}` as the API does.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One job with its hosts' states.
+    Show {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// A job number or its page's URL (http://…/jobs/42).
+        job: shipwatch_client::JobRef,
+        /// Print the job as the API returns it.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a job's log, following it while it runs; exit with its status.
+    #[command(after_help = EXIT_CODES)]
+    Tail {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// A job number or its page's URL (http://…/jobs/42).
+        job: shipwatch_client::JobRef,
+        #[command(flatten)]
+        tail: TailArgs,
+    },
+    /// Cancel a job (running hosts are stopped, pending ones skipped).
+    Cancel {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// A job number or its page's URL.
+        job: shipwatch_client::JobRef,
+    },
+    /// Start a job again with the same spec; with --failed on its failed hosts only.
+    #[command(after_help = EXIT_CODES)]
+    Rerun {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// A job number or its page's URL.
+        job: shipwatch_client::JobRef,
+        /// Only the hosts that failed, timed out or were unreachable.
+        #[arg(long)]
+        failed: bool,
+        /// Stream the new job's log until it ends; exit with its status.
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
+    /// The tasks this server offers, with their params.
+    Tasks {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Print the API's JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Internal: the gateway process, started by `shipwatch up`.
     #[command(hide = true)]
@@ -90,6 +175,117 @@ struct ConfigArgs {
     snapshot: Option<PathBuf>,
 }
 
+/// Which server a client command talks to, as whom.
+#[derive(Args)]
+struct ClientArgs {
+    /// The gateway's URL [default: public_url of the local config, else http://127.0.0.1:8080]
+    #[arg(long, env = "SHIPWATCH_URL", value_name = "URL")]
+    server: Option<String>,
+    /// API token, sent as `Authorization: Bearer`.
+    #[arg(
+        long,
+        env = "SHIPWATCH_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    token: Option<String>,
+    /// Read the token from FILE (it must not be readable by group or others).
+    #[arg(long, value_name = "FILE", conflicts_with = "token")]
+    token_file: Option<PathBuf>,
+}
+
+impl ClientArgs {
+    fn options(self) -> shipwatch_client::Options {
+        let default_server = match &self.server {
+            Some(_) => String::new(),
+            None => local_public_url(),
+        };
+        shipwatch_client::Options {
+            server: self.server,
+            default_server,
+            token: self.token,
+            token_file: self.token_file,
+        }
+    }
+}
+
+/// `public_url` of the config `shipwatch up` would read here, when it loads.
+fn local_public_url() -> String {
+    let source = ConfigArgs {
+        file: None,
+        demo: false,
+        snapshot: None,
+    }
+    .source();
+    shipwatch_config::load(&source)
+        .map(|c| c.server.public_url.clone())
+        .unwrap_or_else(|_| "http://127.0.0.1:8080".to_string())
+}
+
+/// What `tail` and `--follow` print.
+#[derive(Args)]
+struct TailArgs {
+    /// Only this host's lines; repeat for more.
+    #[arg(long = "host", value_name = "H")]
+    hosts: Vec<String>,
+    /// Only stdout or only stderr.
+    #[arg(long, value_name = "S")]
+    stream: Option<shipwatch_protocol::Stream>,
+    /// Start after this seq (what an earlier tail printed last).
+    #[arg(long, value_name = "SEQ", default_value_t = 0)]
+    after: u64,
+    /// Print what is stored now and stop, even while the job runs.
+    #[arg(long)]
+    no_follow: bool,
+    /// The time column: wall clock (UTC) or since the job started.
+    #[arg(long, value_enum, default_value = "abs")]
+    timestamps: TimestampsArg,
+    /// `text` lines, or every event's JSON one a line.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    output: OutputArg,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TimestampsArg {
+    Abs,
+    Rel,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum OutputArg {
+    Text,
+    Ndjson,
+}
+
+impl TailArgs {
+    fn options(self) -> shipwatch_client::TailOptions {
+        shipwatch_client::TailOptions {
+            filters: shipwatch_client::Filters {
+                hosts: self.hosts,
+                stream: self.stream,
+            },
+            after: self.after,
+            no_follow: self.no_follow,
+            timestamps: match self.timestamps {
+                TimestampsArg::Abs => shipwatch_client::Timestamps::Absolute,
+                TimestampsArg::Rel => shipwatch_client::Timestamps::Relative,
+            },
+            output: match self.output {
+                OutputArg::Text => shipwatch_client::Output::Text,
+                OutputArg::Ndjson => shipwatch_client::Output::Ndjson,
+            },
+        }
+    }
+}
+
+/// `KEY=VALUE` of `-p`.
+fn key_value(arg: &str) -> Result<(String, String), String> {
+    match arg.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("{arg:?} is not KEY=VALUE")),
+    }
+}
+
 impl ConfigArgs {
     fn source(&self) -> ConfigSource {
         if self.demo {
@@ -130,7 +326,65 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    use shipwatch_client::Command as C;
+    let following = |on: bool| on.then(shipwatch_client::TailOptions::default);
     match command {
+        Command::Run {
+            client: args,
+            task,
+            params,
+            follow,
+        } => {
+            let command = C::Run {
+                task,
+                params,
+                follow: following(follow),
+            };
+            return Ok(client(command, args));
+        }
+        Command::Jobs {
+            client: args,
+            task,
+            state,
+            limit,
+            json,
+        } => {
+            let query = shipwatch_client::JobsQuery {
+                task,
+                state,
+                limit,
+                json,
+            };
+            return Ok(client(C::Jobs(query), args));
+        }
+        Command::Show {
+            client: args,
+            job,
+            json,
+        } => return Ok(client(C::Show { job, json }, args)),
+        Command::Tail {
+            client: args,
+            job,
+            tail,
+        } => {
+            let options = tail.options();
+            return Ok(client(C::Tail { job, options }, args));
+        }
+        Command::Cancel { client: args, job } => return Ok(client(C::Cancel { job }, args)),
+        Command::Rerun {
+            client: args,
+            job,
+            failed,
+            follow,
+        } => {
+            let command = C::Rerun {
+                job,
+                failed_only: failed,
+                follow: following(follow),
+            };
+            return Ok(client(command, args));
+        }
+        Command::Tasks { client: args, json } => return Ok(client(C::Tasks { json }, args)),
         Command::Check { config } => return Ok(check(&config.source())),
         Command::Up { config } => shipwatch_supervisor::up(config.load()?)?,
         Command::Ctl { config, action } => {
@@ -147,6 +401,18 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs a client command; its errors are printed here with their causes.
+fn client(command: shipwatch_client::Command, args: ClientArgs) -> ExitCode {
+    match shipwatch_client::run(command, args.options()) {
+        Ok(exit) => ExitCode::from(exit.code()),
+        Err(error) => {
+            let code = error.exit_code();
+            eprintln!("shipwatch: {:#}", anyhow::Error::from(error));
+            ExitCode::from(code)
+        }
+    }
 }
 
 /// `shipwatch check`: a summary line, or every error on its own line and exit 1.
