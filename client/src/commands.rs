@@ -11,8 +11,8 @@ use shipwatch_protocol::{JobId, JobState};
 use crate::follow::{Filters, Follower};
 use crate::http::Refusal;
 use crate::render::{Look, Output, Printer, Timestamps};
-use crate::views::{JobList, JobView, TaskList};
 use crate::{ApiClient, ClientError, Exit, JobRef, Options, Server, token_from_file};
+use shipwatch_protocol::api::{JobList, JobView, NewJob, RerunHosts, RerunRequest, TaskList};
 
 /// How long a follower keeps trying to reach a gateway that went away (a restart takes
 /// seconds; a box that stays down for this long is an error worth a non-zero exit).
@@ -112,9 +112,13 @@ pub(crate) async fn run(command: Command, options: &Options) -> Result<Exit, Cli
             follow,
         } => {
             let api = connect(options, Some(&job))?;
-            let hosts = if failed_only { "failed" } else { "all" };
+            let hosts = if failed_only {
+                RerunHosts::Failed
+            } else {
+                RerunHosts::All
+            };
             let path = format!("/api/jobs/{}/rerun", job.id);
-            let new: JobView = match api.post(&path, &json!({ "hosts": hosts })).await? {
+            let new: JobView = match api.post(&path, &RerunRequest { hosts }).await? {
                 Ok(new) => new,
                 Err(refusal) => {
                     return Err(explain(&api, refusal, "re-running a job", "operator"));
@@ -179,7 +183,13 @@ async fn start(
 ) -> Result<JobView, ClientError> {
     let params: BTreeMap<String, String> = params.into_iter().collect();
     let refusal = match api
-        .post::<JobView>("/api/jobs", &json!({ "task": task, "params": params }))
+        .post::<JobView>(
+            "/api/jobs",
+            &NewJob {
+                task: task.to_string(),
+                params,
+            },
+        )
         .await?
     {
         Ok(job) => return Ok(job),

@@ -134,10 +134,12 @@ impl Follower {
                 let body = response.body().as_deref().unwrap_or_default();
                 let refusal = crate::http::Refusal {
                     status,
-                    answer: serde_json::from_slice(body).unwrap_or(crate::http::ErrorAnswer {
-                        error: format!("the server refused the WebSocket with HTTP {status}"),
-                        field: None,
-                    }),
+                    answer: serde_json::from_slice(body).unwrap_or(
+                        shipwatch_protocol::api::ErrorBody {
+                            error: format!("the server refused the WebSocket with HTTP {status}"),
+                            field: None,
+                        },
+                    ),
                 };
                 if status.is_server_error() {
                     // A gateway coming back up may answer 503 for a moment.

@@ -10,25 +10,18 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use shipwatch_protocol::api::ErrorBody;
 
 use crate::{ClientError, Server};
 
 /// How long one API request may take, connect to last byte.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// An error answer as the API sends it: `{"error":"…","field":…}`.
-#[derive(Debug, Clone, serde::Deserialize)]
-pub struct ErrorAnswer {
-    pub error: String,
-    #[serde(default)]
-    pub field: Option<String>,
-}
-
 /// A non-2xx answer, before the command turns it into a [`ClientError`] in its own words.
 #[derive(Debug, Clone)]
 pub struct Refusal {
     pub status: StatusCode,
-    pub answer: ErrorAnswer,
+    pub answer: ErrorBody,
 }
 
 /// Talks to one gateway with one set of credentials.
@@ -234,7 +227,7 @@ impl ApiClient {
 
 /// A refusal from a non-2xx answer, whatever its body held.
 fn refusal(status: StatusCode, bytes: &[u8]) -> Refusal {
-    let answer = serde_json::from_slice(bytes).unwrap_or_else(|_| ErrorAnswer {
+    let answer = serde_json::from_slice(bytes).unwrap_or_else(|_| ErrorBody {
         error: String::from_utf8_lossy(bytes).trim().to_string(),
         field: None,
     });

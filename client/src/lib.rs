@@ -12,7 +12,6 @@ mod follow;
 mod http;
 mod render;
 mod server;
-pub mod views;
 
 use std::path::PathBuf;
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use shipwatch_protocol::{Event, EventBody, HostState, Stream};
 
-use crate::views::JobView;
+use shipwatch_protocol::api::JobView;
 
 /// What the log is printed as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -284,3 +284,56 @@ async fn a_viewer_reads_but_may_not_start_cancel_or_read_the_audit() {
 
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rerun_copies_the_stored_spec_and_refuses_when_nothing_can_be_rerun() {
+    let gateway = Gateway::start("admin").await;
+    let port = gateway.port;
+    let (status, body) = http(
+        port,
+        "POST",
+        "/api/jobs",
+        r#"{"task":"deploy","params":{"REVISION":"abc1234"}}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"]
+        .as_u64()
+        .unwrap();
+    let rerun = format!("/api/jobs/{id}/rerun");
+
+    // Nothing runs these jobs (no runner): the original stays queued.
+    let (status, body) = http(port, "POST", &rerun, r#"{"hosts":"failed"}"#).await;
+    assert_eq!(status, 409, "{body}");
+    let e: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(e["field"], "hosts");
+    assert!(e["error"].as_str().unwrap().contains("still queued"), "{e}");
+    let (status, body) = http(port, "POST", &rerun, r#"{"hosts":"some"}"#).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["field"],
+        "hosts"
+    );
+    let (status, _) = http(port, "POST", "/api/jobs/999/rerun", r#"{"hosts":"all"}"#).await;
+    assert_eq!(status, 404);
+
+    let (status, body) = http(port, "POST", &rerun, r#"{"hosts":"all"}"#).await;
+    assert_eq!(status, 201, "{body}");
+    let new: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let new_id = new["id"].as_u64().unwrap();
+    assert_ne!(new_id, id);
+    assert_eq!(new["params"]["REVISION"], "abc1234");
+    let (_, original) = http(port, "GET", &format!("/api/jobs/{id}"), "").await;
+    let (_, copy) = http(port, "GET", &format!("/api/jobs/{new_id}"), "").await;
+    let (original, copy): (serde_json::Value, serde_json::Value) = (
+        serde_json::from_str(&original).unwrap(),
+        serde_json::from_str(&copy).unwrap(),
+    );
+    assert_eq!(copy["spec"], original["spec"]);
+    let (_, audit) = http(port, "GET", "/api/audit", "").await;
+    assert!(
+        audit.contains(&format!("re-run of job {id} on all 2 hosts")),
+        "{audit}"
+    );
+    gateway.stop().await;
+}

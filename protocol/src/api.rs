@@ -85,6 +85,22 @@ pub struct NewJob {
     pub params: BTreeMap<String, String>,
 }
 
+/// `POST /api/jobs/{id}/rerun`: which of the job's hosts the new job runs on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RerunRequest {
+    pub hosts: RerunHosts,
+}
+
+/// The hosts of a re-run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RerunHosts {
+    /// Those that failed, timed out or were unreachable.
+    Failed,
+    /// Every host of the original job.
+    All,
+}
+
 /// One task of `GET /api/tasks`, with the params a job of it takes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskView {

@@ -31,6 +31,31 @@ pub(super) async fn create(
             format!("unknown task {:?}", req.task),
         ));
     };
+    may_start(gateway, &who, task)?;
+    let spec = config
+        .job_spec(&task.name, &req.params)
+        .map_err(|e| match e.field {
+            Some(field) => ApiError::on_field(StatusCode::BAD_REQUEST, field, e.message),
+            None => ApiError::new(StatusCode::BAD_REQUEST, e.message),
+        })?;
+    let params = spec.params.clone();
+    let job = gateway.store.create_job(spec, params, &who.name).await?;
+    gateway
+        .store
+        .audit(&who.name, "start", Some(job.id), &task.name)
+        .await?;
+    tracing::info!(job = job.id, task = %task.name, by = %who.name, "job queued");
+    gateway.dispatcher.wake();
+    Ok((StatusCode::CREATED, Json(job)))
+}
+
+/// 403 unless `who` may start `task` (its `allow` list; admin always may), 409 while it
+/// already runs `concurrency` jobs.
+pub(super) fn may_start(
+    gateway: &crate::AppState,
+    who: &Principal,
+    task: &shipwatch_config::Task,
+) -> Result<(), ApiError> {
     if !task.allow.is_empty() && !task.allow.contains(&who.role) && who.role != Role::Admin {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
@@ -49,21 +74,7 @@ pub(super) async fn create(
             ),
         ));
     }
-    let spec = config
-        .job_spec(&task.name, &req.params)
-        .map_err(|e| match e.field {
-            Some(field) => ApiError::on_field(StatusCode::BAD_REQUEST, field, e.message),
-            None => ApiError::new(StatusCode::BAD_REQUEST, e.message),
-        })?;
-    let params = spec.params.clone();
-    let job = gateway.store.create_job(spec, params, &who.name).await?;
-    gateway
-        .store
-        .audit(&who.name, "start", Some(job.id), &task.name)
-        .await?;
-    tracing::info!(job = job.id, task = %task.name, by = %who.name, "job queued");
-    gateway.dispatcher.wake();
-    Ok((StatusCode::CREATED, Json(job)))
+    Ok(())
 }
 
 #[derive(Deserialize)]

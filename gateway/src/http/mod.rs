@@ -9,6 +9,7 @@ mod error;
 mod jobs;
 mod metrics;
 pub mod principal;
+mod rerun;
 mod tasks;
 mod ws;
 
@@ -44,6 +45,7 @@ pub fn router(gateway: AppState, fanout: Arc<Hub>) -> Router {
         .route("/api/jobs/{id}", get(jobs::show))
         .route("/api/jobs/{id}/log", get(jobs::log))
         .route("/api/jobs/{id}/cancel", post(jobs::cancel))
+        .route("/api/jobs/{id}/rerun", post(rerun::rerun))
         .route("/api/tasks", get(tasks::list))
         .route("/api/audit", get(audit::list))
         .route("/ws/jobs/{id}", get(ws::job))
