@@ -388,7 +388,7 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Check { config } => return Ok(check(&config.source())),
         Command::Up { config } => shipwatch_supervisor::up(config.load()?)?,
         Command::Ctl { config, action } => {
-            let run_dir = shipwatch_supervisor::control::run_dir_of(&config.source());
+            let run_dir = shipwatch_config::run_dir_of(&config.source());
             return ctl(&run_dir, action);
         }
         Command::Gateway { config } => {

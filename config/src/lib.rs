@@ -14,6 +14,7 @@ mod raw;
 use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, ConfigErrors};
+pub use load::run_dir_of;
 pub use model::*;
 
 /// The demo config compiled into the binary (`shipwatch up --demo`); its relative paths

@@ -5,8 +5,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use shipwatch_protocol::{HostTarget, JobSpec, SshSpec, Transport};
-
 /// A loaded, valid configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -16,7 +14,7 @@ pub struct Config {
     pub supervisor: Supervisor,
     pub ssh: Ssh,
     /// Host groups by name, each host once, in file order.
-    pub hosts: BTreeMap<String, Vec<HostTarget>>,
+    pub hosts: BTreeMap<String, Vec<Host>>,
     /// Tasks in file order; names are unique.
     pub tasks: Vec<Task>,
     pub users: Vec<User>,
@@ -93,7 +91,7 @@ pub struct Task {
     pub name: String,
     pub description: String,
     /// Groups and single hosts resolved to hosts, each once, in the order named.
-    pub hosts: Vec<HostTarget>,
+    pub hosts: Vec<Host>,
     pub transport: Transport,
     /// The script text (`script_file` already read, relative to the config file).
     pub script: String,
@@ -103,6 +101,26 @@ pub struct Task {
     pub concurrency: u32,
     pub allow: Vec<Role>,
     pub params: Vec<Param>,
+}
+
+/// One host as the config names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Host {
+    /// The name users see and events carry.
+    pub name: String,
+    /// What ssh connects to; the name when absent.
+    pub address: Option<String>,
+    /// Overrides `[ssh] port` for this host.
+    pub port: Option<u16>,
+}
+
+/// How a task's script is run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// The system OpenSSH client.
+    Ssh,
+    /// `bash -s` on this box with `$SHIPWATCH_HOST` set: the demo and tests.
+    Local,
 }
 
 /// Hosts per wave: one size, or a list whose last item repeats.
@@ -221,110 +239,6 @@ impl Config {
             ));
         }
         warnings
-    }
-
-    /// Resolves `task` with `params` into the self-contained snapshot a runner executes.
-    pub fn job_spec(
-        &self,
-        task: &str,
-        params: &BTreeMap<String, String>,
-    ) -> Result<JobSpec, SpecError> {
-        let Some(task) = self.task(task) else {
-            return Err(SpecError::new(
-                Some("task"),
-                format!("unknown task {task:?}"),
-            ));
-        };
-        if let Some(unknown) = params
-            .keys()
-            .find(|k| !task.params.iter().any(|p| &p.name == *k))
-        {
-            return Err(SpecError::new(
-                Some(unknown),
-                format!("task {:?} has no param {unknown:?}", task.name),
-            ));
-        }
-        let mut values = BTreeMap::new();
-        for param in &task.params {
-            let value = params.get(&param.name).unwrap_or(&param.default);
-            if value.contains('\0') {
-                return Err(SpecError::new(
-                    Some(&param.name),
-                    format!("{} cannot contain a NUL character", param.name),
-                ));
-            }
-            if value.is_empty() {
-                if param.required {
-                    return Err(SpecError::new(
-                        Some(&param.name),
-                        format!("{} is required", param.name),
-                    ));
-                }
-            } else if let Some(pattern) = &param.pattern
-                && !pattern.is_match(value)
-            {
-                return Err(SpecError::new(
-                    Some(&param.name),
-                    format!(
-                        "{} = {value:?} does not match the pattern {}",
-                        param.name,
-                        param.pattern_text()
-                    ),
-                ));
-            }
-            values.insert(param.name.clone(), value.clone());
-        }
-        let mut remaining = task.hosts.iter();
-        let waves = task
-            .batch
-            .wave_sizes(task.hosts.len())
-            .into_iter()
-            .map(|size| {
-                remaining
-                    .by_ref()
-                    .take(size)
-                    .map(|h| h.name.clone())
-                    .collect()
-            })
-            .collect();
-        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
-        Ok(JobSpec {
-            task: task.name.clone(),
-            transport: task.transport,
-            script: task.script.clone(),
-            hosts: task.hosts.clone(),
-            waves,
-            max_failures: task.max_failures.resolve(task.hosts.len()),
-            timeout_secs: task.timeout.as_secs(),
-            params: values,
-            ssh: SshSpec {
-                user: self.ssh.user.clone(),
-                port: self.ssh.port,
-                identity_file: path(&self.ssh.identity_file),
-                known_hosts: path(&self.ssh.known_hosts),
-                connect_timeout_secs: self.ssh.connect_timeout.as_secs(),
-                options: self.ssh.options.clone(),
-            },
-        })
-    }
-}
-
-/// Why a job cannot be made from a task and params: the gateway answers HTTP 400.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct SpecError {
-    /// The request field at fault: `task`, or the param's name.
-    pub field: Option<String>,
-    /// Human readable, names the param and what it must look like.
-    pub message: String,
-}
-
-impl SpecError {
-    fn new(field: Option<&str>, message: String) -> Self {
-        Self {
-            field: field.map(str::to_string),
-            message,
-        }
     }
 }
 

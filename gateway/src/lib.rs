@@ -10,6 +10,7 @@ pub mod fanout;
 pub mod http;
 pub mod model;
 pub mod reload;
+pub mod spec;
 pub mod store;
 
 use std::path::{Path, PathBuf};

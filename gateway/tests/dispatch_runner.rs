@@ -101,7 +101,7 @@ impl Gateway {
     }
 
     async fn queue(&self, task: &str) -> JobId {
-        let spec = self.config.job_spec(task, &BTreeMap::new()).unwrap();
+        let spec = shipwatch_gateway::spec::job_spec(&self.config, task, &BTreeMap::new()).unwrap();
         let job = self
             .store
             .create_job(spec, BTreeMap::new(), "alice")

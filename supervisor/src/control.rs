@@ -66,38 +66,6 @@ pub fn socket_path(run_dir: &Path) -> PathBuf {
     run_dir.join("control.sock")
 }
 
-/// The run_dir whose control socket `ctl` talks to. Works while the file on disk is
-/// broken (that is when `ctl status` and `ctl reload` matter most): then
-/// `$RUNTIME_DIRECTORY`, else whatever `[server] run_dir` still parses, else the default.
-pub fn run_dir_of(source: &shipwatch_config::ConfigSource) -> PathBuf {
-    use shipwatch_config::ConfigSource;
-    if let Ok(config) = shipwatch_config::load(source) {
-        return config.server.run_dir;
-    }
-    if let Some(dir) = std::env::var_os("RUNTIME_DIRECTORY")
-        .and_then(|v| {
-            v.to_str()
-                .and_then(|v| v.split(':').next())
-                .map(PathBuf::from)
-        })
-        .filter(|d| !d.as_os_str().is_empty())
-    {
-        return dir;
-    }
-    if let ConfigSource::File(path) = source
-        && let Ok(text) = std::fs::read_to_string(path)
-        && let Ok(table) = text.parse::<toml::Table>()
-        && let Some(dir) = table
-            .get("server")
-            .and_then(|s| s.get("run_dir"))
-            .and_then(|d| d.as_str())
-    {
-        let base = path.parent().unwrap_or(Path::new("."));
-        return base.join(dir);
-    }
-    PathBuf::from("/run/shipwatch")
-}
-
 /// Binds the socket (replacing a stale one) with mode 0600.
 pub(crate) fn bind(run_dir: &Path) -> Result<UnixListener, SupervisorError> {
     let path = socket_path(run_dir);

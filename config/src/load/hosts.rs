@@ -13,12 +13,9 @@ impl Checker<'_> {
     pub(super) fn host_groups(
         &mut self,
         raw: BTreeMap<S<String>, S<Vec<S<String>>>>,
-    ) -> (
-        BTreeMap<String, Vec<HostTarget>>,
-        BTreeMap<String, HostTarget>,
-    ) {
+    ) -> (BTreeMap<String, Vec<Host>>, BTreeMap<String, Host>) {
         let mut groups = BTreeMap::new();
-        let mut hosts: BTreeMap<String, HostTarget> = BTreeMap::new();
+        let mut hosts: BTreeMap<String, Host> = BTreeMap::new();
         // Walk in file order so "defined twice" points at the second definition.
         let mut entries: Vec<_> = raw.into_iter().collect();
         entries.sort_by_key(|(group, _)| group.span().start);
@@ -30,7 +27,7 @@ impl Checker<'_> {
                 );
                 self.error(group.span(), message);
             }
-            let mut members: Vec<HostTarget> = Vec::new();
+            let mut members: Vec<Host> = Vec::new();
             for (i, spec) in specs.into_inner().into_iter().enumerate() {
                 let key = format!("hosts.{group_name}[{i}]");
                 let target = match parse_host(spec.get_ref()) {
@@ -74,7 +71,7 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
-fn display_host(host: &HostTarget) -> String {
+fn display_host(host: &Host) -> String {
     match (&host.address, host.port) {
         (None, None) => host.name.clone(),
         (Some(a), None) => format!("{}={a}", host.name),
@@ -90,7 +87,7 @@ fn display_host(host: &HostTarget) -> String {
 }
 
 /// `name`, `name=address`, `name=address:port`, `name=[v6addr]:port`, `name=v6addr`.
-fn parse_host(spec: &str) -> Result<HostTarget, String> {
+fn parse_host(spec: &str) -> Result<Host, String> {
     let (name, address) = match spec.split_once('=') {
         None => (spec, None),
         Some((name, address)) => (name, Some(address)),
@@ -99,7 +96,7 @@ fn parse_host(spec: &str) -> Result<HostTarget, String> {
         return Err("a host name is letters, digits, '.', '_' and '-' (expected \"name\" or \"name=address[:port]\")".into());
     }
     let Some(address) = address else {
-        return Ok(HostTarget {
+        return Ok(Host {
             name: name.to_string(),
             address: None,
             port: None,
@@ -145,7 +142,7 @@ fn parse_host(spec: &str) -> Result<HostTarget, String> {
     {
         return Err(format!("{address:?} is not a host address"));
     }
-    Ok(HostTarget {
+    Ok(Host {
         name: name.to_string(),
         address: Some(address),
         port,
@@ -156,8 +153,8 @@ fn parse_host(spec: &str) -> Result<HostTarget, String> {
 mod tests {
     use super::*;
 
-    fn host(name: &str, address: Option<&str>, port: Option<u16>) -> HostTarget {
-        HostTarget {
+    fn host(name: &str, address: Option<&str>, port: Option<u16>) -> Host {
+        Host {
             name: name.into(),
             address: address.map(Into::into),
             port,

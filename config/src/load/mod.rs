@@ -14,6 +14,8 @@ mod ssh;
 mod supervisor;
 mod tasks;
 
+pub use server::run_dir_of;
+
 use std::path::{Path, PathBuf};
 
 use checker::Checker;

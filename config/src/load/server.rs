@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use super::checker::Checker;
+use super::resolve;
 use crate::model::*;
 use crate::raw::*;
 
@@ -29,7 +30,7 @@ impl Checker<'_> {
             .unwrap_or_else(|| PathBuf::from("/var/lib/shipwatch"));
         let file_run_dir = self
             .path("server.run_dir", raw.run_dir.as_ref(), base_dir)
-            .unwrap_or_else(|| PathBuf::from("/run/shipwatch"));
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_RUN_DIR));
         let run_dir = runtime_directory().unwrap_or(file_run_dir);
         let public_url = match &raw.public_url {
             None => format!("http://{listen}"),
@@ -80,6 +81,33 @@ impl Checker<'_> {
     }
 }
 
+/// `[server] run_dir` when the file does not set it.
+const DEFAULT_RUN_DIR: &str = "/run/shipwatch";
+
+/// The run_dir of `source` even while its file is invalid (that is when `ctl status` and
+/// `ctl reload` matter most): the valid config's; else `$RUNTIME_DIRECTORY`; else whatever
+/// `[server] run_dir` still parses to; else the default.
+pub fn run_dir_of(source: &ConfigSource) -> PathBuf {
+    if let Ok(config) = crate::load(source) {
+        return config.server.run_dir;
+    }
+    if let Some(dir) = runtime_directory() {
+        return dir;
+    }
+    if let ConfigSource::File(path) = source
+        && let Ok(text) = std::fs::read_to_string(path)
+        && let Ok(table) = text.parse::<toml::Table>()
+        && let Some(dir) = table
+            .get("server")
+            .and_then(|s| s.get("run_dir"))
+            .and_then(|d| d.as_str())
+        && !dir.is_empty()
+    {
+        return resolve(path.parent().unwrap_or(Path::new(".")), dir);
+    }
+    PathBuf::from(DEFAULT_RUN_DIR)
+}
+
 /// systemd's `RuntimeDirectory=`: the first entry when it lists several.
 fn runtime_directory() -> Option<PathBuf> {
     first_runtime_directory(&std::env::var_os("RUNTIME_DIRECTORY")?)
@@ -103,5 +131,20 @@ mod tests {
         );
         assert_eq!(first("/run/a:/run/b"), Some(PathBuf::from("/run/a")));
         assert_eq!(first(""), None);
+    }
+
+    #[test]
+    fn run_dir_of_a_broken_file_is_what_its_server_table_still_says() {
+        if std::env::var_os("RUNTIME_DIRECTORY").is_some() {
+            return; // it wins, by design; nothing of the file is read then
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("shipwatch.toml");
+        std::fs::write(&file, "[server]\nrun_dir = \"sockets\"\nbogus = 1\n").unwrap();
+        let source = ConfigSource::File(file.clone());
+        assert!(crate::load(&source).is_err(), "the file is invalid");
+        assert_eq!(run_dir_of(&source), dir.path().join("sockets"));
+        std::fs::write(&file, "[server\n").unwrap();
+        assert_eq!(run_dir_of(&source), PathBuf::from(DEFAULT_RUN_DIR));
     }
 }

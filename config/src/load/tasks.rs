@@ -15,8 +15,8 @@ impl Checker<'_> {
     pub(super) fn tasks(
         &mut self,
         raw: Vec<S<RawTask>>,
-        groups: &BTreeMap<String, Vec<HostTarget>>,
-        hosts: &BTreeMap<String, HostTarget>,
+        groups: &BTreeMap<String, Vec<Host>>,
+        hosts: &BTreeMap<String, Host>,
         base_dir: &Path,
     ) -> Vec<Task> {
         let mut tasks = Vec::new();
@@ -52,16 +52,16 @@ impl Checker<'_> {
         task: RawTask,
         key: &str,
         span: Range<usize>,
-        groups: &BTreeMap<String, Vec<HostTarget>>,
-        hosts: &BTreeMap<String, HostTarget>,
+        groups: &BTreeMap<String, Vec<Host>>,
+        hosts: &BTreeMap<String, Host>,
         base_dir: &Path,
     ) -> Task {
-        let mut targets: Vec<HostTarget> = Vec::new();
+        let mut targets: Vec<Host> = Vec::new();
         let hosts_span = task.hosts.span();
         let mut unknown_hosts = false;
         for item in task.hosts.into_inner() {
             let name = item.get_ref();
-            let resolved: Vec<HostTarget> = match (groups.get(name), hosts.get(name)) {
+            let resolved: Vec<Host> = match (groups.get(name), hosts.get(name)) {
                 (Some(group), Some(host)) if group.as_slice() == std::slice::from_ref(host) => {
                     group.clone()
                 }

@@ -32,9 +32,8 @@ pub(super) async fn create(
         ));
     };
     may_start(gateway, &who, task)?;
-    let spec = config
-        .job_spec(&task.name, &req.params)
-        .map_err(|e| match e.field {
+    let spec =
+        crate::spec::job_spec(&config, &task.name, &req.params).map_err(|e| match e.field {
             Some(field) => ApiError::on_field(StatusCode::BAD_REQUEST, field, e.message),
             None => ApiError::new(StatusCode::BAD_REQUEST, e.message),
         })?;
