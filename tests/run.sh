@@ -11,10 +11,12 @@ cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
 # needs a new system tool:
 #   openssh-server, openssh-client: the runner's tests drive a real sshd fleet on loopback
 #   systemd:                        systemd-analyze verify for the shipped unit files
+#   prometheus:                     promtool check metrics on the gateway's /metrics
 TEST_PACKAGES=(
     openssh-server
     openssh-client
     systemd
+    prometheus
 )
 
 CI="${CI:-false}"

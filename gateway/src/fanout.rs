@@ -197,8 +197,6 @@ impl Hub {
         };
         self.watchers.fetch_add(1, Ordering::Relaxed);
         self.lagging.fetch_add(1, Ordering::Relaxed);
-        metrics::gauge!("shipwatch_watchers").increment(1.0);
-        metrics::gauge!("shipwatch_watchers_lagging").increment(1.0);
         Watch {
             hub: self.clone(),
             store,
@@ -239,10 +237,9 @@ impl Hub {
     fn mark_lagging(&self, slot: &Slot, overflow: bool) {
         if !slot.lagging.swap(true, Ordering::SeqCst) {
             self.lagging.fetch_add(1, Ordering::Relaxed);
-            metrics::gauge!("shipwatch_watchers_lagging").increment(1.0);
             if overflow {
                 self.overflows.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("shipwatch_watcher_overflows_total").increment(1);
+                metrics::counter!(crate::metrics::WATCHER_OVERFLOWS_TOTAL).increment(1);
             }
         }
     }
@@ -250,14 +247,13 @@ impl Hub {
     fn clear_lagging(&self, slot: &Slot) {
         if slot.lagging.swap(false, Ordering::SeqCst) {
             self.lagging.fetch_sub(1, Ordering::Relaxed);
-            metrics::gauge!("shipwatch_watchers_lagging").decrement(1.0);
         }
     }
 }
 
 impl Publisher for Hub {
     fn publish(&self, batch: Arc<CommittedBatch>) {
-        metrics::counter!("shipwatch_events_total").increment(batch.events.len() as u64);
+        metrics::counter!(crate::metrics::EVENTS_TOTAL).increment(batch.events.len() as u64);
         let Some(feed) = lock(&self.jobs).get(&batch.job).cloned() else {
             return;
         };
@@ -548,7 +544,6 @@ impl Drop for Watch {
     fn drop(&mut self) {
         self.hub.forget(self.job, self.slot.id);
         self.hub.watchers.fetch_sub(1, Ordering::Relaxed);
-        metrics::gauge!("shipwatch_watchers").decrement(1.0);
         self.hub.clear_lagging(&self.slot);
     }
 }

@@ -8,6 +8,7 @@
 pub mod dispatch;
 pub mod fanout;
 pub mod http;
+pub mod metrics;
 pub mod model;
 pub mod reload;
 pub mod spec;
@@ -72,7 +73,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
         max_log_bytes: config.server.max_log_bytes,
         retention_days: config.server.retention_days,
     };
-    http::install_metrics();
+    metrics::install();
     let hub = fanout::Hub::new(shutdown.clone());
     let store = Store::open(&config.server.data_dir, limits, hub.clone())?;
     let addr = config.server.listen;

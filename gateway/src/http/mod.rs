@@ -23,7 +23,6 @@ use crate::AppState;
 use crate::fanout::Hub;
 
 pub use error::ApiError;
-pub use metrics::install_metrics;
 pub use principal::Principal;
 
 /// What every handler is given: the gateway's shared state and the WebSocket fan-out.

@@ -309,8 +309,8 @@ impl Writer {
             self.conn.execute_batch("COMMIT")
         })();
         // The time a line waits in the store before anyone may see it.
-        metrics::histogram!("shipwatch_store_commit_seconds").record(began.elapsed());
-        metrics::histogram!("shipwatch_store_commit_ops").record(weight as f64);
+        metrics::histogram!(crate::metrics::STORE_COMMIT_SECONDS).record(began.elapsed());
+        metrics::histogram!(crate::metrics::STORE_COMMIT_OPS).record(weight as f64);
         match result {
             Ok(()) => self.after_commit(g),
             Err(e) => {

@@ -1,11 +1,16 @@
-//! What the gateway's tests share: a job spec, a minimal config, and reading the
-//! process's memory and the environment's knobs.
+//! What the gateway's tests share: a job spec, configs, a store, a real gateway with a
+//! minimal HTTP client, and reading the process's memory and the environment's knobs.
 
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 
+use std::time::Duration;
+
 use shipwatch_protocol::{HostTarget, JobSpec, SshSpec, Transport};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
 
 /// A local-transport spec with `hosts` in one wave.
 pub fn spec<S: AsRef<str>>(hosts: &[S]) -> JobSpec {
@@ -96,4 +101,111 @@ pub fn unlimited_store(
         hub.clone(),
     )
     .unwrap()
+}
+
+/// The API tests' config: task `deploy` on two local hosts with a required `REVISION`,
+/// listening on `port`, anonymous visitors given `role`.
+pub fn api_config(dir: &std::path::Path, port: u16, role: &str) -> shipwatch_config::Config {
+    let text = format!(
+        r#"
+[server]
+listen = "127.0.0.1:{port}"
+data_dir = "{d}/data"
+run_dir = "{d}/run"
+
+[auth]
+anonymous = "{role}"
+
+[hosts]
+web = ["web-01", "web-02"]
+
+[[tasks]]
+name = "deploy"
+hosts = ["web"]
+transport = "local"
+script = "echo hi"
+
+[[tasks.params]]
+name = "REVISION"
+pattern = "[0-9a-f]{{7,40}}"
+required = true
+"#,
+        d = dir.display()
+    );
+    shipwatch_config::load_str(&text, "shipwatch.toml", dir).unwrap()
+}
+
+/// One HTTP/1.1 request with `Connection: close`; returns status and body.
+pub async fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_string();
+    (status, body)
+}
+
+/// A real gateway (`run()`) for anonymous visitors with `role`, listening on a free
+/// loopback port; stop it with [`Gateway::stop`].
+pub struct Gateway {
+    _dir: tempfile::TempDir,
+    pub port: u16,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<Result<(), shipwatch_gateway::GatewayError>>,
+}
+
+impl Gateway {
+    pub async fn start(role: &str) -> Gateway {
+        let dir = tempfile::Builder::new()
+            .prefix("api")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(shipwatch_gateway::run(
+            api_config(dir.path(), port, role),
+            shutdown.clone(),
+        ));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "gateway never listened"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Gateway {
+            _dir: dir,
+            port,
+            shutdown,
+            server,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(20), self.server)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
 }

@@ -1,0 +1,74 @@
+//! The gateway's figures: each name once, with what it means, all set through the
+//! `metrics` facade and rendered by the process-wide Prometheus recorder (`/metrics`).
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use shipwatch_protocol::Report;
+
+/// Events committed to the store.
+pub(crate) const EVENTS_TOTAL: &str = "shipwatch_events_total";
+/// Times a watcher fell out of the live ring.
+pub(crate) const WATCHER_OVERFLOWS_TOTAL: &str = "shipwatch_watcher_overflows_total";
+/// BEGIN to COMMIT of one write group.
+pub(crate) const STORE_COMMIT_SECONDS: &str = "shipwatch_store_commit_seconds";
+/// Writes per committed group.
+pub(crate) const STORE_COMMIT_OPS: &str = "shipwatch_store_commit_ops";
+/// WebSocket watchers of a job connected now.
+pub(crate) const WS_WATCHERS: &str = "shipwatch_ws_watchers";
+/// Those of them reading from the store.
+pub(crate) const WS_WATCHERS_LAGGING: &str = "shipwatch_ws_watchers_lagging";
+/// Runners connected now.
+pub(crate) const RUNNERS: &str = "shipwatch_runners";
+/// Jobs in the store, by state (label `state`).
+pub(crate) const JOBS: &str = "shipwatch_jobs";
+
+/// The process-wide Prometheus recorder, installed on first use.
+fn prometheus() -> Option<&'static PrometheusHandle> {
+    static HANDLE: std::sync::OnceLock<Option<PrometheusHandle>> = std::sync::OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            PrometheusBuilder::new()
+                .install_recorder()
+                .map_err(|e| tracing::warn!(error = %Report(&e), "no Prometheus recorder"))
+                .ok()
+        })
+        .as_ref()
+}
+
+/// Installs the metrics recorder now, so counters from the start are kept, and says what
+/// each figure is.
+pub fn install() {
+    let _ = prometheus();
+    describe_counter!(
+        EVENTS_TOTAL,
+        "Events committed to the store (rate() gives events/s)."
+    );
+    describe_counter!(
+        WATCHER_OVERFLOWS_TOTAL,
+        "Times a watcher fell out of the live ring and went back to the store."
+    );
+    describe_histogram!(
+        STORE_COMMIT_SECONDS,
+        Unit::Seconds,
+        "BEGIN to COMMIT of one write group: how long a line waits before anyone may see it."
+    );
+    describe_histogram!(
+        STORE_COMMIT_OPS,
+        Unit::Count,
+        "Writes (events, jobs, audit entries) committed per group."
+    );
+    describe_gauge!(WS_WATCHERS, "WebSocket watchers of a job connected now.");
+    describe_gauge!(
+        WS_WATCHERS_LAGGING,
+        "Watchers catching up from the store instead of live."
+    );
+    describe_gauge!(RUNNERS, "Runners connected to the gateway.");
+    describe_gauge!(JOBS, "Jobs in the store, by state.");
+}
+
+/// The Prometheus text of every figure recorded so far.
+pub(crate) fn render() -> String {
+    prometheus()
+        .map(PrometheusHandle::render)
+        .unwrap_or_default()
+}
