@@ -18,6 +18,7 @@ use tokio::net::UnixStream;
 use tokio::sync::mpsc;
 use tokio_util::codec::{Decoder, Encoder, Framed};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::host::HostContext;
 use crate::output::Pending;
@@ -61,6 +62,13 @@ struct Running {
     next_rseq: u64,
 }
 
+impl Drop for Running {
+    fn drop(&mut self) {
+        // A job nobody reads from any more (the runner is leaving) must stop its hosts.
+        self.cancel.cancel();
+    }
+}
+
 struct Outbox {
     events: VecDeque<(JobId, RunnerEvent)>,
     bytes: usize,
@@ -101,6 +109,37 @@ pub async fn serve<C, F>(
     codec: F,
     shutdown: CancellationToken,
     drain: CancellationToken,
+) -> Result<(), ClientError>
+where
+    F: Fn() -> C,
+    C: Decoder<Item = GatewayFrame, Error = FrameError>
+        + Encoder<RunnerFrame, Error = FrameError>
+        + Send
+        + 'static,
+{
+    let tasks = TaskTracker::new();
+    let result = serve_with(cfg, codec, shutdown, drain, &tasks).await;
+    // Leaving the loop dropped the job (which cancels it) and the connection (which
+    // aborts its writer): what is left ends within moments.
+    tasks.close();
+    if tokio::time::timeout(TASKS_GRACE, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("the cancelled job's hosts did not end in time; exiting anyway");
+    }
+    result
+}
+
+/// How long [`serve`] waits for its job and writer tasks once its loop has ended.
+const TASKS_GRACE: Duration = Duration::from_secs(3);
+
+async fn serve_with<C, F>(
+    cfg: ClientConfig,
+    codec: F,
+    shutdown: CancellationToken,
+    drain: CancellationToken,
+    tasks: &TaskTracker,
 ) -> Result<(), ClientError>
 where
     F: Fn() -> C,
@@ -155,7 +194,7 @@ where
                 match connect(&cfg, &codec, job, draining || stop_at.is_some()).await {
                     Ok(Some(c)) => {
                         tracing::info!(index = cfg.index, job, unacked = outbox.events.len(), "connected to the gateway");
-                        conn = Some(Conn::new(c));
+                        conn = Some(Conn::new(c, tasks));
                         last_heard = tokio::time::Instant::now();
                         outbox.sent = 0;
                         backoff = BACKOFF_MIN;
@@ -176,7 +215,7 @@ where
                         // our Draining yet): the gateway now counts it as running here, so
                         // ignoring it would leave it to be lost. Draining, run it; stopping,
                         // end it at once as cancelled.
-                        let r = start_job(job, *spec, &cfg.hosts);
+                        let r = start_job(job, *spec, &cfg.hosts, tasks);
                         if stop_at.is_some() {
                             tracing::info!(job, "assigned while stopping: cancelling it");
                             r.cancel.cancel();
@@ -287,14 +326,14 @@ where
     }
 }
 
-fn start_job(job: JobId, spec: JobSpec, hosts: &HostContext) -> Running {
+fn start_job(job: JobId, spec: JobSpec, hosts: &HostContext, tasks: &TaskTracker) -> Running {
     tracing::info!(job, task = %spec.task, hosts = spec.hosts.len(), "job assigned");
     // Small: backpressure reaches the pipes soon after the outbox stops taking events.
     let (tx, rx) = mpsc::channel(32);
     let cancel = CancellationToken::new();
     let token = cancel.clone();
     let ctx = hosts.clone();
-    let handle = tokio::spawn(async move {
+    let handle = tasks.spawn(async move {
         crate::job::run_job(job, &spec, &ctx, tx, token).await;
     });
     Running {
@@ -327,10 +366,10 @@ where
         + Send
         + 'static,
 {
-    fn new(framed: Framed<UnixStream, C>) -> Conn<C> {
+    fn new(framed: Framed<UnixStream, C>, tasks: &TaskTracker) -> Conn<C> {
         let (mut sink, frames) = framed.split();
         let (tx, mut rx) = mpsc::channel::<RunnerFrame>(4);
-        let writer = tokio::spawn(async move {
+        let writer = tasks.spawn(async move {
             while let Some(frame) = rx.recv().await {
                 if sink.feed(frame).await.is_err() {
                     return;

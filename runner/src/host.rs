@@ -18,6 +18,7 @@ use shipwatch_protocol::{HostState, HostTarget, JobId, SshSpec, Stream, Transpor
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 use tokio::sync::oneshot;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::output::{EventSender, Markers, pump_until};
@@ -288,7 +289,8 @@ pub async fn run_host(
         exited: Some(exited_tx),
     };
     let stop_reading = CancellationToken::new();
-    let out_task = tokio::spawn(pump_until(
+    let mut readers = JoinSet::new();
+    readers.spawn(pump_until(
         stdout,
         host.clone(),
         Stream::Stdout,
@@ -296,7 +298,7 @@ pub async fn run_host(
         None,
         stop_reading.clone(),
     ));
-    let err_task = tokio::spawn(pump_until(
+    readers.spawn(pump_until(
         stderr,
         host.clone(),
         Stream::Stderr,
@@ -304,8 +306,6 @@ pub async fn run_host(
         Some(markers),
         stop_reading.clone(),
     ));
-
-    let mut readers = Readers(vec![out_task, err_task]);
 
     // A host that does not take the payload is handled by the timeout.
     let deadline = tokio::time::Instant::now() + run.timeout;
@@ -333,7 +333,7 @@ pub async fn run_host(
     // Drain: the pipes get a bounded time to reach EOF after the script is done.
     let drain_until = tokio::time::Instant::now() + DRAIN;
     if stopped.is_none() {
-        let _ = tokio::time::timeout_at(drain_until, readers.wait()).await;
+        let _ = tokio::time::timeout_at(drain_until, all_done(&mut readers)).await;
         if exit_code.is_none() {
             exit_code = exited_rx.try_recv().ok();
         }
@@ -357,9 +357,9 @@ pub async fn run_host(
     // The host's processes are gone: what is left in the pipes is read within moments,
     // unless something escaped the group and holds them open. Time the readers wait for
     // the gateway to make room does not count, so a stalled gateway loses no line.
-    let _ = tokio::time::timeout_at(drain_until, readers.wait()).await;
+    let _ = tokio::time::timeout_at(drain_until, all_done(&mut readers)).await;
     stop_reading.cancel();
-    readers.wait().await;
+    all_done(&mut readers).await;
 
     if let Some(state) = stopped {
         return HostOutcome {
@@ -391,16 +391,10 @@ pub async fn run_host(
     }
 }
 
-/// The pipe readers of a host; waiting on them again after a timeout is fine.
-struct Readers(Vec<tokio::task::JoinHandle<()>>);
-
-impl Readers {
-    async fn wait(&mut self) {
-        while let Some(task) = self.0.first_mut() {
-            let _ = task.await;
-            self.0.remove(0);
-        }
-    }
+/// Waits for every pipe reader of a host; cancel-safe, so waiting again after a timeout
+/// picks up where it stopped.
+async fn all_done(readers: &mut JoinSet<()>) {
+    while readers.join_next().await.is_some() {}
 }
 
 #[cfg(test)]

@@ -5,19 +5,24 @@ use shipwatch_protocol::Report;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
 use nix::sys::signal::Signal;
 use shipwatch_config::ConfigSource;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::Event;
 
 /// Longest piece of a child's output logged as one line; longer runs are split.
 const MAX_LINE: usize = 64 * 1024;
+
+/// How long a child's output pipe may stay silent after the supervisor is done before
+/// its reader gives up.
+const OUTPUT_GRACE: Duration = Duration::from_millis(500);
 
 /// Variables that belong to the supervisor alone: a child that saw them would talk to
 /// systemd in our name or claim our sockets.
@@ -58,6 +63,7 @@ pub fn spawn(
     generation: u64,
     events: &mpsc::UnboundedSender<Event>,
     tasks: &TaskTracker,
+    stop: &CancellationToken,
 ) -> std::io::Result<u32> {
     let (ready_read, ready_write): (OwnedFd, OwnedFd) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(std::io::Error::from)?;
@@ -113,16 +119,21 @@ pub fn spawn(
     let started = Instant::now();
 
     if let Some(stdout) = child.stdout.take() {
-        tasks.spawn(log_lines(name.clone(), stdout));
+        tasks.spawn(log_lines(name.clone(), stdout, stop.clone()));
     }
     if let Some(stderr) = child.stderr.take() {
-        tasks.spawn(log_lines(name.clone(), stderr));
+        tasks.spawn(log_lines(name.clone(), stderr, stop.clone()));
     }
     match tokio::net::unix::pipe::Receiver::from_owned_fd(ready_read) {
         Ok(receiver) => {
             let events = events.clone();
+            let stop = stop.clone();
             tasks.spawn(async move {
-                if wait_ready(receiver).await {
+                let ready = tokio::select! {
+                    ready = wait_ready(receiver) => ready,
+                    () = stop.cancelled() => false,
+                };
+                if ready {
                     let _ = events.send(Event::Ready { kind, generation });
                 }
             });
@@ -166,11 +177,25 @@ async fn wait_ready(mut receiver: tokio::net::unix::pipe::Receiver) -> bool {
 
 /// Logs every line of `stream` prefixed with the child's name. Reads as fast as the
 /// child writes (never blocks it on us), keeps every byte, splits runs past `MAX_LINE`.
-async fn log_lines(name: String, mut stream: impl AsyncRead + Unpin) {
+/// Once `stop` fires (the children are gone) it reads what is left and gives up after
+/// [`OUTPUT_GRACE`] of silence: a process the child left behind may hold the pipe open.
+async fn log_lines(name: String, mut stream: impl AsyncRead + Unpin, stop: CancellationToken) {
     let mut pending: Vec<u8> = Vec::with_capacity(4096);
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        let n = match stream.read(&mut buf).await {
+        // Pipe reads are cancel-safe: giving up loses nothing already read.
+        let read = if stop.is_cancelled() {
+            match tokio::time::timeout(OUTPUT_GRACE, stream.read(&mut buf)).await {
+                Ok(read) => read,
+                Err(_) => break,
+            }
+        } else {
+            tokio::select! {
+                read = stream.read(&mut buf) => read,
+                () = stop.cancelled() => continue,
+            }
+        };
+        let n = match read {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };

@@ -217,6 +217,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Supe
         next_generation: 0,
         events: events.clone(),
         tasks: tasks.clone(),
+        stop_tasks: stop_tasks.clone(),
         ready_sent: false,
         stopping: false,
         last_status: String::new(),
@@ -236,8 +237,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Supe
             _ = watchdog_tick.tick(), if watchdog => {
                 let events = events.clone();
                 let listen = sup.config.server.listen;
+                let stop = stop_tasks.clone();
                 tasks.spawn(async move {
-                    if gateway_healthy(listen).await {
+                    let healthy = tokio::select! {
+                        healthy = gateway_healthy(listen) => healthy,
+                        () = stop.cancelled() => false,
+                    };
+                    if healthy {
                         let _ = events.send(Event::WatchdogHealthy);
                     }
                 });
@@ -247,6 +253,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Supe
     }
     stop_tasks.cancel();
     tasks.close();
+    tasks.wait().await;
     let _ = std::fs::remove_file(control::socket_path(&sup.config.server.run_dir));
     tracing::info!("all children stopped; bye");
     Ok(())
@@ -281,7 +288,10 @@ struct Supervisor {
     table: BTreeMap<Kind, Slot>,
     next_generation: u64,
     events: mpsc::UnboundedSender<Event>,
+    /// Every task the supervisor starts (child watchers, timers, control connections).
     tasks: TaskTracker,
+    /// Ends those tasks once the children are gone.
+    stop_tasks: CancellationToken,
     ready_sent: bool,
     stopping: bool,
     last_status: String,
@@ -444,6 +454,7 @@ impl Supervisor {
             generation,
             &self.events,
             &self.tasks,
+            &self.stop_tasks,
         );
         let Some(slot) = self.table.get_mut(&kind) else {
             return;
@@ -553,9 +564,12 @@ impl Supervisor {
 
     fn schedule(&self, delay: Duration, event: Event) {
         let events = self.events.clone();
+        let stop = self.stop_tasks.clone();
         self.tasks.spawn(async move {
-            tokio::time::sleep(delay).await;
-            let _ = events.send(event);
+            tokio::select! {
+                () = tokio::time::sleep(delay) => { let _ = events.send(event); }
+                () = stop.cancelled() => {}
+            }
         });
     }
 
