@@ -12,11 +12,13 @@ cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
 #   openssh-server, openssh-client: the runner's tests drive a real sshd fleet on loopback
 #   systemd:                        systemd-analyze verify for the shipped unit files
 #   prometheus:                     promtool check metrics on the gateway's /metrics
+#   bsdutils:                       script(1), the client's terminal test (tests/cli.rs)
 TEST_PACKAGES=(
     openssh-server
     openssh-client
     systemd
     prometheus
+    bsdutils
 )
 
 CI="${CI:-false}"

@@ -121,7 +121,12 @@ pub(crate) async fn run(command: Command, options: &Options) -> Result<Exit, Cli
             let new: JobView = match api.post(&path, &RerunRequest { hosts }).await? {
                 Ok(new) => new,
                 Err(refusal) => {
-                    return Err(explain(&api, refusal, "re-running a job", "operator"));
+                    return Err(explain(
+                        &api,
+                        refusal,
+                        "re-running a job",
+                        "the operator role",
+                    ));
                 }
             };
             started(
@@ -244,7 +249,7 @@ async fn start(
             api,
             refusal,
             &format!("starting {task}"),
-            "operator (or a role in the task's allow list)",
+            "the operator role (or one in the task's allow list)",
         )),
     }
 }
@@ -267,7 +272,7 @@ fn started(api: &ApiClient, job: &JobView, what: &str, following: bool) -> Resul
 async fn job(api: &ApiClient, id: JobId) -> Result<JobView, ClientError> {
     match api.get(&format!("/api/jobs/{id}")).await? {
         Ok(job) => Ok(job),
-        Err(refusal) => Err(explain(api, refusal, "reading a job", "viewer")),
+        Err(refusal) => Err(explain(api, refusal, "reading a job", "the viewer role")),
     }
 }
 
@@ -277,7 +282,12 @@ async fn cancel(api: &ApiClient, id: JobId) -> Result<(), ClientError> {
         .await?
     {
         Ok(()) => Ok(()),
-        Err(refusal) => Err(explain(api, refusal, "cancelling a job", "operator")),
+        Err(refusal) => Err(explain(
+            api,
+            refusal,
+            "cancelling a job",
+            "the operator role",
+        )),
     }
 }
 
@@ -358,7 +368,7 @@ async fn print_stored(
         })
         .await?;
     printer.finish().map_err(ClientError::Output)?;
-    stored.map_err(|refusal| explain(api, refusal, "reading a job's log", "viewer"))
+    stored.map_err(|refusal| explain(api, refusal, "reading a job's log", "the viewer role"))
 }
 
 fn exit_of(state: JobState) -> Exit {
@@ -481,7 +491,7 @@ async fn jobs(api: &ApiClient, query: &JobsQuery) -> Result<Exit, ClientError> {
         }
         let page: JobList = match api.get(&path).await? {
             Ok(page) => page,
-            Err(refusal) => return Err(explain(api, refusal, "listing jobs", "viewer")),
+            Err(refusal) => return Err(explain(api, refusal, "listing jobs", "the viewer role")),
         };
         let last_page = page.jobs.len() < page_size as usize;
         before = page.jobs.last().map(|j| j.id);
@@ -534,7 +544,7 @@ async fn show(api: &ApiClient, id: JobId, json: bool) -> Result<Exit, ClientErro
     if json {
         let value: serde_json::Value = match api.get(&format!("/api/jobs/{id}")).await? {
             Ok(v) => v,
-            Err(refusal) => return Err(explain(api, refusal, "reading a job", "viewer")),
+            Err(refusal) => return Err(explain(api, refusal, "reading a job", "the viewer role")),
         };
         let text = serde_json::to_string_pretty(&value).unwrap_or_default();
         writeln!(out, "{text}").map_err(ClientError::Output)?;
@@ -577,7 +587,7 @@ async fn show(api: &ApiClient, id: JobId, json: bool) -> Result<Exit, ClientErro
 async fn tasks(api: &ApiClient, json: bool) -> Result<Exit, ClientError> {
     let list: TaskList = match api.get("/api/tasks").await? {
         Ok(list) => list,
-        Err(refusal) => return Err(explain(api, refusal, "listing tasks", "viewer")),
+        Err(refusal) => return Err(explain(api, refusal, "listing tasks", "the viewer role")),
     };
     let mut out = std::io::stdout().lock();
     let write = |out: &mut std::io::StdoutLock| -> std::io::Result<()> {

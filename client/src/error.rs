@@ -27,7 +27,7 @@ pub enum ClientError {
     )]
     Unauthenticated { server: String, message: String },
     /// 403: recognised, but the role is too low for what was asked.
-    #[error("{message}: {action} needs the {needs} role")]
+    #[error("{message}: {action} needs {needs}")]
     Forbidden {
         message: String,
         action: String,

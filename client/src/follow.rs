@@ -149,7 +149,7 @@ impl Follower {
                     &self.api,
                     refusal,
                     "watching a job",
-                    "viewer",
+                    "the viewer role",
                 )))
             }
             Ok(Err(e)) => Err(Connect::Retry(Box::new(e))),

@@ -1,0 +1,596 @@
+//! The command-line client (DESIGN §3) on the real binary against a real `shipwatch up`:
+//! what it prints, how it exits, and that a followed job's every line is printed exactly
+//! once, also across a gateway SIGKILL and on a terminal with the live status line.
+
+mod e2e_support;
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use e2e_support::*;
+use serde_json::Value;
+use support::*;
+
+/// The tasks of the first test: a 20-host task that succeeds, one whose last wave has
+/// two failures (until `fixed` exists), and one that waits to be cancelled.
+fn tasks(dir: &Path) -> String {
+    format!(
+        r#"[[tasks]]
+name = "ok20"
+hosts = ["fleet"]
+transport = "local"
+batch = 10
+script = '''
+for i in $(seq 1 20); do echo "line $i of $SHIPWATCH_HOST rev=$REV"; done
+echo "warning from $SHIPWATCH_HOST" >&2
+'''
+
+[[tasks.params]]
+name = "REV"
+pattern = "[0-9a-f]{{7}}"
+default = "abcdef0"
+
+[[tasks]]
+name = "fail20"
+hosts = ["fleet"]
+transport = "local"
+batch = 5
+max_failures = 1
+script = '''
+echo "start $SHIPWATCH_HOST"
+case "$SHIPWATCH_HOST" in
+  web-18|web-20) [ -e {fixed} ] || {{ echo "broken $SHIPWATCH_HOST" >&2; exit 7; }} ;;
+esac
+echo "done $SHIPWATCH_HOST"
+'''
+
+[[tasks]]
+name = "slow"
+hosts = ["web-01", "web-02"]
+transport = "local"
+script = '''
+echo "waiting on $SHIPWATCH_HOST"
+for i in $(seq 1 1200); do sleep 0.05; done
+'''
+"#,
+        fixed = dir.join("fixed").display()
+    )
+}
+
+/// `shipwatch ARGS` in the setup's directory (so the local config names the server),
+/// with no server, token or NO_COLOR from the test's own environment.
+fn cli(setup: &Setup, args: &[&str]) -> Output {
+    cli_command(setup, args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run shipwatch")
+}
+
+fn cli_command(setup: &Setup, args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .current_dir(setup.dir.path())
+        .env_remove("SHIPWATCH_URL")
+        .env_remove("SHIPWATCH_TOKEN")
+        .env_remove("NO_COLOR");
+    command
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn code(output: &Output) -> i32 {
+    output.status.code().unwrap_or(-1)
+}
+
+/// A log line as the client prints it: `HH:MM:SS host | text` or `HH:MM:SS host !| text`.
+fn parse_line(line: &str) -> Option<(String, String, String)> {
+    let (time, rest) = line.split_once(' ')?;
+    let clock = time.len() == 8
+        && time.char_indices().all(|(i, c)| {
+            if i == 2 || i == 5 {
+                c == ':'
+            } else {
+                c.is_ascii_digit()
+            }
+        });
+    if !clock {
+        return None;
+    }
+    let (host, rest) = rest.split_once(' ')?;
+    let rest = rest.trim_start_matches(' ');
+    if let Some(text) = rest.strip_prefix("| ") {
+        Some((host.into(), "stdout".into(), text.into()))
+    } else {
+        let text = rest.strip_prefix("!| ")?;
+        Some((host.into(), "stderr".into(), text.into()))
+    }
+}
+
+/// Every log line of a client's stdout, in order; panics on any other line.
+fn printed_lines(stdout: &str) -> Vec<(String, String, String)> {
+    stdout
+        .lines()
+        .map(|l| parse_line(l).unwrap_or_else(|| panic!("not a log line: {l:?}\n{stdout}")))
+        .collect()
+}
+
+/// The job's stored line events (host, stream, text) in seq order, optionally filtered.
+fn stored_lines(
+    port: u16,
+    id: u64,
+    keep: impl Fn(&Event) -> bool,
+) -> Vec<(String, String, String)> {
+    stored_log(port, id)
+        .iter()
+        .filter(|e| e.kind == "line" && keep(e))
+        .map(|e| {
+            (
+                e.host.clone().unwrap_or_default(),
+                e.stream.clone().unwrap_or_default(),
+                e.text.clone().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+/// The job id a non-following `run` or `rerun` printed on stdout.
+fn job_id(output: &Output) -> u64 {
+    text(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no job id on stdout: {output:?}"))
+}
+
+/// The id `run … --follow` announced on stderr (`job N (task) queued: URL`).
+fn announced_id(stderr: &str) -> u64 {
+    stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("job ")?.split_once(' ')?.0.parse().ok())
+        .unwrap_or_else(|| panic!("no `job N` on stderr: {stderr}"))
+}
+
+#[test]
+fn run_follow_tail_show_jobs_rerun_cancel_and_errors_on_the_real_binary() {
+    let setup = Setup::new("");
+    let dir = setup.dir.path().to_path_buf();
+    setup.write_raw(&config_text(&setup, "runners = 2", 20, &tasks(&dir)));
+    let _up = Guard(setup.up(&[]));
+    setup.wait_status("all running", |s| s.all_running(2));
+    let port = setup.port;
+
+    // A succeeding 20-host job, followed: exit 0, every stored line once, no escapes.
+    let out = cli(&setup, &["run", "ok20", "-p", "REV=1234abc", "--follow"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(code(&out), 0, "{stderr}");
+    assert!(
+        !stdout.contains('\x1b'),
+        "escapes in piped output: {stdout:?}"
+    );
+    let ok_id = announced_id(&stderr);
+    let printed = printed_lines(&stdout);
+    assert_eq!(printed.len(), 20 * 21, "{stdout}");
+    assert_eq!(printed, stored_lines(port, ok_id, |_| true));
+    assert!(
+        printed
+            .iter()
+            .any(|(h, s, t)| h == "web-07" && s == "stderr" && t == "warning from web-07")
+    );
+    assert!(stdout.contains("web-07 !| warning from web-07"), "{stdout}");
+    assert!(
+        stderr.contains(&format!("job {ok_id} ok20 succeeded"))
+            && stderr.contains("20 ok of 20 hosts"),
+        "{stderr}"
+    );
+
+    // A failing one: exit 1, and the summary names the failed hosts with exit codes.
+    let out = cli(&setup, &["run", "fail20", "--follow"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(code(&out), 1, "{stderr}");
+    let failed_id = announced_id(&stderr);
+    assert_eq!(
+        printed_lines(&stdout),
+        stored_lines(port, failed_id, |_| true)
+    );
+    assert!(
+        stderr.contains(&format!("job {failed_id} fail20 failed")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("18 ok, 2 failed of 20 hosts"), "{stderr}");
+    let failed_hosts: Vec<&str> = stderr
+        .lines()
+        .skip_while(|l| *l != "failed hosts:")
+        .skip(1)
+        .collect();
+    assert_eq!(failed_hosts.len(), 2, "{stderr}");
+    for (line, host) in failed_hosts.iter().zip(["web-18", "web-20"]) {
+        assert!(line.contains(host) && line.ends_with("exit 7"), "{line:?}");
+    }
+
+    // tail with host and stream filters prints only those, and ends with the job's status.
+    let out = cli(
+        &setup,
+        &[
+            "tail",
+            &ok_id.to_string(),
+            "--host",
+            "web-03",
+            "--host",
+            "web-11",
+        ],
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let want = stored_lines(port, ok_id, |e| {
+        matches!(e.host.as_deref(), Some("web-03" | "web-11"))
+    });
+    assert_eq!(want.len(), 42);
+    assert_eq!(printed_lines(&text(&out.stdout)), want);
+    let out = cli(
+        &setup,
+        &["tail", &failed_id.to_string(), "--stream", "stderr"],
+    );
+    assert_eq!(code(&out), 1, "a failed job's tail exits 1");
+    let stderr_lines = printed_lines(&text(&out.stdout));
+    assert_eq!(
+        stderr_lines,
+        stored_lines(port, failed_id, |e| e.stream.as_deref() == Some("stderr"))
+    );
+    let mut broken: Vec<&str> = stderr_lines.iter().map(|l| l.2.as_str()).collect();
+    broken.sort();
+    assert_eq!(broken, ["broken web-18", "broken web-20"]);
+    let out = cli(
+        &setup,
+        &[
+            "tail",
+            &ok_id.to_string(),
+            "-o",
+            "ndjson",
+            "--host",
+            "web-01",
+        ],
+    );
+    let events: Vec<Value> = text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("ndjson line"))
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "host" && e["state"] == "ok")
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e["kind"] == "job" && e["state"] == "succeeded")
+    );
+
+    // show, with a pasted job URL and no --server at all.
+    let url = format!("http://127.0.0.1:{port}/jobs/{failed_id}");
+    let out = cli(&setup, &["show", &url]);
+    let shown = text(&out.stdout);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(
+        shown.starts_with(&format!("job {failed_id} · fail20 · failed")),
+        "{shown}"
+    );
+    let web20 = shown
+        .lines()
+        .find(|l| l.starts_with("web-20"))
+        .expect("web-20 row");
+    assert!(web20.contains("failed") && web20.contains(" 7 "), "{web20}");
+    assert_eq!(shown.lines().filter(|l| l.starts_with("web-")).count(), 20);
+
+    // jobs --json parses as the API's job list; filters apply.
+    let out = cli(&setup, &["jobs", "--json"]);
+    let list: Value = serde_json::from_slice(&out.stdout).expect("jobs --json");
+    let ids: Vec<u64> = list["jobs"]
+        .as_array()
+        .expect("jobs array")
+        .iter()
+        .map(|j| j["id"].as_u64().expect("id"))
+        .collect();
+    assert_eq!(ids, vec![failed_id, ok_id]);
+    let out = cli(&setup, &["jobs", "--json", "--state", "failed"]);
+    let list: Value = serde_json::from_slice(&out.stdout).expect("jobs --json");
+    assert_eq!(list["jobs"].as_array().map(Vec::len), Some(1));
+    assert_eq!(list["jobs"][0]["task"], "fail20");
+
+    // rerun --failed: only web-18 and web-20, in their original order; now they pass.
+    std::fs::write(dir.join("fixed"), "").expect("fixed");
+    let out = cli(
+        &setup,
+        &["rerun", &failed_id.to_string(), "--failed", "--follow"],
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(code(&out), 0, "{stderr}");
+    let rerun_id = announced_id(&stderr);
+    assert!(
+        stderr.contains(&format!("a re-run of job {failed_id}")),
+        "{stderr}"
+    );
+    let mut hosts: Vec<String> = printed_lines(&stdout).into_iter().map(|l| l.0).collect();
+    hosts.sort();
+    assert_eq!(hosts, ["web-18", "web-18", "web-20", "web-20"], "{stdout}");
+    let rerun = job(port, rerun_id);
+    assert_eq!(
+        rerun["spec"]["waves"],
+        serde_json::json!([["web-18", "web-20"]])
+    );
+    let out = cli(&setup, &["rerun", &rerun_id.to_string(), "--failed"]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        text(&out.stderr).contains("no failed"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // cancel: the follower of the cancelled job exits 3.
+    let mut follower = cli_command(&setup, &["run", "slow", "--follow"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn follower");
+    let lines = lines_of(follower.stdout.take().expect("stdout"));
+    let first = lines
+        .recv_timeout(DEADLINE)
+        .expect("the slow job's first line");
+    assert!(first.contains("waiting on web-0"), "{first}");
+    let stderr = BufReader::new(follower.stderr.take().expect("stderr"));
+    let mut stderr_lines = stderr.lines();
+    let announced = stderr_lines.next().expect("announce").expect("utf-8");
+    let slow_id = announced_id(&announced);
+    let out = cli(
+        &setup,
+        &["cancel", &format!("http://127.0.0.1:{port}/jobs/{slow_id}")],
+    );
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let status = wait_child(&mut follower, DEADLINE);
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "the follower of a cancelled job exits 3"
+    );
+    let rest: Vec<String> = stderr_lines.map_while(Result::ok).collect();
+    assert!(rest.iter().any(|l| l.contains("cancelled")), "{rest:?}");
+
+    // Errors read like the API's, with what to do.
+    let out = cli(&setup, &["run", "nope"]);
+    assert_eq!(code(&out), 1);
+    let e = text(&out.stderr);
+    assert!(
+        e.contains("unknown task \"nope\"") && e.contains("ok20, fail20, slow"),
+        "{e}"
+    );
+    let out = cli(&setup, &["run", "ok20", "-p", "REV=zz"]);
+    assert_eq!(code(&out), 1);
+    let e = text(&out.stderr);
+    assert!(e.contains("REV") && e.contains("[0-9a-f]{7}"), "{e}");
+    assert_eq!(code(&cli(&setup, &["run"])), 2, "usage");
+    assert_eq!(code(&cli(&setup, &["show", "deploy"])), 2, "not a job");
+    let out = cli(&setup, &["--help"]);
+    assert!(text(&out.stdout).contains("3 a followed job was cancelled"));
+    let out = cli(&setup, &["tasks", "--server", "http://127.0.0.1:1"]);
+    assert_eq!(code(&out), 1);
+    let e = text(&out.stderr);
+    assert!(
+        e.contains("cannot reach the server at http://127.0.0.1:1/api/tasks"),
+        "{e}"
+    );
+
+    // Without --follow, run prints the new job's id alone on stdout, for scripts.
+    let out = cli(&setup, &["run", "ok20", "-p", "REV=fedcba9"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let id = job_id(&out);
+    assert_eq!(job(port, id)["params"]["REV"], "fedcba9");
+    wait_job(port, id, DEADLINE, "the job to end", is_terminal);
+
+    // A viewer may not start a job; nobody at all is asked who they are.
+    let config = config_text(&setup, "runners = 2", 20, &tasks(&dir));
+    setup.write_raw(&config.replace("anonymous = \"admin\"", "anonymous = \"viewer\""));
+    assert!(setup.ctl(&["reload"]).status.success());
+    let out = cli(&setup, &["run", "ok20"]);
+    assert_eq!(code(&out), 1);
+    let e = text(&out.stderr);
+    assert!(e.contains("needs the operator role"), "{e}");
+    setup.write_raw(&config.replace("anonymous = \"admin\"", "anonymous = \"none\""));
+    assert!(setup.ctl(&["reload"]).status.success());
+    let out = cli(&setup, &["jobs"]);
+    assert_eq!(code(&out), 1);
+    let e = text(&out.stderr);
+    assert!(
+        e.contains("--token") && e.contains("SHIPWATCH_TOKEN"),
+        "{e}"
+    );
+}
+
+/// Lines of a child's pipe as they come, on a thread of their own.
+fn lines_of(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+fn wait_child(child: &mut std::process::Child, deadline: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            panic!("the client did not exit within {deadline:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// 20 hosts, 100 lines each before `go` exists and 100 after.
+fn flow_task(dir: &Path) -> String {
+    format!(
+        r#"[[tasks]]
+name = "flow"
+hosts = ["fleet"]
+transport = "local"
+batch = 20
+script = '''
+for i in $(seq 1 100); do echo "before $i on $SHIPWATCH_HOST"; done
+for i in $(seq 1 600); do [ -e {go} ] && break; sleep 0.05; done
+for i in $(seq 1 100); do echo "after $i on $SHIPWATCH_HOST"; [ $((i % 10)) = 0 ] && echo "tick $i" >&2; done
+'''
+"#,
+        go = dir.join("go").display()
+    )
+}
+
+#[test]
+fn a_gateway_sigkill_during_follow_still_prints_every_line_exactly_once() {
+    let setup = Setup::new("");
+    let dir = setup.dir.path().to_path_buf();
+    setup.write_raw(&config_text(&setup, "runners = 1", 20, &flow_task(&dir)));
+    let _up = Guard(setup.up(&[]));
+    let before = setup.wait_status("all running", |s| s.all_running(1));
+    let port = setup.port;
+
+    let mut follower = cli_command(&setup, &["run", "flow", "--follow"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn follower");
+    let lines = lines_of(follower.stdout.take().expect("stdout"));
+    let errors = lines_of(follower.stderr.take().expect("stderr"));
+    let mut printed = Vec::new();
+    while printed.len() < 100 {
+        printed.push(lines.recv_timeout(DEADLINE).expect("lines before the kill"));
+    }
+    kill(before.pid("gateway"), "KILL");
+    setup.wait_status("a new gateway", |s| {
+        s.get("gateway")
+            .is_some_and(|g| g.state == "running" && g.pid != Some(before.pid("gateway")))
+    });
+    std::fs::write(dir.join("go"), "").expect("go");
+    let status = wait_child(&mut follower, Duration::from_secs(60));
+    printed.extend(lines.iter());
+    let stderr: Vec<String> = errors.iter().collect();
+    assert_eq!(status.code(), Some(0), "{stderr:?}");
+    let id = announced_id(&stderr.join("\n"));
+    let printed: Vec<_> = printed
+        .iter()
+        .map(|l| parse_line(l).unwrap_or_else(|| panic!("not a log line: {l:?}")))
+        .collect();
+    let stored = stored_lines(port, id, |_| true);
+    assert_eq!(stored.len(), 20 * 210);
+    if printed != stored {
+        let first = printed.iter().zip(&stored).position(|(a, b)| a != b);
+        panic!(
+            "printed {} lines, stored {}; first difference at {first:?}",
+            printed.len(),
+            stored.len()
+        );
+    }
+}
+
+/// A minimal terminal: `\r`, `\n`, erase-line and SGR; returns each line as it was when
+/// the cursor left it with a newline.
+fn finished_lines(raw: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(raw);
+    let mut chars = text.chars().peekable();
+    let (mut line, mut col, mut done) = (Vec::<char>::new(), 0usize, Vec::new());
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' => col = 0,
+            '\n' => {
+                done.push(line.iter().collect::<String>().trim_end().to_string());
+                line.clear();
+                col = 0;
+            }
+            '\x1b' => {
+                if chars.peek() != Some(&'[') {
+                    continue;
+                }
+                chars.next();
+                let mut params = String::new();
+                let mut end = ' ';
+                for p in chars.by_ref() {
+                    if p.is_ascii_alphabetic() || p == '~' {
+                        end = p;
+                        break;
+                    }
+                    params.push(p);
+                }
+                match (end, params.as_str()) {
+                    ('K', "2") => line.clear(),
+                    ('K', "" | "0") => line.truncate(col),
+                    _ => {}
+                }
+            }
+            c => {
+                if col < line.len() {
+                    line[col] = c;
+                } else {
+                    line.resize(col, ' ');
+                    line.push(c);
+                }
+                col += 1;
+            }
+        }
+    }
+    done
+}
+
+#[test]
+fn on_a_terminal_the_status_line_never_shares_a_line_with_the_log() {
+    let setup = Setup::new("");
+    let dir = setup.dir.path().to_path_buf();
+    setup.write_raw(&config_text(&setup, "runners = 1", 20, &tasks(&dir)));
+    let _up = Guard(setup.up(&[]));
+    setup.wait_status("all running", |s| s.all_running(1));
+    let typescript = dir.join("typescript");
+    let command = format!("{BIN} run ok20 --follow");
+    let out = Command::new("script")
+        .args(["-qfec", &command])
+        .arg(&typescript)
+        .current_dir(&dir)
+        .env_remove("SHIPWATCH_URL")
+        .env_remove("NO_COLOR")
+        .env("TERM", "xterm-256color")
+        .stdin(Stdio::null())
+        .output()
+        .expect("script from util-linux");
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let raw = std::fs::read(&typescript).expect("typescript");
+    let raw_text = text(&raw);
+    assert!(
+        raw_text.contains("running of 20"),
+        "no status line drawn: {raw_text:?}"
+    );
+    assert!(raw_text.contains("\x1b["), "no colour on a terminal");
+    let lines = finished_lines(&raw);
+    let mut log = Vec::new();
+    for line in &lines {
+        let is_status = line.contains("running of 20");
+        let parsed = parse_line(line);
+        assert!(
+            !(is_status && (parsed.is_some() || line.contains(" | "))),
+            "status and log on one line: {line:?}"
+        );
+        if let Some(l) = parsed {
+            log.push(l);
+        }
+    }
+    let id = announced_id(&lines.join("\n"));
+    assert_eq!(log, stored_lines(setup.port, id, |_| true));
+}
