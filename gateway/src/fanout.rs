@@ -62,7 +62,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// One watcher as the hub sees it.
-struct Slot {
+struct WatcherProgress {
     id: u64,
     /// Every event with `seq <= taken` was taken from the ring or read from the store.
     taken: AtomicU64,
@@ -109,7 +109,7 @@ struct Ring {
     start: Option<u64>,
     /// A batch that ended the job was published.
     ended: bool,
-    slots: Vec<Arc<Slot>>,
+    watchers: Vec<Arc<WatcherProgress>>,
 }
 
 /// A watched job: its ring and the signal that wakes its watchers.
@@ -176,7 +176,7 @@ impl Hub {
         after: u64,
         filter: EventFilter,
     ) -> Watch {
-        let slot = Arc::new(Slot {
+        let progress = Arc::new(WatcherProgress {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             taken: AtomicU64::new(after),
             lagging: AtomicBool::new(true),
@@ -192,7 +192,7 @@ impl Hub {
                     })
                 })
                 .clone();
-            lock(&feed.ring).slots.push(slot.clone());
+            lock(&feed.ring).watchers.push(progress.clone());
             feed
         };
         self.watchers.fetch_add(1, Ordering::Relaxed);
@@ -203,7 +203,7 @@ impl Hub {
             job,
             published: feed.published.subscribe(),
             feed,
-            slot,
+            progress,
             filter,
             covered: after,
             phase: Phase::CatchUp,
@@ -225,17 +225,17 @@ impl Hub {
         let mut jobs = lock(&self.jobs);
         if let Some(feed) = jobs.get(&job) {
             let mut ring = lock(&feed.ring);
-            ring.slots.retain(|s| s.id != id);
-            if ring.slots.is_empty() {
+            ring.watchers.retain(|s| s.id != id);
+            if ring.watchers.is_empty() {
                 drop(ring);
                 jobs.remove(&job);
             }
         }
     }
 
-    /// Marks `slot` lagging unless it already is; `overflow`: the ring moved past it.
-    fn mark_lagging(&self, slot: &Slot, overflow: bool) {
-        if !slot.lagging.swap(true, Ordering::SeqCst) {
+    /// Marks `progress` lagging unless it already is; `overflow`: the ring moved past it.
+    fn mark_lagging(&self, progress: &WatcherProgress, overflow: bool) {
+        if !progress.lagging.swap(true, Ordering::SeqCst) {
             self.lagging.fetch_add(1, Ordering::Relaxed);
             if overflow {
                 self.overflows.fetch_add(1, Ordering::Relaxed);
@@ -244,8 +244,8 @@ impl Hub {
         }
     }
 
-    fn clear_lagging(&self, slot: &Slot) {
-        if slot.lagging.swap(false, Ordering::SeqCst) {
+    fn clear_lagging(&self, progress: &WatcherProgress) {
+        if progress.lagging.swap(false, Ordering::SeqCst) {
             self.lagging.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -291,9 +291,9 @@ impl Publisher for Hub {
             }
             if evicted {
                 let start = ring.start.unwrap_or(0);
-                for slot in &ring.slots {
-                    if slot.taken.load(Ordering::SeqCst) < start {
-                        self.mark_lagging(slot, true);
+                for progress in &ring.watchers {
+                    if progress.taken.load(Ordering::SeqCst) < start {
+                        self.mark_lagging(progress, true);
                     }
                 }
             }
@@ -350,7 +350,7 @@ pub struct Watch {
     job: JobId,
     feed: Arc<Feed>,
     published: watch::Receiver<u64>,
-    slot: Arc<Slot>,
+    progress: Arc<WatcherProgress>,
     filter: EventFilter,
     /// Every event with `seq <= covered` that the filter takes was handed out.
     covered: u64,
@@ -402,7 +402,7 @@ impl Watch {
             // Everything after `covered` is in the ring or yet to be published: no need
             // to read the store (a burst, or a watcher joining a job being watched).
             self.phase = Phase::Live;
-            self.hub.clear_lagging(&self.slot);
+            self.hub.clear_lagging(&self.progress);
             return Ok(());
         }
         // Read the job's state and last seq before the events: if it had ended, this read
@@ -428,7 +428,7 @@ impl Watch {
             // Filtered-out events up to `last` are covered too.
             self.covered = self.covered.max(last);
         }
-        self.slot.taken.store(self.covered, Ordering::SeqCst);
+        self.progress.taken.store(self.covered, Ordering::SeqCst);
         if full {
             return Ok(());
         }
@@ -439,7 +439,7 @@ impl Watch {
             // meanwhile) Live finds out and comes back here; whatever this read also got
             // is dropped by seq.
             self.phase = Phase::Live;
-            self.hub.clear_lagging(&self.slot);
+            self.hub.clear_lagging(&self.progress);
         }
         Ok(())
     }
@@ -460,7 +460,7 @@ impl Watch {
                 if ring.start.is_some_and(|start| start > self.covered) {
                     drop(ring);
                     // The ring moved past us: read the rest from the store.
-                    self.hub.mark_lagging(&self.slot, true);
+                    self.hub.mark_lagging(&self.progress, true);
                     self.phase = Phase::CatchUp;
                     return;
                 }
@@ -480,7 +480,7 @@ impl Watch {
                 taken
             };
             if let Some(last) = taken.last() {
-                self.slot.taken.store(last.last_seq, Ordering::SeqCst);
+                self.progress.taken.store(last.last_seq, Ordering::SeqCst);
                 for e in taken {
                     self.deliver(&e);
                     if matches!(self.phase, Phase::Ended) {
@@ -542,9 +542,9 @@ impl Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        self.hub.forget(self.job, self.slot.id);
+        self.hub.forget(self.job, self.progress.id);
         self.hub.watchers.fetch_sub(1, Ordering::Relaxed);
-        self.hub.clear_lagging(&self.slot);
+        self.hub.clear_lagging(&self.progress);
     }
 }
 /// Whether `filter` takes `e`; events without a host or stream pass those filters (a job

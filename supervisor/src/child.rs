@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::Event;
+use crate::SupervisorEvent;
 
 /// Longest piece of a child's output logged as one line; longer runs are split.
 const MAX_LINE: usize = 64 * 1024;
@@ -35,33 +35,33 @@ const SCRUBBED_ENV: &[&str] = &[
     "LISTEN_FDNAMES",
 ];
 
-/// Which program a child runs.
+/// Which of the supervised processes a child is: the gateway or runner number K.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Kind {
+pub enum Process {
     Gateway,
     Runner(u32),
 }
 
-impl Kind {
+impl Process {
     /// The name in logs, `ctl` and STATUS: `gateway`, `runner-3`.
     pub fn name(self) -> String {
         match self {
-            Kind::Gateway => "gateway".to_owned(),
-            Kind::Runner(index) => format!("runner-{index}"),
+            Process::Gateway => "gateway".to_owned(),
+            Process::Runner(index) => format!("runner-{index}"),
         }
     }
 }
 
-/// Starts `kind`; returns its pid. Its exit, readiness and output arrive as events.
+/// Starts `process`; returns its pid. Its exit, readiness and output arrive as events.
 ///
 /// Must be called from the thread that lives as long as the supervisor: PR_SET_PDEATHSIG
 /// fires when the forking *thread* ends.
 pub fn spawn(
     exe: &Path,
     source: &ConfigSource,
-    kind: Kind,
+    process: Process,
     generation: u64,
-    events: &mpsc::UnboundedSender<Event>,
+    events: &mpsc::UnboundedSender<SupervisorEvent>,
     tasks: &TaskTracker,
     stop: &CancellationToken,
 ) -> std::io::Result<u32> {
@@ -70,9 +70,9 @@ pub fn spawn(
     let ready_fd = ready_write.as_raw_fd();
 
     let mut command = tokio::process::Command::new(exe);
-    match kind {
-        Kind::Gateway => command.arg("gateway"),
-        Kind::Runner(index) => command.arg("runner").arg("--index").arg(index.to_string()),
+    match process {
+        Process::Gateway => command.arg("gateway"),
+        Process::Runner(index) => command.arg("runner").arg("--index").arg(index.to_string()),
     };
     match source {
         ConfigSource::Demo => command.arg("--demo"),
@@ -115,7 +115,7 @@ pub fn spawn(
     let mut child = command.spawn()?;
     drop(ready_write);
     let pid = child.id().unwrap_or(0);
-    let name = kind.name();
+    let name = process.name();
     let started = Instant::now();
 
     if let Some(stdout) = child.stdout.take() {
@@ -134,7 +134,10 @@ pub fn spawn(
                     () = stop.cancelled() => false,
                 };
                 if ready {
-                    let _ = events.send(Event::Ready { kind, generation });
+                    let _ = events.send(SupervisorEvent::Ready {
+                        process,
+                        generation,
+                    });
                 }
             });
         }
@@ -145,8 +148,8 @@ pub fn spawn(
     let events = events.clone();
     tasks.spawn(async move {
         let status = child.wait().await;
-        let _ = events.send(Event::Exited {
-            kind,
+        let _ = events.send(SupervisorEvent::Exited {
+            process,
             generation,
             status,
             ran: started.elapsed(),

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::{Event, SupervisorError};
+use crate::{SupervisorError, SupervisorEvent};
 
 /// What `shipwatch ctl` asks.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -86,7 +86,7 @@ pub(crate) fn bind(run_dir: &Path) -> Result<UnixListener, SupervisorError> {
 /// Accepts connections until `shutdown`, handing each request to the main loop.
 pub(crate) async fn serve(
     listener: UnixListener,
-    events: mpsc::UnboundedSender<Event>,
+    events: mpsc::UnboundedSender<SupervisorEvent>,
     tasks: TaskTracker,
     shutdown: CancellationToken,
 ) {
@@ -124,7 +124,7 @@ pub(crate) async fn serve(
     }
 }
 
-async fn answer(stream: UnixStream, events: mpsc::UnboundedSender<Event>) {
+async fn answer(stream: UnixStream, events: mpsc::UnboundedSender<SupervisorEvent>) {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut reader = BufReader::new(read).take_lines_limit();
@@ -134,7 +134,10 @@ async fn answer(stream: UnixStream, events: mpsc::UnboundedSender<Event>) {
     let response = match serde_json::from_str::<Request>(&line) {
         Ok(request) => {
             let (reply, answer) = oneshot::channel();
-            if events.send(Event::Control { request, reply }).is_err() {
+            if events
+                .send(SupervisorEvent::Control { request, reply })
+                .is_err()
+            {
                 return;
             }
             match answer.await {

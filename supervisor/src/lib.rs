@@ -41,7 +41,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use child::Kind;
+pub use child::Process;
 pub use control::{ProcessStatus, Request, Response};
 
 /// What can stop the supervisor from running.
@@ -71,25 +71,26 @@ pub enum SupervisorError {
     },
 }
 
-/// What the main loop hears about.
-pub(crate) enum Event {
+/// What the supervisor's loop hears about: a child's exit or readiness, a timer that
+/// came due, a control request, a reload trigger, a healthy watchdog probe.
+pub(crate) enum SupervisorEvent {
     Exited {
-        kind: Kind,
+        process: Process,
         generation: u64,
         status: std::io::Result<std::process::ExitStatus>,
         ran: Duration,
     },
     Ready {
-        kind: Kind,
+        process: Process,
         generation: u64,
     },
     StartDue {
-        kind: Kind,
+        process: Process,
         generation: u64,
     },
     /// Escalate a stop: send `signal`, then SIGKILL after `then` if still alive.
     Escalate {
-        kind: Kind,
+        process: Process,
         generation: u64,
         signal: Signal,
         then: Option<Duration>,
@@ -125,10 +126,10 @@ impl State {
     }
 }
 
-/// One slot of the process table.
-struct Slot {
+/// One entry of the process table.
+struct ProcessEntry {
     state: State,
-    /// Bumped at every spawn so late events of a previous process are ignored.
+    /// Bumped at every spawn so late events of a previous incarnation are ignored.
     generation: u64,
     pid: Option<u32>,
     started: Option<Instant>,
@@ -222,7 +223,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Supe
         stopping: false,
         last_status: String::new(),
     };
-    sup.ensure(Kind::Gateway);
+    sup.ensure(Process::Gateway);
     sup.publish_status();
 
     loop {
@@ -244,11 +245,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Supe
                         () = stop.cancelled() => false,
                     };
                     if healthy {
-                        let _ = events.send(Event::WatchdogHealthy);
+                        let _ = events.send(SupervisorEvent::WatchdogHealthy);
                     }
                 });
             }
-            Some(event) = inbox.recv() => sup.handle(event),
+            Some(event) = inbox.recv() => sup.apply(event),
         }
     }
     stop_tasks.cancel();
@@ -285,9 +286,9 @@ struct Supervisor {
     config: Config,
     /// From the file, or `ctl scale` until the next reload.
     desired_runners: u32,
-    table: BTreeMap<Kind, Slot>,
+    table: BTreeMap<Process, ProcessEntry>,
     next_generation: u64,
-    events: mpsc::UnboundedSender<Event>,
+    events: mpsc::UnboundedSender<SupervisorEvent>,
     /// Every task the supervisor starts (child watchers, timers, control connections).
     tasks: TaskTracker,
     /// Ends those tasks once the children are gone.
@@ -298,52 +299,59 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    fn handle(&mut self, event: Event) {
+    /// Moves the process table on by one event, then tells systemd the new status.
+    fn apply(&mut self, event: SupervisorEvent) {
         match event {
-            Event::Exited {
-                kind,
+            SupervisorEvent::Exited {
+                process,
                 generation,
                 status,
                 ran,
-            } => self.exited(kind, generation, status, ran),
-            Event::Ready { kind, generation } => {
-                if let Some(slot) = self.table.get_mut(&kind)
-                    && slot.generation == generation
-                    && slot.state == State::Starting
+            } => self.exited(process, generation, status, ran),
+            SupervisorEvent::Ready {
+                process,
+                generation,
+            } => {
+                if let Some(entry) = self.table.get_mut(&process)
+                    && entry.generation == generation
+                    && entry.state == State::Starting
                 {
-                    slot.state = State::Running;
-                    tracing::info!(pid = slot.pid, "{} running", kind.name());
-                    if kind == Kind::Gateway && !self.stopping {
+                    entry.state = State::Running;
+                    tracing::info!(pid = entry.pid, "{} running", process.name());
+                    if process == Process::Gateway && !self.stopping {
                         self.ensure_runners();
                     }
                 }
             }
-            Event::StartDue { kind, generation } => {
-                if let Some(slot) = self.table.get(&kind)
-                    && slot.generation == generation
-                    && matches!(slot.state, State::Backoff | State::Fatal)
+            SupervisorEvent::StartDue {
+                process,
+                generation,
+            } => {
+                if let Some(entry) = self.table.get(&process)
+                    && entry.generation == generation
+                    && matches!(entry.state, State::Backoff | State::Fatal)
                     && !self.stopping
                 {
-                    self.start(kind);
+                    self.start(process);
                 }
             }
-            Event::Escalate {
-                kind,
+            SupervisorEvent::Escalate {
+                process,
                 generation,
                 signal,
                 then,
             } => {
-                if let Some(slot) = self.table.get(&kind)
-                    && slot.generation == generation
-                    && slot.pid.is_some()
+                if let Some(entry) = self.table.get(&process)
+                    && entry.generation == generation
+                    && entry.pid.is_some()
                 {
-                    tracing::warn!("{}: did not stop in time, sending {signal}", kind.name());
-                    self.signal(kind, signal);
+                    tracing::warn!("{}: did not stop in time, sending {signal}", process.name());
+                    self.signal(process, signal);
                     if let Some(delay) = then {
                         self.schedule(
                             delay,
-                            Event::Escalate {
-                                kind,
+                            SupervisorEvent::Escalate {
+                                process,
                                 generation,
                                 signal: Signal::SIGKILL,
                                 then: None,
@@ -352,33 +360,33 @@ impl Supervisor {
                     }
                 }
             }
-            Event::Control { request, reply } => {
+            SupervisorEvent::Control { request, reply } => {
                 let response = self.control(request);
                 let _ = reply.send(response);
             }
-            Event::Reload => {
+            SupervisorEvent::Reload => {
                 let _ = self.reload("config file changed");
             }
-            Event::WatchdogHealthy => {
+            SupervisorEvent::WatchdogHealthy => {
                 let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
             }
         }
         self.publish_status();
     }
 
-    /// Adds `kind` to the table and starts it, unless it is there already.
-    fn ensure(&mut self, kind: Kind) {
-        match self.table.get_mut(&kind) {
-            Some(slot) => {
-                if slot.after_stop == AfterStop::Remove {
+    /// Adds `process` to the table and starts it, unless it is there already.
+    fn ensure(&mut self, process: Process) {
+        match self.table.get_mut(&process) {
+            Some(entry) => {
+                if entry.after_stop == AfterStop::Remove {
                     // Scaled back up while draining: it comes back when it exits.
-                    slot.after_stop = AfterStop::RestartNow;
+                    entry.after_stop = AfterStop::RestartNow;
                 }
             }
             None => {
                 self.table.insert(
-                    kind,
-                    Slot {
+                    process,
+                    ProcessEntry {
                         state: State::Stopped,
                         generation: 0,
                         pid: None,
@@ -389,47 +397,47 @@ impl Supervisor {
                         after_stop: AfterStop::Restart,
                     },
                 );
-                self.start(kind);
+                self.start(process);
             }
         }
     }
 
     fn ensure_runners(&mut self) {
         for index in 0..self.desired_runners {
-            self.ensure(Kind::Runner(index));
+            self.ensure(Process::Runner(index));
         }
-        let surplus: Vec<Kind> = self
+        let surplus: Vec<Process> = self
             .table
             .keys()
             .copied()
-            .filter(|k| matches!(k, Kind::Runner(i) if *i >= self.desired_runners))
+            .filter(|k| matches!(k, Process::Runner(i) if *i >= self.desired_runners))
             .collect();
-        for kind in surplus {
-            self.drain(kind);
+        for process in surplus {
+            self.drain(process);
         }
     }
 
     /// Scale-down: ask the runner to finish its job and exit; SIGTERM after drain_timeout.
-    fn drain(&mut self, kind: Kind) {
-        let Some(slot) = self.table.get_mut(&kind) else {
+    fn drain(&mut self, process: Process) {
+        let Some(entry) = self.table.get_mut(&process) else {
             return;
         };
-        if slot.after_stop == AfterStop::Remove {
+        if entry.after_stop == AfterStop::Remove {
             return;
         }
-        if slot.pid.is_none() {
-            self.table.remove(&kind);
+        if entry.pid.is_none() {
+            self.table.remove(&process);
             return;
         }
-        slot.after_stop = AfterStop::Remove;
-        slot.state = State::Stopping;
-        let generation = slot.generation;
-        tracing::info!("{}: draining (scale-down)", kind.name());
-        self.signal(kind, Signal::SIGUSR2);
+        entry.after_stop = AfterStop::Remove;
+        entry.state = State::Stopping;
+        let generation = entry.generation;
+        tracing::info!("{}: draining (scale-down)", process.name());
+        self.signal(process, Signal::SIGUSR2);
         self.schedule(
             self.config.supervisor.drain_timeout,
-            Event::Escalate {
-                kind,
+            SupervisorEvent::Escalate {
+                process,
                 generation,
                 signal: Signal::SIGTERM,
                 then: Some(self.config.supervisor.stop_timeout),
@@ -437,7 +445,7 @@ impl Supervisor {
         );
     }
 
-    fn start(&mut self, kind: Kind) {
+    fn start(&mut self, process: Process) {
         self.next_generation += 1;
         let generation = self.next_generation;
         let source = match (&self.snapshot, &self.source) {
@@ -450,119 +458,128 @@ impl Supervisor {
         let result = child::spawn(
             &self.exe,
             &source,
-            kind,
+            process,
             generation,
             &self.events,
             &self.tasks,
             &self.stop_tasks,
         );
-        let Some(slot) = self.table.get_mut(&kind) else {
+        let Some(entry) = self.table.get_mut(&process) else {
             return;
         };
-        slot.generation = generation;
-        slot.after_stop = AfterStop::Restart;
+        entry.generation = generation;
+        entry.after_stop = AfterStop::Restart;
         match result {
             Ok(pid) => {
-                slot.pid = Some(pid);
-                slot.started = Some(Instant::now());
-                slot.state = State::Starting;
-                tracing::debug!(pid, "{} started", kind.name());
+                entry.pid = Some(pid);
+                entry.started = Some(Instant::now());
+                entry.state = State::Starting;
+                tracing::debug!(pid, "{} started", process.name());
             }
             Err(error) => {
-                tracing::error!(error = %Report(&error), "{}: cannot spawn", kind.name());
-                slot.last_exit = Some(format!("spawn failed: {}", Report(&error)));
-                self.failed_start(kind);
+                tracing::error!(error = %Report(&error), "{}: cannot spawn", process.name());
+                entry.last_exit = Some(format!("spawn failed: {}", Report(&error)));
+                self.failed_start(process);
             }
         }
     }
 
     fn exited(
         &mut self,
-        kind: Kind,
+        process: Process,
         generation: u64,
         status: std::io::Result<std::process::ExitStatus>,
         ran: Duration,
     ) {
         let start_secs = self.config.supervisor.start_secs;
-        let Some(slot) = self.table.get_mut(&kind) else {
+        let Some(entry) = self.table.get_mut(&process) else {
             return;
         };
-        if slot.generation != generation {
+        if entry.generation != generation {
             return;
         }
         let how = child::describe_exit(&status);
-        slot.pid = None;
-        slot.started = None;
-        slot.last_exit = Some(format!("{how} after {:.2} s", ran.as_secs_f64()));
+        entry.pid = None;
+        entry.started = None;
+        entry.last_exit = Some(format!("{how} after {:.2} s", ran.as_secs_f64()));
         let after = if self.stopping {
             AfterStop::Stay
         } else {
-            slot.after_stop
+            entry.after_stop
         };
         match after {
             AfterStop::Stay => {
-                slot.state = State::Stopped;
-                tracing::info!("{} stopped ({how})", kind.name());
+                entry.state = State::Stopped;
+                tracing::info!("{} stopped ({how})", process.name());
                 if self.stopping {
                     self.continue_stop();
                 }
             }
             AfterStop::Remove => {
-                tracing::info!("{} exited after scale-down ({how})", kind.name());
-                self.table.remove(&kind);
+                tracing::info!("{} exited after scale-down ({how})", process.name());
+                self.table.remove(&process);
             }
             AfterStop::RestartNow => {
-                slot.restarts += 1;
-                slot.failed_starts = 0;
-                self.start(kind);
+                entry.restarts += 1;
+                entry.failed_starts = 0;
+                self.start(process);
             }
             AfterStop::Restart if ran >= start_secs => {
-                slot.restarts += 1;
-                slot.failed_starts = 0;
-                tracing::warn!("{} exited ({how}) after {ran:.2?}; restarting", kind.name());
-                self.start(kind);
+                entry.restarts += 1;
+                entry.failed_starts = 0;
+                tracing::warn!(
+                    "{} exited ({how}) after {ran:.2?}; restarting",
+                    process.name()
+                );
+                self.start(process);
             }
             AfterStop::Restart => {
-                slot.restarts += 1;
+                entry.restarts += 1;
                 tracing::warn!(
                     "{} exited ({how}) after {:.2} s: failed start",
-                    kind.name(),
+                    process.name(),
                     ran.as_secs_f64()
                 );
-                self.failed_start(kind);
+                self.failed_start(process);
             }
         }
     }
 
     /// Backoff (0.1 s doubling to backoff_max), FATAL after start_retries, retried every
     /// backoff_max from then on.
-    fn failed_start(&mut self, kind: Kind) {
+    fn failed_start(&mut self, process: Process) {
         let retries = self.config.supervisor.start_retries;
         let max = self.config.supervisor.backoff_max;
-        let Some(slot) = self.table.get_mut(&kind) else {
+        let Some(entry) = self.table.get_mut(&process) else {
             return;
         };
-        slot.failed_starts += 1;
+        entry.failed_starts += 1;
         let delay;
-        if slot.failed_starts >= retries.max(1) {
-            slot.state = State::Fatal;
+        if entry.failed_starts >= retries.max(1) {
+            entry.state = State::Fatal;
             delay = max;
             tracing::error!(
                 "{} FATAL after {} failed starts (last: {}); retrying every {:?}",
-                kind.name(),
-                slot.failed_starts,
-                slot.last_exit.as_deref().unwrap_or("-"),
+                process.name(),
+                entry.failed_starts,
+                entry.last_exit.as_deref().unwrap_or("-"),
                 max
             );
         } else {
-            slot.state = State::Backoff;
-            delay = backoff_delay(slot.failed_starts, max);
+            entry.state = State::Backoff;
+            delay = backoff_delay(entry.failed_starts, max);
         }
-        let generation = slot.generation;
-        self.schedule(delay, Event::StartDue { kind, generation });
+        let generation = entry.generation;
+        self.schedule(
+            delay,
+            SupervisorEvent::StartDue {
+                process,
+                generation,
+            },
+        );
     }
 
-    fn schedule(&self, delay: Duration, event: Event) {
+    fn schedule(&self, delay: Duration, event: SupervisorEvent) {
         let events = self.events.clone();
         let stop = self.stop_tasks.clone();
         self.tasks.spawn(async move {
@@ -573,12 +590,12 @@ impl Supervisor {
         });
     }
 
-    fn signal(&self, kind: Kind, signal: Signal) {
-        if let Some(pid) = self.table.get(&kind).and_then(|s| s.pid)
+    fn signal(&self, process: Process, signal: Signal) {
+        if let Some(pid) = self.table.get(&process).and_then(|s| s.pid)
             && let Ok(pid) = i32::try_from(pid)
             && let Err(error) = killpg(Pid::from_raw(pid), signal)
         {
-            tracing::debug!(error = %Report(&error), "{}: cannot send {signal}", kind.name());
+            tracing::debug!(error = %Report(&error), "{}: cannot send {signal}", process.name());
         }
     }
 
@@ -597,19 +614,19 @@ impl Supervisor {
                 sd_notify::NotifyState::Status("stopping"),
             ],
         );
-        for slot in self.table.values_mut() {
-            if slot.pid.is_none() {
-                slot.state = State::Stopped;
+        for entry in self.table.values_mut() {
+            if entry.pid.is_none() {
+                entry.state = State::Stopped;
             }
         }
-        let runners: Vec<Kind> = self
+        let runners: Vec<Process> = self
             .table
             .keys()
             .copied()
-            .filter(|k| *k != Kind::Gateway)
+            .filter(|k| *k != Process::Gateway)
             .collect();
-        for kind in runners {
-            self.stop(kind);
+        for process in runners {
+            self.stop(process);
         }
         self.continue_stop();
     }
@@ -618,32 +635,32 @@ impl Supervisor {
         let runners_alive = self
             .table
             .iter()
-            .any(|(k, s)| *k != Kind::Gateway && s.pid.is_some());
+            .any(|(k, s)| *k != Process::Gateway && s.pid.is_some());
         if !runners_alive
             && self
                 .table
-                .get(&Kind::Gateway)
+                .get(&Process::Gateway)
                 .is_some_and(|s| s.pid.is_some() && s.state != State::Stopping)
         {
-            self.stop(Kind::Gateway);
+            self.stop(Process::Gateway);
         }
     }
 
-    fn stop(&mut self, kind: Kind) {
+    fn stop(&mut self, process: Process) {
         let timeout = self.config.supervisor.stop_timeout;
-        let Some(slot) = self.table.get_mut(&kind) else {
+        let Some(entry) = self.table.get_mut(&process) else {
             return;
         };
-        if slot.pid.is_none() {
+        if entry.pid.is_none() {
             return;
         }
-        slot.state = State::Stopping;
-        let generation = slot.generation;
-        self.signal(kind, Signal::SIGTERM);
+        entry.state = State::Stopping;
+        let generation = entry.generation;
+        self.signal(process, Signal::SIGTERM);
         self.schedule(
             timeout,
-            Event::Escalate {
-                kind,
+            SupervisorEvent::Escalate {
+                process,
                 generation,
                 signal: Signal::SIGKILL,
                 then: None,
@@ -651,18 +668,18 @@ impl Supervisor {
         );
     }
 
-    fn restart(&mut self, kind: Kind) {
-        let Some(slot) = self.table.get_mut(&kind) else {
+    fn restart(&mut self, process: Process) {
+        let Some(entry) = self.table.get_mut(&process) else {
             return;
         };
-        slot.failed_starts = 0;
-        if slot.pid.is_some() {
-            self.stop(kind);
-            if let Some(slot) = self.table.get_mut(&kind) {
-                slot.after_stop = AfterStop::RestartNow;
+        entry.failed_starts = 0;
+        if entry.pid.is_some() {
+            self.stop(process);
+            if let Some(entry) = self.table.get_mut(&process) {
+                entry.after_stop = AfterStop::RestartNow;
             }
         } else {
-            self.start(kind);
+            self.start(process);
         }
     }
 
@@ -687,23 +704,23 @@ impl Supervisor {
                 processes: self.statuses(),
             },
             Request::Restart { target } => {
-                let kinds: Vec<Kind> = match target.as_str() {
+                let targets: Vec<Process> = match target.as_str() {
                     "all" => self.table.keys().copied().collect(),
                     "runners" => self
                         .table
                         .keys()
                         .copied()
-                        .filter(|k| *k != Kind::Gateway)
+                        .filter(|k| *k != Process::Gateway)
                         .collect(),
                     name => match self.table.keys().copied().find(|k| k.name() == name) {
-                        Some(kind) => vec![kind],
+                        Some(process) => vec![process],
                         None => return fail(format!("no process named {name:?}")),
                     },
                 };
-                for kind in &kinds {
-                    self.restart(*kind);
+                for process in &targets {
+                    self.restart(*process);
                 }
-                ok(format!("restarting {} process(es)", kinds.len()))
+                ok(format!("restarting {} process(es)", targets.len()))
             }
             Request::Scale { runners } => {
                 self.desired_runners = runners;
@@ -725,7 +742,7 @@ impl Supervisor {
 
     fn gateway_running(&self) -> bool {
         self.table
-            .get(&Kind::Gateway)
+            .get(&Process::Gateway)
             .is_some_and(|s| s.state == State::Running)
             || self.ready_sent
     }
@@ -769,7 +786,7 @@ impl Supervisor {
         self.config = config;
         let mut changes = Vec::new();
         if gateway_changed {
-            self.signal(Kind::Gateway, Signal::SIGHUP);
+            self.signal(Process::Gateway, Signal::SIGHUP);
             changes.push("gateway told to reload".to_owned());
         }
         if old_runners != self.desired_runners {
@@ -790,26 +807,27 @@ impl Supervisor {
     fn statuses(&self) -> Vec<ProcessStatus> {
         self.table
             .iter()
-            .map(|(kind, slot)| ProcessStatus {
-                name: kind.name(),
-                state: slot.state.as_str().to_owned(),
-                pid: slot.pid,
-                uptime_us: slot
+            .map(|(process, entry)| ProcessStatus {
+                name: process.name(),
+                state: entry.state.as_str().to_owned(),
+                pid: entry.pid,
+                uptime_us: entry
                     .started
                     .map(|t| u64::try_from(t.elapsed().as_micros()).unwrap_or(u64::MAX)),
-                restarts: slot.restarts,
-                last_exit: slot.last_exit.clone(),
+                restarts: entry.restarts,
+                last_exit: entry.last_exit.clone(),
             })
             .collect()
     }
 
     fn status_line(&self) -> String {
-        let gateway = match self.table.get(&Kind::Gateway) {
-            Some(slot) if slot.state == State::Running => "gateway up".to_owned(),
-            Some(slot) => format!(
+        let gateway = match self.table.get(&Process::Gateway) {
+            Some(entry) if entry.state == State::Running => "gateway up".to_owned(),
+            Some(entry) => format!(
                 "gateway {}{}",
-                slot.state.as_str(),
-                slot.last_exit
+                entry.state.as_str(),
+                entry
+                    .last_exit
                     .as_deref()
                     .map(|e| format!(" (last: {e})"))
                     .unwrap_or_default()
@@ -819,15 +837,15 @@ impl Supervisor {
         let running = self
             .table
             .iter()
-            .filter(|(k, s)| **k != Kind::Gateway && s.state == State::Running)
+            .filter(|(k, s)| **k != Process::Gateway && s.state == State::Running)
             .count();
         let mut line = format!("{gateway}, {running}/{} runners", self.desired_runners);
-        for (kind, slot) in &self.table {
-            if *kind != Kind::Gateway && slot.state == State::Fatal {
+        for (process, entry) in &self.table {
+            if *process != Process::Gateway && entry.state == State::Fatal {
                 line.push_str(&format!(
                     ", {} fatal ({})",
-                    kind.name(),
-                    slot.last_exit.as_deref().unwrap_or("-")
+                    process.name(),
+                    entry.last_exit.as_deref().unwrap_or("-")
                 ));
             }
         }
@@ -838,11 +856,11 @@ impl Supervisor {
     fn publish_status(&mut self) {
         let all_running = self
             .table
-            .get(&Kind::Gateway)
+            .get(&Process::Gateway)
             .is_some_and(|s| s.state == State::Running)
             && (0..self.desired_runners).all(|i| {
                 self.table
-                    .get(&Kind::Runner(i))
+                    .get(&Process::Runner(i))
                     .is_some_and(|s| s.state == State::Running)
             });
         if self.stopping {
@@ -926,7 +944,7 @@ async fn gateway_healthy(listen: std::net::SocketAddr) -> bool {
 fn watch_config(
     source: &ConfigSource,
     enabled: bool,
-    events: &mpsc::UnboundedSender<Event>,
+    events: &mpsc::UnboundedSender<SupervisorEvent>,
 ) -> Option<
     notify_debouncer_full::Debouncer<
         notify::RecommendedWatcher,
@@ -956,7 +974,7 @@ fn watch_config(
                 p.file_name() == Some(name.as_os_str()) || target.as_deref().is_some_and(|t| p == t)
             });
             if touches {
-                let _ = events.send(Event::Reload);
+                let _ = events.send(SupervisorEvent::Reload);
             }
         },
     ) {
@@ -999,10 +1017,10 @@ mod tests {
 
     #[test]
     fn names_are_gateway_and_numbered_runners() {
-        assert_eq!(Kind::Gateway.name(), "gateway");
-        assert_eq!(Kind::Runner(3).name(), "runner-3");
+        assert_eq!(Process::Gateway.name(), "gateway");
+        assert_eq!(Process::Runner(3).name(), "runner-3");
         assert!(
-            Kind::Gateway < Kind::Runner(0),
+            Process::Gateway < Process::Runner(0),
             "the gateway sorts first in status"
         );
     }
