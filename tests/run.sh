@@ -13,12 +13,14 @@ cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
 #   systemd:                        systemd-analyze verify for the shipped unit files
 #   prometheus:                     promtool check metrics on the gateway's /metrics
 #   bsdutils:                       script(1), the client's terminal test (tests/cli.rs)
+#   chromium:                       the browser suite (tests/browser) drives Debian's build
 TEST_PACKAGES=(
     openssh-server
     openssh-client
     systemd
     prometheus
     bsdutils
+    chromium
 )
 
 CI="${CI:-false}"
@@ -101,7 +103,20 @@ step "test" cargo test --workspace
 step "systemd unit" systemd/verify.sh
 
 # --- browser suite -----------------------------------------------------------------------
-# The browser tests of the web UI go here, as one more `step "browser" …` line.
+# playwright-core (no browser download) drives /usr/bin/chromium against the release binary
+# it builds here; node_modules comes from package-lock.json when missing.
+browser_suite() {
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        say "missing node/npm for the browser suite"
+        return 1
+    fi
+    cargo build --release --bin shipwatch
+    if [[ ! -d tests/browser/node_modules ]]; then
+        (cd tests/browser && npm ci --no-audit --no-fund)
+    fi
+    (cd tests/browser && SHIPWATCH_BIN="$PWD/../../target/release/shipwatch" npm test --silent)
+}
+step "browser" browser_suite
 # ------------------------------------------------------------------------------------------
 
 say "all steps passed:"

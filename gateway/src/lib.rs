@@ -13,6 +13,7 @@ pub mod model;
 pub mod reload;
 pub mod spec;
 pub mod store;
+pub mod web;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

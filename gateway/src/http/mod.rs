@@ -16,7 +16,6 @@ mod ws;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
 use axum::routing::{get, post};
 
 use crate::AppState;
@@ -37,7 +36,7 @@ pub struct HttpState {
 /// The API's routes, ready to serve.
 pub fn router(gateway: AppState, fanout: Arc<Hub>) -> Router {
     Router::new()
-        .route("/", get(index))
+        .merge(crate::web::routes())
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics::render))
         .route("/api/jobs", post(jobs::create).get(jobs::list))
@@ -50,18 +49,4 @@ pub fn router(gateway: AppState, fanout: Arc<Hub>) -> Router {
         .route("/ws/jobs/{id}", get(ws::job))
         .route("/ws/jobs", get(ws::jobs))
         .with_state(HttpState { gateway, fanout })
-}
-
-/// What `/` says until the web page is served there: how to drive the API by hand.
-async fn index(State(http): State<HttpState>) -> String {
-    let url = http.gateway.config.borrow().server.public_url.clone();
-    let url = url.trim_end_matches('/');
-    format!(
-        "shipwatch gateway\n\n\
-         The web page is not served yet; the API is:\n  \
-         curl -s {url}/api/tasks\n  \
-         curl -s -XPOST {url}/api/jobs -H 'content-type: application/json' -d '{{\"task\":\"deploy\"}}'\n  \
-         curl -s {url}/api/jobs/1\n  \
-         curl -s {url}/api/jobs/1/log\n"
-    )
 }

@@ -1,0 +1,42 @@
+// The page's entry: who is here, then the view the URL asks for (/, /jobs/{id}, /login).
+
+import { api, whoAmI } from './api.js';
+import { h, errorView } from './ui.js';
+
+const main = document.getElementById('main');
+
+async function start() {
+  const who = await whoAmI();
+  showWho(who);
+  const path = location.pathname;
+  const job = path.match(/^\/jobs\/(\d+)\/?$/);
+  try {
+    if (path === '/login') (await import('./login.js')).show(main, who);
+    else if (job) await (await import('./job.js')).show(main, Number(job[1]), who);
+    else await (await import('./dashboard.js')).show(main, who);
+  } catch (e) {
+    if (e && e.status === 401) (await import('./api.js')).toLogin();
+    else errorView(main, e);
+  }
+}
+
+function showWho(who) {
+  const nav = document.querySelector('.who');
+  nav.replaceChildren();
+  if (!who || !who.user) {
+    if (location.pathname !== '/login' && who === null) nav.append(h('a', { href: '/login' }, 'Log in'));
+    return;
+  }
+  nav.append(h('span', { class: 'me' }, who.user, who.role ? h('span', { class: 'role' }, who.role) : null));
+  if (who.user !== 'anonymous') {
+    nav.append(h('button', {
+      type: 'button', class: 'quiet',
+      onclick: async () => {
+        try { await api('/api/logout', { method: 'POST', body: {} }); } catch { /* ended either way */ }
+        location.assign('/login');
+      },
+    }, 'Log out'));
+  }
+}
+
+start();

@@ -1,0 +1,98 @@
+// Several people watch one rolling deploy: what each browser shows is what the API stored.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startShipwatch, launch, newPage, waitFor, apiLog, screenshot } from './lib/harness.js';
+import { fleet, HOSTS } from './lib/fleet.js';
+
+let sw;
+let browser;
+
+before(async () => {
+  [sw, browser] = await Promise.all([startShipwatch(fleet()), launch()]);
+});
+
+after(async () => {
+  await browser?.close();
+  await sw?.stop();
+});
+
+/** The log element's hooks and the host grid as the page shows them. */
+async function shown(page) {
+  return page.evaluate(() => {
+    const log = document.querySelector('[role="log"]');
+    return {
+      lastSeq: Number(log.dataset.lastSeq),
+      lineCount: Number(log.dataset.lineCount),
+      state: document.querySelector('[data-job-state]').dataset.jobState,
+      hosts: Object.fromEntries([...document.querySelectorAll('[role="group"][aria-label="Hosts"] [data-host-state]')]
+        .map((b) => [b.dataset.host, b.dataset.hostState])),
+    };
+  });
+}
+
+async function settled(page, id) {
+  const log = await apiLog(sw, id);
+  await waitFor(async () => {
+    const s = await shown(page);
+    return s.lastSeq === log.lastSeq && s.lineCount === log.lines.length;
+  }, { what: `page to show all of job ${id}` });
+  return log;
+}
+
+test('two browsers watch a 20-host deploy to the end and show exactly what the API stored', async () => {
+  const alice = await newPage(browser);
+  const bob = await newPage(browser);
+  await Promise.all([alice.goto(`${sw.url}/`), bob.goto(`${sw.url}/`)]);
+  const jobs = bob.getByRole('table', { name: 'Jobs' });
+  await jobs.waitFor();
+  await screenshot(alice, 'dashboard-empty');
+
+  const deploy = alice.getByRole('region', { name: 'deploy' });
+  await deploy.getByLabel('REVISION').fill('xyz');
+  await waitFor(() => deploy.getByLabel('REVISION').getAttribute('aria-invalid').then((v) => v === 'true'), { what: 'REVISION to be marked invalid as typed' });
+  await deploy.getByLabel('REVISION').fill('abc1234');
+  await deploy.getByRole('button', { name: 'Run' }).click();
+  await alice.waitForURL(/\/jobs\/\d+$/);
+  const id = Number(new URL(alice.url()).pathname.split('/').pop());
+
+  // Bob sees the job appear in his live list and follows its link.
+  const link = jobs.getByRole('link', { name: `#${id}` });
+  await link.waitFor({ timeout: 5000 });
+  await link.click();
+  await bob.waitForURL(`${sw.url}/jobs/${id}`);
+  await bob.getByRole('status', { name: 'Connection' }).filter({ hasText: 'live' }).waitFor({ timeout: 5000 });
+
+  await waitFor(async () => (await shown(alice)).lineCount > 30 && (await shown(alice)).state === 'running', { what: 'mid-deploy' });
+  await screenshot(alice, 'job-mid-deploy');
+
+  for (const page of [alice, bob]) {
+    await page.locator('[data-job-state="succeeded"]').waitFor({ timeout: 30000 });
+  }
+  const log = await settled(alice, id);
+  await settled(bob, id);
+  const job = (await sw.api(`/api/jobs/${id}`)).json;
+  const want = Object.fromEntries(job.hosts.map((x) => [x.host, x.state]));
+  assert.equal(Object.keys(want).length, HOSTS.length);
+  for (const page of [alice, bob]) {
+    const s = await shown(page);
+    assert.deepEqual(s.hosts, want);
+    assert.equal(s.state, 'succeeded');
+    assert.equal(s.lastSeq, log.lastSeq);
+    assert.equal(s.lineCount, log.lines.length);
+    await page.getByRole('status', { name: 'Connection' }).filter({ hasText: 'ended' }).waitFor({ timeout: 5000 });
+  }
+  // The rendered rows carry their hooks, and stderr is marked in text, not only colour.
+  const errRow = alice.locator('.line[data-stream="stderr"]').first();
+  await alice.getByRole('button', { name: 'Next stderr' }).click();
+  await errRow.waitFor();
+  assert.match(await errRow.getAttribute('data-host'), /^(web|db)-\d\d$/);
+  assert.match(await errRow.textContent(), /err.*warning: config key workers/);
+  // The dashboard shows the finished job in the list.
+  await alice.goto(`${sw.url}/`);
+  await alice.getByRole('table', { name: 'Jobs' }).getByRole('row').filter({ hasText: `#${id}` }).filter({ hasText: 'succeeded' }).waitFor();
+  await screenshot(alice, 'dashboard');
+  assert.deepEqual([...alice.problems, ...bob.problems], []);
+  await alice.context().close();
+  await bob.context().close();
+});
