@@ -15,6 +15,7 @@ use std::time::Duration;
 use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
 use shipwatch_config::Config;
+use shipwatch_protocol::Report;
 use shipwatch_protocol::{
     EventBody, GatewayCodec, GatewayFrame, JobId, JobState, PROTOCOL_VERSION, RunnerFrame,
 };
@@ -248,7 +249,7 @@ impl Dispatcher {
                         self.inner.tracker.spawn(async move { me.connection(stream).await });
                     }
                     Err(error) => {
-                        tracing::warn!(%error, "cannot accept a runner connection");
+                        tracing::warn!(error = %Report(&error), "cannot accept a runner connection");
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 },
@@ -274,7 +275,9 @@ impl Dispatcher {
                 tracing::warn!(job, %reason, "job lost");
                 match me.end_job(job, JobState::Lost, &reason).await {
                     Ok(()) | Err(StoreError::Finished { .. }) => {}
-                    Err(error) => tracing::error!(job, %error, "cannot mark a job lost"),
+                    Err(error) => {
+                        tracing::error!(job, error = %Report(&error), "cannot mark a job lost")
+                    }
                 }
             }
         });
@@ -287,7 +290,7 @@ impl Dispatcher {
                 _ = self.inner.wake.notified() => {}
             }
             if let Err(error) = self.assign_some().await {
-                tracing::error!(%error, "cannot read the job queue");
+                tracing::error!(error = %Report(&error), "cannot read the job queue");
             }
         }
     }
@@ -351,7 +354,7 @@ impl Dispatcher {
             let mut st = self.lock();
             if let Err(error) = marked {
                 // Cancelled meanwhile, or the store failed: free the runner again.
-                tracing::info!(job = job.id, %error, "not assigning job");
+                tracing::info!(job = job.id, error = %Report(&error), "not assigning job");
                 st.running.remove(&job.id);
                 if let Some(r) = st.runners.get_mut(&conn) {
                     r.job = None;
@@ -434,8 +437,9 @@ impl Dispatcher {
                     .send(GatewayFrame::Refused {
                         version: PROTOCOL_VERSION,
                         reason: format!(
-                            "unreadable hello ({error}); this gateway speaks runner protocol \
-                             version {PROTOCOL_VERSION}"
+                            "unreadable hello ({}); this gateway speaks runner protocol \
+                             version {PROTOCOL_VERSION}",
+                            Report(&error)
                         ),
                     })
                     .await;
@@ -566,7 +570,7 @@ impl Dispatcher {
                         // not handed a job it would ignore while still stopping this one.
                         Err(error) => {
                             if !matches!(error, StoreError::Finished { .. } | StoreError::NoSuchJob(_)) {
-                                tracing::error!(job, %error, "cannot store a runner's events");
+                                tracing::error!(job, error = %Report(&error), "cannot store a runner's events");
                             }
                             self.job_given_up(conn, job);
                             if !ends {
@@ -587,7 +591,7 @@ impl Dispatcher {
                     match frame {
                         None => return,
                         Some(Err(error)) => {
-                            tracing::warn!(runner = index, error = %shipwatch_protocol::Report(&error), "bad frame from runner");
+                            tracing::warn!(runner = index, error = %Report(&error), "bad frame from runner");
                             return;
                         }
                         Some(Ok(RunnerFrame::Events { job, events })) => {

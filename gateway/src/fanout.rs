@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use axum::extract::ws::Utf8Bytes;
 use bytes::{BufMut, Bytes, BytesMut};
 use shipwatch_protocol::JobId;
+use shipwatch_protocol::Report;
 use shipwatch_protocol::api::JobView;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
@@ -310,7 +311,9 @@ impl Publisher for Hub {
             Ok(msg) => {
                 let _ = self.list.send(msg);
             }
-            Err(error) => tracing::warn!(%error, job = job.id, "cannot encode a job change"),
+            Err(error) => {
+                tracing::warn!(error = %Report(&error), job = job.id, "cannot encode a job change")
+            }
         }
     }
 }
@@ -379,7 +382,7 @@ impl Watch {
                 Phase::Ended => return None,
                 Phase::CatchUp => {
                     if let Err(error) = self.catch_up().await {
-                        tracing::warn!(%error, job = self.job, "watcher cannot read the store");
+                        tracing::warn!(error = %Report(&error), job = self.job, "watcher cannot read the store");
                         self.end(close::LAGGING, "store unavailable; reconnect with after=");
                     }
                 }
@@ -575,7 +578,7 @@ fn text(frame: Bytes) -> Utf8Bytes {
     match Utf8Bytes::try_from(frame.clone()) {
         Ok(text) => text,
         Err(error) => {
-            tracing::error!(%error, "a frame is not UTF-8");
+            tracing::error!(error = %Report(&error), "a frame is not UTF-8");
             Utf8Bytes::from(String::from_utf8_lossy(&frame).into_owned())
         }
     }

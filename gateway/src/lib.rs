@@ -15,6 +15,7 @@ pub mod spec;
 pub mod store;
 pub mod web;
 
+use shipwatch_protocol::Report;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,19 +32,19 @@ pub use store::{NoPublisher, Publisher, Store, StoreError, StoreLimits};
 /// Why the gateway could not start or keep serving.
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Listen {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
-    #[error("cannot bind the runner socket {}: {source}", path.display())]
+    #[error("cannot bind the runner socket {}", path.display())]
     RunnerSocket {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("HTTP server failed: {0}")]
-    Serve(std::io::Error),
-    #[error("store: {0}")]
+    #[error("HTTP server failed")]
+    Serve(#[source] std::io::Error),
+    #[error(transparent)]
     Store(#[from] StoreError),
 }
 
@@ -110,7 +111,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
         let dispatcher = dispatcher.clone();
         tracker.spawn(async move {
             if let Err(error) = dispatcher.serve(runners).await {
-                tracing::error!(%error, "runner dispatch stopped");
+                tracing::error!(error = %Report(&error), "runner dispatch stopped");
             }
         });
     }
@@ -125,7 +126,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
                     _ = every.tick() => {}
                 }
                 if let Err(error) = store.sweep().await {
-                    tracing::warn!(%error, "retention sweep failed");
+                    tracing::warn!(error = %Report(&error), "retention sweep failed");
                 }
             }
         });
@@ -133,7 +134,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
 
     tracing::info!(%addr, runners = %socket_path.display(), db = %store.path().display(), "gateway listening");
     if let Err(error) = shipwatch_protocol::supervision::notify_ready() {
-        tracing::warn!(%error, "could not tell the supervisor we are ready");
+        tracing::warn!(error = %Report(&error), "could not tell the supervisor we are ready");
     }
     dispatcher.wake();
 
@@ -146,7 +147,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
     tracker.close();
     tracker.wait().await;
     if let Err(error) = store.flush().await {
-        tracing::warn!(%error, "store did not flush on shutdown");
+        tracing::warn!(error = %Report(&error), "store did not flush on shutdown");
     }
     served
 }

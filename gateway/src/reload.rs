@@ -1,6 +1,7 @@
 //! Reloading the configuration in place (DESIGN §7): a valid file replaces the current
 //! one without closing a socket; an invalid one is logged and the old one kept.
 
+use shipwatch_protocol::Report;
 use std::sync::Arc;
 
 use shipwatch_config::Config;
@@ -17,7 +18,7 @@ pub async fn reload_on_sighup(
     let mut hup = match signal(SignalKind::hangup()) {
         Ok(s) => s,
         Err(error) => {
-            tracing::warn!(%error, "cannot listen for SIGHUP: config reload is off");
+            tracing::warn!(error = %Report(&error), "cannot listen for SIGHUP: config reload is off");
             return;
         }
     };
@@ -45,6 +46,6 @@ pub async fn reload(config_tx: &watch::Sender<Arc<Config>>) {
         Ok(Err(errors)) => {
             tracing::error!(%errors, "new configuration is invalid; keeping the old one")
         }
-        Err(error) => tracing::error!(%error, "configuration reload failed"),
+        Err(error) => tracing::error!(error = %Report(&error), "configuration reload failed"),
     }
 }

@@ -3,8 +3,8 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use shipwatch_protocol::JobId;
 use shipwatch_protocol::api::ErrorBody;
+use shipwatch_protocol::{JobId, Report};
 
 use crate::store::StoreError;
 
@@ -46,13 +46,34 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        tracing::warn!(error = %e, "store request failed");
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        // The answer keeps the cause: "database error" alone tells nobody anything.
+        let error = Report(&e).to_string();
+        tracing::warn!(%error, "store request failed");
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, error)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(self.body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_answer_built_from_a_store_error_keeps_its_cause_once() {
+        let e = StoreError::DataDir {
+            path: "/srv/data".into(),
+            source: std::io::Error::from_raw_os_error(13),
+        };
+        let answer = ApiError::from(e);
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            answer.body.error,
+            "cannot create the data directory /srv/data: Permission denied (os error 13)"
+        );
     }
 }

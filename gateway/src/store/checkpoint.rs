@@ -4,6 +4,7 @@
 //! latency. Here the writer only appends to the WAL and nudges this thread about as
 //! often as SQLite would have checkpointed; it folds the WAL back meanwhile.
 
+use shipwatch_protocol::Report;
 use std::path::Path;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::Duration;
@@ -57,7 +58,7 @@ fn run(conn: &Connection, nudges: &Receiver<()>) {
         match result {
             Err(error) if !failing => {
                 failing = true;
-                tracing::warn!(%error, "WAL checkpoint failed; the WAL grows until it works");
+                tracing::warn!(error = %Report(&error), "WAL checkpoint failed; the WAL grows until it works");
             }
             Ok(()) if failing => {
                 failing = false;

@@ -51,14 +51,15 @@ pub struct StoreLimits {
 /// Why the store could not do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot create the data directory {}: {source}", path.display())]
+    #[error("cannot create the data directory {}", path.display())]
     DataDir {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("database error: {0}")]
+    /// SQLite's own words ("database or disk is full") say what happened.
+    #[error(transparent)]
     Sqlite(#[from] rusqlite::Error),
-    #[error("unexpected stored value: {0}")]
+    #[error("unexpected stored value")]
     Value(#[from] rusqlite::types::FromSqlError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
@@ -70,7 +71,7 @@ pub enum StoreError {
     Finished { job: JobId, state: JobState },
     #[error("the store's writer has stopped")]
     WriterGone,
-    #[error("a blocking store task failed: {0}")]
+    #[error("a blocking store task failed")]
     Join(#[from] tokio::task::JoinError),
 }
 

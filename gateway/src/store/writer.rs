@@ -9,6 +9,7 @@ use std::sync::mpsc::{Receiver, Sender};
 
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
+use shipwatch_protocol::Report;
 use shipwatch_protocol::{Event, EventBody, JobId, JobSpec, JobState, RunnerEvent, Timestamp};
 use tokio::sync::oneshot;
 
@@ -319,7 +320,7 @@ impl Writer {
                 if !self.conn.is_autocommit()
                     && let Err(error) = self.conn.execute_batch("ROLLBACK")
                 {
-                    tracing::error!(%error, "store rollback failed");
+                    tracing::error!(error = %Report(&error), "store rollback failed");
                 }
                 self.after_failure(g, touched, e)
             }
@@ -439,7 +440,9 @@ impl Writer {
             match read_job(&self.conn, id, false) {
                 Ok(Some(view)) => self.publish.job_changed(&view),
                 Ok(None) => {}
-                Err(error) => tracing::warn!(job = id, %error, "cannot read a changed job"),
+                Err(error) => {
+                    tracing::warn!(job = id, error = %Report(&error), "cannot read a changed job")
+                }
             }
         }
         for d in g.done {
@@ -459,7 +462,7 @@ impl Writer {
     /// Nothing of the group is stored: answer every op with the error, then try to fail
     /// each job that lost events so nobody waits on it forever.
     fn after_failure(&mut self, g: Group, mut touched: Vec<JobId>, error: rusqlite::Error) {
-        tracing::error!(%error, "store commit failed; failing the jobs it carried");
+        tracing::error!(error = %Report(&error), "store commit failed; failing the jobs it carried");
         self.jobs.clear();
         let reason = format!("the gateway could not store its events: {error}");
         touched.sort_unstable();
