@@ -272,7 +272,7 @@ pub fn describe_exit(status: &std::io::Result<ExitStatus>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::child_level;
+    use super::{Process, child_level, describe_exit};
     use tracing::Level;
 
     #[test]
@@ -296,5 +296,24 @@ mod tests {
         // Anything else it prints (a library writing to stderr) is relayed as it is.
         assert_eq!(child_level("INFOrmation"), (Level::INFO, "INFOrmation"));
         assert_eq!(child_level("WARNING: x"), (Level::INFO, "WARNING: x"));
+    }
+
+    #[test]
+    fn exits_are_described_with_code_or_signal_name() {
+        use std::os::unix::process::ExitStatusExt;
+        let exited = Ok(std::process::ExitStatus::from_raw(3 << 8));
+        assert_eq!(describe_exit(&exited), "exit 3");
+        let killed = Ok(std::process::ExitStatus::from_raw(9));
+        assert_eq!(describe_exit(&killed), "signal 9 (SIGKILL)");
+    }
+
+    #[test]
+    fn names_are_gateway_and_numbered_runners() {
+        assert_eq!(Process::Gateway.name(), "gateway");
+        assert_eq!(Process::Runner(3).name(), "runner-3");
+        assert!(
+            Process::Gateway < Process::Runner(0),
+            "the gateway sorts first in status"
+        );
     }
 }

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::{SupervisorError, SupervisorEvent};
+use crate::{Process, Supervisor, SupervisorError, SupervisorEvent};
 
 /// What `shipwatch ctl` asks.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -216,5 +216,96 @@ fn humane(secs: u64) -> String {
         s if s < 60 => format!("{s}s"),
         s if s < 3600 => format!("{}m{}s", s / 60, s % 60),
         s => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+    }
+}
+impl Supervisor {
+    /// Answers one `ctl` request.
+    pub(crate) fn control(&mut self, request: Request) -> Response {
+        let ok = |message: String| Response {
+            ok: true,
+            message,
+            processes: Vec::new(),
+        };
+        let fail = |message: String| Response {
+            ok: false,
+            message,
+            processes: Vec::new(),
+        };
+        if self.stopping && !matches!(request, Request::Status) {
+            return fail("stopping".to_owned());
+        }
+        match request {
+            Request::Status => Response {
+                ok: true,
+                message: self.status_line(),
+                processes: self.statuses(),
+            },
+            Request::Restart { target } => {
+                let targets: Vec<Process> = match target.as_str() {
+                    "all" => self.table.keys().copied().collect(),
+                    "runners" => self
+                        .table
+                        .keys()
+                        .copied()
+                        .filter(|k| *k != Process::Gateway)
+                        .collect(),
+                    name => match self.table.keys().copied().find(|k| k.name() == name) {
+                        Some(process) => vec![process],
+                        None => return fail(format!("no process named {name:?}")),
+                    },
+                };
+                for process in &targets {
+                    self.restart(*process);
+                }
+                ok(format!("restarting {} process(es)", targets.len()))
+            }
+            Request::Scale { runners } => {
+                self.desired_runners = runners;
+                if self.gateway_running() {
+                    self.ensure_runners();
+                }
+                ok(format!("scaled to {runners} runners"))
+            }
+            Request::Reload => match self.reload("ctl reload") {
+                Ok(message) => ok(message),
+                Err(message) => fail(message),
+            },
+            Request::Stop => {
+                self.begin_stop("ctl stop");
+                ok("stopping".to_owned())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_table_has_the_documented_columns() {
+        let table = format_table(&[ProcessStatus {
+            name: "runner-0".into(),
+            state: "fatal".into(),
+            pid: None,
+            uptime_us: None,
+            restarts: 5,
+            last_exit: Some("exit 1 after 0.02 s".into()),
+        }]);
+        let mut lines = table.lines();
+        let header: Vec<&str> = lines
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
+        assert_eq!(
+            header,
+            ["NAME", "STATE", "PID", "UPTIME", "RESTARTS", "LAST-EXIT"]
+        );
+        let row = lines.next().unwrap_or_default();
+        assert!(
+            row.starts_with("runner-0") && row.ends_with("exit 1 after 0.02 s"),
+            "{row}"
+        );
     }
 }
