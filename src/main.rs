@@ -120,6 +120,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Read a password on stdin (no echo on a terminal) and print its argon2id hash for
+    /// a `[[users]]` entry's `password_hash`.
+    HashPassword,
+    /// API tokens for the CLI and CI.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// Internal: the gateway process, started by `shipwatch up`.
     #[command(hide = true)]
     Gateway {
@@ -134,6 +142,19 @@ enum Command {
         /// Which runner this is (0-based).
         #[arg(long)]
         index: u32,
+    },
+}
+
+/// What `shipwatch token` does.
+#[derive(Subcommand)]
+enum TokenAction {
+    /// Print a new token once, and the `[[tokens]]` block (with its hash) to paste.
+    New {
+        /// The token's name, as the audit log will show who used it.
+        name: String,
+        /// What the token may do: viewer, operator or admin.
+        #[arg(long, default_value = "viewer")]
+        role: shipwatch_config::Role,
     },
 }
 
@@ -390,6 +411,20 @@ fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Ctl { config, action } => {
             let run_dir = shipwatch_config::run_dir_of(&config.source());
             return ctl(&run_dir, action);
+        }
+        Command::HashPassword => {
+            println!(
+                "{}",
+                shipwatch_gateway::auth::cli::hash_password_from_stdin()?
+            );
+        }
+        Command::Token {
+            action: TokenAction::New { name, role },
+        } => {
+            let made = shipwatch_gateway::auth::cli::new_token(&name, role)?;
+            println!("{}", made.token);
+            eprintln!("# The token above is shown only now. Add this to the config and reload:");
+            print!("{}", made.config_block);
         }
         Command::Gateway { config } => {
             let config = config.load()?;

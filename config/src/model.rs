@@ -181,6 +181,10 @@ pub struct ApiToken {
 pub struct Auth {
     /// Role of unauthenticated requests; `None` refuses them.
     pub anonymous: Option<Role>,
+    /// A session unused this long ends (`session_idle_hours`, default 12 h).
+    pub session_idle: Duration,
+    /// Every session ends this long after its login (`session_max_days`, default 7 days).
+    pub session_max: Duration,
 }
 
 impl Config {

@@ -63,7 +63,7 @@ pub(crate) mod keys {
     pub const PARAM: &[&str] = &["name", "pattern", "required", "default"];
     pub const USER: &[&str] = &["name", "password_hash", "role"];
     pub const TOKEN: &[&str] = &["name", "token_hash", "role"];
-    pub const AUTH: &[&str] = &["anonymous"];
+    pub const AUTH: &[&str] = &["anonymous", "session_idle_hours", "session_max_days"];
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -169,4 +169,6 @@ pub(crate) struct RawToken {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAuth {
     pub anonymous: Option<S<String>>,
+    pub session_idle_hours: Option<S<f64>>,
+    pub session_max_days: Option<S<f64>>,
 }

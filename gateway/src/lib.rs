@@ -5,12 +5,14 @@
 //!
 //! It never runs scripts and never blocks on a watcher.
 
+pub mod auth;
 pub mod dispatch;
 pub mod fanout;
 pub mod http;
 pub mod metrics;
 pub mod model;
 pub mod reload;
+pub mod serve;
 pub mod spec;
 pub mod store;
 pub mod web;
@@ -57,6 +59,8 @@ pub struct AppState {
     pub config_tx: Arc<watch::Sender<Arc<Config>>>,
     pub store: Store,
     pub dispatcher: Dispatcher,
+    /// Who is asking: sessions, tokens, throttling.
+    pub auth: Arc<auth::Auth>,
 }
 
 impl AppState {
@@ -97,11 +101,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
         tracker.clone(),
         shutdown.clone(),
     );
+    let auth = auth::Auth::new(config_rx.clone(), store.clone());
+    for warning in config_rx.borrow().warnings() {
+        tracing::warn!("{warning}");
+    }
+    tracker.spawn(auth.clone().follow_reloads(shutdown.clone()));
     let state = AppState {
         config: config_rx,
         config_tx: Arc::new(config_tx),
         store: store.clone(),
         dispatcher: dispatcher.clone(),
+        auth,
     };
     tracker.spawn(reload::reload_on_sighup(
         state.config_tx.clone(),
@@ -139,8 +149,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
     dispatcher.wake();
 
     let app = http::router(state, hub);
-    let served = axum::serve(http, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+    let served = serve::serve(http, app, shutdown.clone())
         .await
         .map_err(GatewayError::Serve);
     shutdown.cancel();

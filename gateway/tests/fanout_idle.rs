@@ -48,10 +48,11 @@ fn idle_socket_watchers_cost_little_memory() {
         );
         let router = shipwatch_gateway::http::router(
             AppState {
-                config: config_rx,
+                config: config_rx.clone(),
                 config_tx: Arc::new(config_tx),
                 store: store.clone(),
                 dispatcher,
+                auth: shipwatch_gateway::auth::Auth::new(config_rx.clone(), store.clone()),
             },
             hub.clone(),
         );

@@ -91,10 +91,11 @@ fn socket_watchers_each_get_every_event_once_in_order() {
     });
     let router = shipwatch_gateway::http::router(
         AppState {
-            config: config_rx,
+            config: config_rx.clone(),
             config_tx: Arc::new(config_tx),
             store: store.clone(),
             dispatcher,
+            auth: shipwatch_gateway::auth::Auth::new(config_rx.clone(), store.clone()),
         },
         hub.clone(),
     );

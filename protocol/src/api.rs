@@ -132,12 +132,19 @@ pub struct TaskList {
 /// One record of `GET /api/audit`: who started or cancelled what, when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEntry {
+    /// Ascending; `GET /api/audit?before=ID` pages with it.
+    pub id: i64,
     pub ts: String,
+    /// A user or token name, `anonymous`, or `gateway` for what the gateway did itself.
     pub actor: String,
-    /// `start` or `cancel`.
+    /// `start`, `cancel`, `rerun`, `login`, `logout` or `reload`.
     pub action: String,
     pub job: Option<JobId>,
     pub detail: String,
+    /// The client's address; empty when unknown.
+    pub addr: String,
+    /// `ok`, or why it was refused (`wrong password`, `throttled`…).
+    pub outcome: String,
 }
 
 /// `GET /api/audit`: newest first.

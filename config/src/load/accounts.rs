@@ -1,5 +1,7 @@
 //! `[[users]]`, `[[tokens]]` and `[auth]`: who may use the server, and as what role.
 
+use std::time::Duration;
+
 use super::checker::Checker;
 use crate::model::*;
 use crate::raw::*;
@@ -97,9 +99,32 @@ impl Checker<'_> {
         }
     }
 
-    /// `[auth]`: the role of requests nobody authenticated.
+    /// `[auth]`: the role of requests nobody authenticated, and how long sessions last.
     pub(super) fn auth(&mut self, raw: RawAuth) -> Auth {
+        let session_idle = self.hours(
+            "auth.session_idle_hours",
+            raw.session_idle_hours.as_ref(),
+            12.0,
+            1.0,
+        );
+        let session_max = self.hours(
+            "auth.session_max_days",
+            raw.session_max_days.as_ref(),
+            7.0,
+            24.0,
+        );
+        if session_idle > session_max
+            && let Some(value) = &raw.session_idle_hours
+        {
+            self.bad_value(
+                "auth.session_idle_hours",
+                value.span(),
+                "longer than auth.session_max_days: a session never gets that idle",
+            );
+        }
         Auth {
+            session_idle,
+            session_max,
             anonymous: match raw.anonymous {
                 None => None,
                 Some(value) => match value.get_ref().as_str() {
@@ -117,6 +142,35 @@ impl Checker<'_> {
                     },
                 },
             },
+        }
+    }
+}
+
+impl Checker<'_> {
+    /// A positive duration of `value` units of `unit_hours` hours (days: 24), at most
+    /// ten years.
+    fn hours(
+        &mut self,
+        key: &str,
+        value: Option<&S<f64>>,
+        default: f64,
+        unit_hours: f64,
+    ) -> Duration {
+        let hours = |units: f64| Duration::from_secs_f64(units * unit_hours * 3600.0);
+        let Some(value) = value else {
+            return hours(default);
+        };
+        let units = *value.get_ref();
+        if units > 0.0 && units * unit_hours <= 87_600.0 {
+            hours(units)
+        } else {
+            let what = if unit_hours == 1.0 { "hours" } else { "days" };
+            self.bad_value(
+                key,
+                value.span(),
+                &format!("expected a number of {what}, more than 0 and at most ten years"),
+            );
+            hours(default)
         }
     }
 }

@@ -75,6 +75,46 @@ pub enum StoreError {
     Join(#[from] tokio::task::JoinError),
 }
 
+/// What happened, for [`Store::record`]: never a secret in any field.
+#[derive(Debug, Clone, Default)]
+pub struct AuditRecord {
+    pub actor: String,
+    pub action: String,
+    pub job: Option<JobId>,
+    pub detail: String,
+    pub addr: String,
+    pub outcome: String,
+}
+
+/// A login session as stored: only the SHA-256 of its id, never the id itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    pub user: String,
+    /// Milliseconds since the Unix epoch.
+    pub created_ms: i64,
+    pub seen_ms: i64,
+}
+
+/// The session writes the auth layer asks of the store.
+#[derive(Debug, Clone)]
+pub enum SessionWrite {
+    /// A new session; sessions unused since `idle_before_ms` or made before
+    /// `created_before_ms` are deleted in the same transaction.
+    Create {
+        id_hash: [u8; 32],
+        user: String,
+        now_ms: i64,
+        idle_before_ms: i64,
+        created_before_ms: i64,
+    },
+    /// The session was used at `seen_ms`.
+    Touch { id_hash: [u8; 32], seen_ms: i64 },
+    /// Logout or expiry.
+    Delete { id_hash: [u8; 32] },
+    /// Every session of these users (removed from the config).
+    DeleteUsers { users: Vec<String> },
+}
+
 /// A cheap, cloneable handle on the store.
 #[derive(Clone)]
 pub struct Store {
@@ -101,11 +141,11 @@ impl Store {
         limits: StoreLimits,
         publish: Arc<dyn Publisher>,
     ) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir {
+        let path = data_dir.join("shipwatch.db");
+        make_private(data_dir, &path).map_err(|source| StoreError::DataDir {
             path: data_dir.to_path_buf(),
             source,
         })?;
-        let path = data_dir.join("shipwatch.db");
         let conn = Connection::open(&path)?;
         schema::prepare_writer(&conn)?;
         schema::migrate(&conn)?;
@@ -189,7 +229,7 @@ impl Store {
             .await
     }
 
-    /// Records who did what.
+    /// Records who did what (from an unknown address, successfully).
     pub async fn audit(
         &self,
         actor: &str,
@@ -197,13 +237,46 @@ impl Store {
         job: Option<JobId>,
         detail: &str,
     ) -> Result<(), StoreError> {
-        let (actor, action, detail) = (actor.to_string(), action.to_string(), detail.to_string());
-        self.write(|reply| writer::Op::Audit {
-            actor,
-            action,
+        self.record(AuditRecord {
+            actor: actor.to_string(),
+            action: action.to_string(),
             job,
-            detail,
+            detail: detail.to_string(),
+            addr: String::new(),
+            outcome: "ok".to_string(),
+        })
+        .await
+    }
+
+    /// Records who did what, from where, with what outcome.
+    pub async fn record(&self, record: AuditRecord) -> Result<(), StoreError> {
+        self.write(|reply| writer::Op::Audit {
+            record: Box::new(record),
             reply,
+        })
+        .await
+    }
+
+    /// Applies one session change.
+    pub async fn session_write(&self, write: SessionWrite) -> Result<(), StoreError> {
+        self.write(|reply| writer::Op::Session { write, reply })
+            .await
+    }
+
+    /// The stored session whose id hashes to `id_hash`.
+    pub async fn session(&self, id_hash: [u8; 32]) -> Result<Option<SessionRow>, StoreError> {
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT user, created_ms, seen_ms FROM sessions WHERE id_hash = ?1",
+            )?
+            .query_row([&id_hash[..]], |r| {
+                Ok(SessionRow {
+                    user: r.get(0)?,
+                    created_ms: r.get(1)?,
+                    seen_ms: r.get(2)?,
+                })
+            })
+            .optional()?)
         })
         .await
     }
@@ -421,17 +494,30 @@ impl Store {
 
     /// The newest `limit` audit records, newest first.
     pub async fn audit_log(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        self.audit_page(limit, None).await
+    }
+
+    /// Up to `limit` audit records with `id < before`, newest first.
+    pub async fn audit_page(
+        &self,
+        limit: u32,
+        before: Option<i64>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT ts, actor, action, job, detail FROM audit ORDER BY id DESC LIMIT ?1",
+                "SELECT id, ts, actor, action, job, detail, addr, outcome FROM audit \
+                 WHERE id < ?1 ORDER BY id DESC LIMIT ?2",
             )?;
-            let rows = stmt.query_map([limit], |r| {
+            let rows = stmt.query_map(params![before.unwrap_or(i64::MAX), limit], |r| {
                 Ok(AuditEntry {
-                    ts: r.get(0)?,
-                    actor: r.get(1)?,
-                    action: r.get(2)?,
-                    job: r.get::<_, Option<i64>>(3)?.map(|v| v as JobId),
-                    detail: r.get(4)?,
+                    id: r.get(0)?,
+                    ts: r.get(1)?,
+                    actor: r.get(2)?,
+                    action: r.get(3)?,
+                    job: r.get::<_, Option<i64>>(4)?.map(|v| v as JobId),
+                    detail: r.get(5)?,
+                    addr: r.get(6)?,
+                    outcome: r.get(7)?,
                 })
             })?;
             Ok(rows.collect::<Result<_, _>>()?)
@@ -487,6 +573,32 @@ impl Store {
         })
         .await
     }
+}
+
+/// The store holds every line scripts printed and the sessions: `data_dir` is made 0700
+/// and the database 0600 whatever the umask (SQLite gives its `-wal` and `-shm` files the
+/// database file's mode).
+fn make_private(data_dir: &Path, db: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data_dir)?;
+    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))?;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(db)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = db.as_os_str().to_owned();
+        file.push(suffix);
+        match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn open_reader(path: &Path) -> Result<Connection, StoreError> {

@@ -5,7 +5,8 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// Each entry moves the schema from version `i` to `i + 1`; append, never edit.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     task TEXT NOT NULL,
@@ -52,7 +53,19 @@ CREATE TABLE audit (
     job INTEGER,
     detail TEXT NOT NULL
 );
-"];
+",
+    "
+CREATE TABLE sessions (
+    id_hash BLOB PRIMARY KEY,
+    user TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    seen_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX sessions_user ON sessions(user);
+ALTER TABLE audit ADD COLUMN addr TEXT NOT NULL DEFAULT '';
+ALTER TABLE audit ADD COLUMN outcome TEXT NOT NULL DEFAULT 'ok';
+",
+];
 
 /// WAL so readers never wait for the writer; NORMAL sync is durable across a process
 /// crash (only an OS crash can lose the last transactions).

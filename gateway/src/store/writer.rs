@@ -42,10 +42,11 @@ pub(super) enum Op {
         reply: Reply<u64>,
     },
     Audit {
-        actor: String,
-        action: String,
-        job: Option<JobId>,
-        detail: String,
+        record: Box<super::AuditRecord>,
+        reply: Reply<()>,
+    },
+    Session {
+        write: super::SessionWrite,
         reply: Reply<()>,
     },
     Sweep {
@@ -77,6 +78,7 @@ impl Op {
                 Done::U64(0, reply)
             }
             Op::Audit { reply, .. }
+            | Op::Session { reply, .. }
             | Op::FailCommits { reply, .. }
             | Op::CapPages { reply, .. }
             | Op::Flush { reply } => Done::Unit(reply),
@@ -274,6 +276,49 @@ impl Writer {
         }
     }
 
+    fn session(&mut self, write: super::SessionWrite) -> Result<(), rusqlite::Error> {
+        use super::SessionWrite;
+        match write {
+            SessionWrite::Create {
+                id_hash,
+                user,
+                now_ms,
+                idle_before_ms,
+                created_before_ms,
+            } => {
+                // Expired sessions go when a new one comes: the table stays the live ones.
+                self.conn
+                    .prepare_cached("DELETE FROM sessions WHERE seen_ms < ?1 OR created_ms < ?2")?
+                    .execute(params![idle_before_ms, created_before_ms])?;
+                self.conn
+                    .prepare_cached(
+                        "INSERT OR REPLACE INTO sessions (id_hash, user, created_ms, seen_ms) \
+                         VALUES (?1, ?2, ?3, ?3)",
+                    )?
+                    .execute(params![&id_hash[..], user, now_ms])?;
+            }
+            SessionWrite::Touch { id_hash, seen_ms } => {
+                self.conn
+                    .prepare_cached("UPDATE sessions SET seen_ms = ?2 WHERE id_hash = ?1")?
+                    .execute(params![&id_hash[..], seen_ms])?;
+            }
+            SessionWrite::Delete { id_hash } => {
+                self.conn
+                    .prepare_cached("DELETE FROM sessions WHERE id_hash = ?1")?
+                    .execute(params![&id_hash[..]])?;
+            }
+            SessionWrite::DeleteUsers { users } => {
+                let mut stmt = self
+                    .conn
+                    .prepare_cached("DELETE FROM sessions WHERE user = ?1")?;
+                for user in users {
+                    stmt.execute([user])?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn group(&mut self, ops: Vec<Op>) {
         let mut g = Group {
             pending: Vec::new(),
@@ -348,26 +393,26 @@ impl Writer {
                 Ok(n) => g.done.push(Done::U64(n, reply)),
                 Err(e) => g.done.push(Done::Failed(e, reply)),
             },
-            Op::Audit {
-                actor,
-                action,
-                job,
-                detail,
-                reply,
-            } => {
+            Op::Audit { record, reply } => {
                 g.done.push(Done::Unit(reply));
                 self.conn
                     .prepare_cached(
-                        "INSERT INTO audit (ts, actor, action, job, detail) \
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                        "INSERT INTO audit (ts, actor, action, job, detail, addr, outcome) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                     )?
                     .execute(params![
                         Timestamp::now().to_string(),
-                        actor,
-                        action,
-                        job.map(|j| j as i64),
-                        detail
+                        record.actor,
+                        record.action,
+                        record.job.map(|j| j as i64),
+                        record.detail,
+                        record.addr,
+                        record.outcome,
                     ])?;
+            }
+            Op::Session { write, reply } => {
+                g.done.push(Done::Unit(reply));
+                self.session(write)?;
             }
             Op::Create {
                 spec,
