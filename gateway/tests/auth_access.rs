@@ -87,6 +87,12 @@ const ROUTES: &[Route] = &[
         expect: [401, 403, 403, 202, 403, 202, 401, 401, 401],
     },
     Route {
+        method: "POST",
+        path: "/api/jobs/{job}/rerun",
+        body: r#"{"hosts":"all"}"#,
+        expect: [401, 403, 403, 201, 403, 201, 401, 401, 401],
+    },
+    Route {
         method: "GET",
         path: "/api/audit",
         body: "",
@@ -111,6 +117,10 @@ const ROUTES: &[Route] = &[
         expect: [401, 101, 101, 101, 101, 101, 401, 401, 401],
     },
 ];
+
+/// Which gateway a caller asks, with what credentials header, and whether its targets
+/// are the `guarded` task's.
+type Caller<'a> = (&'a Gateway, Option<(&'a str, &'a str)>, bool);
 
 fn admin_token() -> String {
     format!("Bearer {}", TOKENS[0].2)
@@ -173,7 +183,7 @@ async fn every_route_and_websocket_answers_each_caller_as_its_role_allows() {
 
     // (gateway, credentials header, whether its targets are the guarded task's).
     let admin = admin_token();
-    let callers: [(&Gateway, Option<(&str, &str)>, bool); 9] = [
+    let callers: [Caller; 9] = [
         (&closed, None, false),
         (&open, None, false),
         (&closed, Some(("Cookie", &viewer)), false),

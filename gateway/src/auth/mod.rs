@@ -547,11 +547,8 @@ impl Auth {
             return Ok(None);
         };
         let key = secret::key(id.as_bytes());
-        let user = match self.lock_sessions().get(&key) {
-            Some(live) => Some(live.user.clone()),
-            None => None,
-        };
-        let user = match user {
+        let cached = self.lock_sessions().get(&key).map(|live| live.user.clone());
+        let user = match cached {
             Some(user) => Some(user),
             None => self.store.session(key).await?.map(|row| row.user),
         };

@@ -1,4 +1,5 @@
-//! `GET /api/audit`: who started and cancelled what, newest first; admins only.
+//! `GET /api/audit?limit=&before=`: who started, cancelled, re-ran, logged in and
+//! reloaded, newest first, a page at a time; admins only.
 
 use axum::Json;
 use axum::extract::{Query, State};
@@ -11,6 +12,8 @@ use super::{ApiError, HttpState, Principal};
 #[derive(Deserialize)]
 pub(super) struct AuditQuery {
     limit: Option<u32>,
+    /// Only records older than this id (the last `id` of the previous page).
+    before: Option<i64>,
 }
 
 pub(super) async fn list(
@@ -22,7 +25,7 @@ pub(super) async fn list(
     let audit = http
         .gateway
         .store
-        .audit_log(q.limit.unwrap_or(100).min(1000))
+        .audit_page(q.limit.unwrap_or(100).min(1000), q.before)
         .await?;
     Ok(Json(AuditLog { audit }))
 }

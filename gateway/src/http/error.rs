@@ -44,6 +44,15 @@ impl ApiError {
     }
 }
 
+impl From<crate::auth::AuthError> for ApiError {
+    fn from(e: crate::auth::AuthError) -> Self {
+        let field = e.field().map(str::to_string);
+        let mut error = ApiError::new(e.status(), e.to_string());
+        error.body.field = field;
+        error
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         // The answer keeps the cause: "database error" alone tells nobody anything.

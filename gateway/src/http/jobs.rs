@@ -40,9 +40,9 @@ pub(super) async fn create(
     let params = spec.params.clone();
     let job = gateway.store.create_job(spec, params, &who.name).await?;
     gateway
-        .store
-        .audit(&who.name, "start", Some(job.id), &task.name)
-        .await?;
+        .auth
+        .audit(&who, "start", Some(job.id), &task.name, "ok")
+        .await;
     tracing::info!(job = job.id, task = %task.name, by = %who.name, "job queued");
     gateway.dispatcher.wake();
     Ok((StatusCode::CREATED, Json(job)))
@@ -55,12 +55,7 @@ pub(super) fn may_start(
     who: &Principal,
     task: &shipwatch_config::Task,
 ) -> Result<(), ApiError> {
-    if !task.allow.is_empty() && !task.allow.contains(&who.role) && who.role != Role::Admin {
-        return Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!("{} may not run {}", who.name, task.name),
-        ));
-    }
+    who.may_run(task)?;
     let running = gateway.dispatcher.running_jobs_of_task(&task.name);
     if running.len() >= task.concurrency.max(1) as usize {
         return Err(ApiError::on_field(
@@ -112,15 +107,22 @@ pub(super) async fn cancel(
     Path(id): Path<JobId>,
 ) -> Result<StatusCode, ApiError> {
     who.at_least(Role::Operator)?;
+    let Some(job) = http.gateway.store.job(id).await? else {
+        return Err(ApiError::not_found(id));
+    };
+    // A task removed from the config since leaves its jobs to any operator.
+    if let Some(task) = http.gateway.config().task(&job.task) {
+        who.may_run(task)?;
+    }
     match http.gateway.dispatcher.cancel(id).await {
         Ok(_) => {}
         Err(DispatchError::NoSuchJob(id)) => return Err(ApiError::not_found(id)),
         Err(DispatchError::Store(e)) => return Err(e.into()),
     }
     http.gateway
-        .store
-        .audit(&who.name, "cancel", Some(id), "")
-        .await?;
+        .auth
+        .audit(&who, "cancel", Some(id), &job.task, "ok")
+        .await;
     tracing::info!(job = id, by = %who.name, "job cancel requested");
     Ok(StatusCode::ACCEPTED)
 }

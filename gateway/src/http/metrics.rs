@@ -14,7 +14,7 @@ use super::HttpState;
 use crate::metrics::{JOBS, RUNNERS, WS_WATCHERS, WS_WATCHERS_LAGGING};
 
 /// Prometheus text of every figure.
-pub(super) async fn render(State(http): State<HttpState>) -> Response {
+pub(super) async fn render(State(http): State<HttpState>, _who: super::Principal) -> Response {
     gauge!(WS_WATCHERS).set(http.fanout.watchers() as f64);
     gauge!(WS_WATCHERS_LAGGING).set(http.fanout.lagging() as f64);
     gauge!(RUNNERS).set(http.gateway.dispatcher.runners() as f64);

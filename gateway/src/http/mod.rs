@@ -48,5 +48,10 @@ pub fn router(gateway: AppState, fanout: Arc<Hub>) -> Router {
         .route("/api/audit", get(audit::list))
         .route("/ws/jobs/{id}", get(ws::job))
         .route("/ws/jobs", get(ws::jobs))
+        .merge(crate::auth::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            gateway.auth.clone(),
+            crate::auth::security_headers,
+        ))
         .with_state(HttpState { gateway, fanout })
 }

@@ -1,47 +1,18 @@
-//! Who is asking: today the configured `auth.anonymous` role (401 when that is none).
-//! The login and token work of DESIGN §8 replaces this extractor, not the handlers.
+//! Who is asking: [`crate::auth`] decides (a token, a session cookie, or
+//! `auth.anonymous`); the handlers only ask [`Principal::at_least`] and
+//! [`Principal::may_run`].
 
-use axum::extract::FromRequestParts;
-use axum::http::StatusCode;
-use axum::http::request::Parts;
-use shipwatch_config::Role;
+use std::sync::Arc;
 
-use super::{ApiError, HttpState};
+use axum::extract::FromRef;
 
-/// Who is asking, and with what role.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub name: String,
-    pub role: Role,
-}
+use super::HttpState;
+use crate::auth::Auth;
 
-impl FromRequestParts<HttpState> for Principal {
-    type Rejection = ApiError;
+pub use crate::auth::Principal;
 
-    async fn from_request_parts(_parts: &mut Parts, http: &HttpState) -> Result<Self, ApiError> {
-        match http.gateway.config().auth.anonymous {
-            Some(role) => Ok(Principal {
-                name: "anonymous".into(),
-                role,
-            }),
-            None => Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "log in first: anonymous access is off",
-            )),
-        }
-    }
-}
-
-impl Principal {
-    /// 403 unless this caller's role is `role` or above.
-    pub fn at_least(&self, role: Role) -> Result<(), ApiError> {
-        if self.role >= role {
-            Ok(())
-        } else {
-            Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                format!("{} may not do this", self.name),
-            ))
-        }
+impl FromRef<HttpState> for Arc<Auth> {
+    fn from_ref(http: &HttpState) -> Arc<Auth> {
+        http.gateway.auth.clone()
     }
 }

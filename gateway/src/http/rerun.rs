@@ -95,14 +95,15 @@ pub(super) async fn rerun(
         (RerunHosts::All, n) => format!("all {n} hosts"),
     };
     gateway
-        .store
+        .auth
         .audit(
-            &who.name,
+            &who,
             "rerun",
             Some(job.id),
             &format!("{}: re-run of job {id} on {which}", original.task),
+            "ok",
         )
-        .await?;
+        .await;
     tracing::info!(job = job.id, of = id, task = %original.task, hosts = n, by = %who.name, "re-run queued");
     gateway.dispatcher.wake();
     Ok((StatusCode::CREATED, Json(job)))

@@ -42,7 +42,7 @@ fn upgrade(ws: WebSocketUpgrade) -> WebSocketUpgrade {
 
 pub(super) async fn job(
     State(http): State<HttpState>,
-    _who: Principal,
+    who: Principal,
     Path(id): Path<JobId>,
     Query(q): Query<WatchQuery>,
     ws: WebSocketUpgrade,
@@ -82,13 +82,23 @@ pub(super) async fn job(
     let watch = http
         .fanout
         .watch(http.gateway.store.clone(), id, q.after.unwrap_or(0), filter);
-    Ok(upgrade(ws).on_upgrade(move |socket| serve_job(socket, watch)))
+    let revoked = who.revoked;
+    Ok(upgrade(ws).on_upgrade(move |socket| serve_job(socket, watch, revoked)))
 }
 
-async fn serve_job(mut socket: WebSocket, mut watch: crate::fanout::Watch) {
+/// Close code for a watcher whose credentials ended (logout, or removed by a reload).
+const REVOKED: u16 = 1008;
+const REVOKED_REASON: &str = "credentials ended; log in again";
+
+async fn serve_job(
+    mut socket: WebSocket,
+    mut watch: crate::fanout::Watch,
+    revoked: tokio_util::sync::CancellationToken,
+) {
     loop {
         let out = tokio::select! {
             out = watch.next() => out,
+            () = revoked.cancelled() => Some(Outgoing::Close(REVOKED, REVOKED_REASON)),
             // A client that closes or errors ends the watch; anything else it sends is ignored.
             msg = socket.recv() => match msg {
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
@@ -130,22 +140,25 @@ async fn serve_job(mut socket: WebSocket, mut watch: crate::fanout::Watch) {
 
 pub(super) async fn jobs(
     State(http): State<HttpState>,
-    _who: Principal,
+    who: Principal,
     ws: WebSocketUpgrade,
 ) -> Response {
     let rx = http.fanout.watch_jobs();
     let shutdown = http.fanout.shutdown().clone();
-    upgrade(ws).on_upgrade(move |socket| serve_jobs(socket, rx, shutdown))
+    let revoked = who.revoked;
+    upgrade(ws).on_upgrade(move |socket| serve_jobs(socket, rx, shutdown, revoked))
 }
 
 async fn serve_jobs(
     mut socket: WebSocket,
     mut rx: broadcast::Receiver<bytes::Bytes>,
     shutdown: tokio_util::sync::CancellationToken,
+    revoked: tokio_util::sync::CancellationToken,
 ) {
     loop {
         let (code, reason) = tokio::select! {
             () = shutdown.cancelled() => (close::GOING_AWAY, "gateway shutting down"),
+            () = revoked.cancelled() => (REVOKED, REVOKED_REASON),
             msg = socket.recv() => match msg {
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return,
                 Some(Ok(_)) => continue,
