@@ -315,8 +315,9 @@ async fn foreign_origins_are_refused_and_no_origin_is_judged_by_credentials() {
         .await;
     assert_eq!(reply.status, 415, "{}", reply.body);
 
-    // Every answer carries the page's security headers.
-    let reply = gateway.http("GET", "/healthz", &[], "").await;
+    // Every answer carries the page's security headers, the page above all.
+    let reply = gateway.http("GET", "/", &[], "").await;
+    assert_eq!(reply.status, 200, "the page itself needs no login");
     assert!(
         reply
             .header("content-security-policy")
