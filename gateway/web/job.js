@@ -328,8 +328,8 @@ class JobPage {
       [end ? 'Took' : 'Running for', start ? duration((end || Date.now()) - start) : 'not started'],
     ];
     if (params.length) facts.unshift(['Params', h('span', { class: 'params' }, params.map(([k, v]) => h('code', null, `${k}=${v}`)))]);
-    if (job.reason) facts.push(['Reason', job.reason]);
-    this.facts.replaceChildren(...facts.flatMap(([k, v]) => [h('dt', null, k), h('dd', null, v)]));
+    if (job.reason) facts.push(['Reason', job.reason, 'reason']);
+    this.facts.replaceChildren(...facts.map(([k, v, cls]) => h('div', { class: cls }, h('dt', null, k), h('dd', null, v))));
 
     this.renderActions();
     this.renderHosts();
@@ -411,9 +411,12 @@ class JobPage {
         b.dataset.hostState = x.state;
         b.querySelector('.hs').textContent = x.state;
       }
-      const code = x.exit_code !== null && x.exit_code !== undefined ? ` exit ${x.exit_code}` : '';
+      const code = x.exit_code !== null && x.exit_code !== undefined ? String(x.exit_code) : '';
       const hx = b.querySelector('.hx');
-      if (hx.textContent !== code) hx.textContent = code;
+      if (hx.dataset.code !== code) {
+        hx.dataset.code = code;
+        hx.replaceChildren(...(code ? [h('span', { class: 'xl' }, 'exit '), code] : []));
+      }
       b.setAttribute('aria-pressed', String(!!(selected && selected.has(x.host))));
       b.title = hostTitle(x);
     }

@@ -69,7 +69,8 @@ export function drawTimeline(box, job, hosts, now) {
   for (let t = 0; t <= span + 1; t += step) {
     const tx = x(t0 + t);
     axis.append(s('line', { x1: tx, x2: tx, y1: y, y2: y + 4 }));
-    axis.append(s('text', { x: tx, y: y + 15, 'text-anchor': t === 0 ? 'start' : 'middle' }, t === 0 ? '0' : duration(t)));
+    const anchor = t === 0 ? 'start' : tx > LABEL + plot - 24 ? 'end' : 'middle';
+    axis.append(s('text', { x: tx, y: y + 15, 'text-anchor': anchor }, t === 0 ? '0' : duration(t)));
   }
   parts.push(axis);
   svg.replaceChildren(...parts);

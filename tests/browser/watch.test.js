@@ -2,7 +2,8 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startShipwatch, launch, newPage, waitFor, apiLog, screenshot } from './lib/harness.js';
+import { startShipwatch, launch, newPage, waitFor, screenshot } from './lib/harness.js';
+import { shown, settled } from './lib/page.js';
 import { fleet, HOSTS } from './lib/fleet.js';
 
 let sw;
@@ -16,29 +17,6 @@ after(async () => {
   await browser?.close();
   await sw?.stop();
 });
-
-/** The log element's hooks and the host grid as the page shows them. */
-async function shown(page) {
-  return page.evaluate(() => {
-    const log = document.querySelector('[role="log"]');
-    return {
-      lastSeq: Number(log.dataset.lastSeq),
-      lineCount: Number(log.dataset.lineCount),
-      state: document.querySelector('[data-job-state]').dataset.jobState,
-      hosts: Object.fromEntries([...document.querySelectorAll('[role="group"][aria-label="Hosts"] [data-host-state]')]
-        .map((b) => [b.dataset.host, b.dataset.hostState])),
-    };
-  });
-}
-
-async function settled(page, id) {
-  const log = await apiLog(sw, id);
-  await waitFor(async () => {
-    const s = await shown(page);
-    return s.lastSeq === log.lastSeq && s.lineCount === log.lines.length;
-  }, { what: `page to show all of job ${id}` });
-  return log;
-}
 
 test('two browsers watch a 20-host deploy to the end and show exactly what the API stored', async () => {
   const alice = await newPage(browser);
@@ -69,8 +47,8 @@ test('two browsers watch a 20-host deploy to the end and show exactly what the A
   for (const page of [alice, bob]) {
     await page.locator('[data-job-state="succeeded"]').waitFor({ timeout: 30000 });
   }
-  const log = await settled(alice, id);
-  await settled(bob, id);
+  const log = await settled(sw, alice, id);
+  await settled(sw, bob, id);
   const job = (await sw.api(`/api/jobs/${id}`)).json;
   const want = Object.fromEntries(job.hosts.map((x) => [x.host, x.state]));
   assert.equal(Object.keys(want).length, HOSTS.length);
