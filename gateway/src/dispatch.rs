@@ -1,6 +1,8 @@
 //! The runner socket server and the job queue (DESIGN §1): runners say hello, idle ones
 //! get the oldest queued job their task's `concurrency` allows, their events are committed
-//! and acked, and a job whose runner is gone past [`GRACE`] becomes `lost`.
+//! and acked, and a job whose runner is gone past [`GRACE`] becomes `lost`. A job its
+//! runner never said it started ([`RunnerFrame::Started`], or any event of it) before
+//! the connection ended goes back to the queue instead, once: nothing of it ran.
 //!
 //! The queue itself is the store's `queued` jobs, so a job created over HTTP only needs a
 //! [`Dispatcher::wake`], and a gateway restart loses nothing. Jobs left `running` by a dead
@@ -8,7 +10,7 @@
 //! failure to store, the store marks its running hosts `cancelled` and pending ones
 //! `skipped`; a runner that comes back with a job already finished gets a Cancel.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,6 +58,16 @@ pub enum DispatchError {
     Store(#[from] StoreError),
 }
 
+/// How a runner's connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConnectionEnd {
+    /// The runner closed it and every frame it wrote was read.
+    Eof,
+    /// Dropped by us (silence, a bad frame, a failed write, shutdown): frames the runner
+    /// wrote may be unread.
+    Dropped,
+}
+
 /// A cheap handle on the queue and the connected runners.
 #[derive(Clone)]
 pub struct Dispatcher {
@@ -78,6 +90,10 @@ struct State {
     runners: HashMap<u64, Runner>,
     /// Every job the gateway believes running, whether or not its runner is connected.
     running: HashMap<JobId, Running>,
+    /// Jobs already put back in the queue once because their runner vanished before
+    /// starting them; a second time they are `lost`, so a job no runner survives taking
+    /// cannot circle forever.
+    requeued: HashSet<JobId>,
 }
 
 struct Runner {
@@ -93,6 +109,9 @@ struct Running {
     conn: Option<u64>,
     /// Bumped on every attach, so a stale grace timer knows it lost the race.
     epoch: u64,
+    /// The runner said it started the job (a Started frame, an event, a reclaim): from
+    /// then on something may have run, and a vanished runner makes the job `lost`.
+    started: bool,
 }
 
 impl Dispatcher {
@@ -224,6 +243,7 @@ impl Dispatcher {
                     task: job.task.clone(),
                     conn: None,
                     epoch: 0,
+                    started: true,
                 },
             );
             self.start_grace(
@@ -336,6 +356,7 @@ impl Dispatcher {
                         task: job.task.clone(),
                         conn: Some(conn),
                         epoch: 0,
+                        started: false,
                     },
                 );
                 conn
@@ -351,40 +372,37 @@ impl Dispatcher {
                     },
                 )
                 .await;
-            let mut st = self.lock();
-            if let Err(error) = marked {
-                // Cancelled meanwhile, or the store failed: free the runner again.
-                tracing::info!(job = job.id, error = %Report(&error), "not assigning job");
-                st.running.remove(&job.id);
-                if let Some(r) = st.runners.get_mut(&conn) {
-                    r.job = None;
+            let sent = {
+                let mut st = self.lock();
+                if let Err(error) = marked {
+                    // Cancelled meanwhile, or the store failed: free the runner again.
+                    tracing::info!(job = job.id, error = %Report(&error), "not assigning job");
+                    st.running.remove(&job.id);
+                    if let Some(r) = st.runners.get_mut(&conn) {
+                        r.job = None;
+                    }
+                    continue;
                 }
-                continue;
-            }
-            let sent = match (st.runners.get(&conn), job.spec) {
-                (Some(r), Some(spec)) => {
-                    r.tx.send(GatewayFrame::Assign {
-                        job: job.id,
-                        spec: Box::new(spec),
-                    })
-                    .is_ok()
+                let runner = st.runners.get(&conn);
+                let sent = match (runner, job.spec) {
+                    (Some(r), Some(spec)) => {
+                        r.tx.send(GatewayFrame::Assign {
+                            job: job.id,
+                            spec: Box::new(spec),
+                        })
+                        .is_ok()
+                    }
+                    _ => false,
+                };
+                if sent {
+                    tracing::info!(job = job.id, task = %job.task, runner = runner.map(|r| r.index), "job assigned");
                 }
-                _ => false,
+                sent
             };
-            if sent {
-                tracing::info!(job = job.id, task = %job.task, runner = st.runners.get(&conn).map(|r| r.index), "job assigned");
-            } else if let Some(r) = st.running.get_mut(&job.id) {
-                // The runner vanished between choosing and sending: give it the grace.
-                r.conn = None;
-                drop(st);
-                self.start_grace(
-                    job.id,
-                    0,
-                    format!(
-                        "its runner disconnected as the job was assigned and none came back within {} s",
-                        self.inner.grace.as_secs()
-                    ),
-                );
+            if !sent {
+                // The runner vanished between choosing and sending: it never saw the job.
+                self.requeue_unstarted(job.id, "its runner disconnected as the job was assigned")
+                    .await;
             }
         }
         Ok(())
@@ -477,7 +495,7 @@ impl Dispatcher {
             self.reclaim(conn, job, &tx);
         }
         self.wake();
-        self.serve_runner(conn, index, &mut framed, &mut rx).await;
+        let ended = self.serve_runner(conn, index, &mut framed, &mut rx).await;
         // Gone: its job waits for it to come back.
         let orphan = {
             let mut st = self.lock();
@@ -488,13 +506,26 @@ impl Dispatcher {
                     return None;
                 }
                 r.conn = None;
-                Some((job, r.epoch))
+                Some((job, r.epoch, r.started))
             })
         };
         tracing::info!(runner = index, "runner disconnected");
-        if let Some((job, epoch)) = orphan
-            && !self.inner.shutdown.is_cancelled()
+        if self.inner.shutdown.is_cancelled() {
+            return;
+        }
+        // Read to its end, the connection holds every frame the runner wrote; the runner
+        // starts nothing before its Started frame is written, so none means nothing ran.
+        if let Some((job, _, false)) = orphan
+            && ended == ConnectionEnd::Eof
         {
+            self.requeue_unstarted(
+                job,
+                &format!("runner-{index} disconnected before starting it"),
+            )
+            .await;
+            return;
+        }
+        if let Some((job, epoch, _)) = orphan {
             self.start_grace(
                 job,
                 epoch,
@@ -506,6 +537,47 @@ impl Dispatcher {
         }
     }
 
+    /// Puts a job its runner never started back in the queue, or makes it `lost` when it
+    /// was put back once already.
+    async fn requeue_unstarted(&self, job: JobId, why: &str) {
+        let again = {
+            let mut st = self.lock();
+            // Started after all, or already dealt with by whoever saw the runner go first.
+            if !st.running.get(&job).is_some_and(|r| !r.started) {
+                return;
+            }
+            st.running.remove(&job);
+            st.requeued.insert(job)
+        };
+        let (state, reason) = if again {
+            (JobState::Queued, format!("{why}; queued again"))
+        } else {
+            (
+                JobState::Lost,
+                format!("{why}, the second runner to be given it; not queued a third time"),
+            )
+        };
+        tracing::warn!(job, %reason, "job not started by its runner");
+        // Not end_job: once queued, the job may be assigned again before the store
+        // answers, and that assignment's entry in `running` must stay.
+        let result = self
+            .inner
+            .store
+            .gateway_event(
+                job,
+                EventBody::Job {
+                    state,
+                    reason: Some(reason),
+                },
+            )
+            .await;
+        self.wake();
+        match result {
+            Ok(_) | Err(StoreError::Finished { .. }) => {}
+            Err(error) => tracing::error!(job, error = %Report(&error), "cannot requeue a job"),
+        }
+    }
+
     /// A reconnecting runner takes its job back, or is told to stop it if it ended.
     fn reclaim(&self, conn: u64, job: JobId, tx: &mpsc::UnboundedSender<GatewayFrame>) {
         let mut st = self.lock();
@@ -513,6 +585,7 @@ impl Dispatcher {
             Some(r) => {
                 r.conn = Some(conn);
                 r.epoch += 1;
+                r.started = true;
                 true
             }
             None => false,
@@ -539,25 +612,25 @@ impl Dispatcher {
         index: u32,
         framed: &mut Framed<UnixStream, GatewayCodec>,
         rx: &mut mpsc::UnboundedReceiver<GatewayFrame>,
-    ) {
+    ) -> ConnectionEnd {
         let mut acks = FuturesOrdered::new();
         let mut beat = tokio::time::interval(HEARTBEAT);
         let mut last_heard = tokio::time::Instant::now();
         loop {
             tokio::select! {
-                _ = self.inner.shutdown.cancelled() => return,
+                _ = self.inner.shutdown.cancelled() => return ConnectionEnd::Dropped,
                 _ = beat.tick() => {
                     if last_heard.elapsed() > SILENCE {
                         tracing::warn!(runner = index, "runner silent too long, dropping it");
-                        return;
+                        return ConnectionEnd::Dropped;
                     }
                     if framed.send(GatewayFrame::Heartbeat).await.is_err() {
-                        return;
+                        return ConnectionEnd::Dropped;
                     }
                 }
                 Some(frame) = rx.recv() => {
                     if framed.send(frame).await.is_err() {
-                        return;
+                        return ConnectionEnd::Dropped;
                     }
                 }
                 Some((job, last_rseq, ends, result)) = acks.next(), if !acks.is_empty() => {
@@ -580,7 +653,7 @@ impl Dispatcher {
                         }
                     };
                     if framed.send(GatewayFrame::Ack { job, rseq }).await.is_err() {
-                        return;
+                        return ConnectionEnd::Dropped;
                     }
                     if ends {
                         self.job_ended(conn, job);
@@ -589,12 +662,14 @@ impl Dispatcher {
                 frame = framed.next(), if acks.len() < IN_FLIGHT => {
                     last_heard = tokio::time::Instant::now();
                     match frame {
-                        None => return,
+                        None => return ConnectionEnd::Eof,
                         Some(Err(error)) => {
                             tracing::warn!(runner = index, error = %Report(&error), "bad frame from runner");
-                            return;
+                            return ConnectionEnd::Dropped;
                         }
+                        Some(Ok(RunnerFrame::Started { job })) => self.job_started(conn, job),
                         Some(Ok(RunnerFrame::Events { job, events })) => {
+                            self.job_started(conn, job);
                             let last_rseq = events.last().map_or(0, |e| e.rseq);
                             let ends = events.iter().any(|e| matches!(
                                 e.body,
@@ -612,7 +687,7 @@ impl Dispatcher {
                         Some(Ok(RunnerFrame::Heartbeat)) => {}
                         Some(Ok(RunnerFrame::Hello { .. })) => {
                             tracing::warn!(runner = index, "second hello from runner, dropping it");
-                            return;
+                            return ConnectionEnd::Dropped;
                         }
                     }
                 }
@@ -630,6 +705,15 @@ impl Dispatcher {
         }
         drop(st);
         self.wake();
+    }
+
+    /// The runner said it started `job`, or sent an event of it.
+    fn job_started(&self, conn: u64, job: JobId) {
+        if let Some(r) = self.lock().running.get_mut(&job)
+            && r.conn == Some(conn)
+        {
+            r.started = true;
+        }
     }
 
     /// The job is over (its terminal event arrived): the runner is idle again.

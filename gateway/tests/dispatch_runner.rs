@@ -405,3 +405,84 @@ async fn cancel_queued_at_once_running_through_the_runner() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_job_its_runner_never_started_is_queued_again_and_runs() {
+    // A grace far beyond the test's deadline: only the requeue can move the job on.
+    let gw = Gateway::start(tempdir(), Duration::from_secs(60)).await;
+    let job = gw.queue("one").await;
+    let mut r1 = connect(gw.dir.path(), 1, None).await;
+    assert_eq!(assigned(&mut r1).await, job);
+    // Dies holding the assignment, before saying it started.
+    drop(r1);
+    let v = gw.wait_state(job, JobState::Queued).await;
+    assert!(v.started_at.is_none(), "{v:?}");
+    let mut r2 = connect(gw.dir.path(), 2, None).await;
+    assert_eq!(
+        assigned(&mut r2).await,
+        job,
+        "the same job, to the next runner"
+    );
+    assert_eq!(send_events(&mut r2, job, vec![line(1, "ran")]).await, 1);
+    assert_eq!(send_events(&mut r2, job, vec![done(2)]).await, 2);
+    let v = gw.wait_state(job, JobState::Succeeded).await;
+    assert_eq!(
+        v.reason, None,
+        "the requeue's reason does not stick to the run"
+    );
+    let evs = gw
+        .store
+        .read_events(job, 0, &EventFilter::default(), 100)
+        .await
+        .unwrap();
+    let states: Vec<String> = evs
+        .iter()
+        .filter(|e| e.kind == "job")
+        .map(|e| String::from_utf8_lossy(&e.json).into_owned())
+        .collect();
+    assert_eq!(
+        states.len(),
+        4,
+        "running, queued, running, succeeded: {states:#?}"
+    );
+    assert!(
+        states[1].contains("\"queued\"")
+            && states[1].contains("runner-1 disconnected before starting it"),
+        "{}",
+        states[1]
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_job_two_runners_vanish_with_unstarted_is_lost() {
+    let gw = Gateway::start(tempdir(), Duration::from_secs(60)).await;
+    let job = gw.queue("one").await;
+    for index in [1, 2] {
+        let mut r = connect(gw.dir.path(), index, None).await;
+        assert_eq!(assigned(&mut r).await, job);
+        drop(r);
+    }
+    let v = gw.wait_state(job, JobState::Lost).await;
+    let reason = v.reason.unwrap();
+    assert!(
+        reason.contains("runner-2") && reason.contains("not queued a third time"),
+        "{reason}"
+    );
+    let mut r3 = connect(gw.dir.path(), 3, None).await;
+    quiet(&mut r3).await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_job_its_runner_said_it_started_is_lost_not_queued_again() {
+    let gw = Gateway::start(tempdir(), Duration::from_millis(300)).await;
+    let job = gw.queue("one").await;
+    let mut r = connect(gw.dir.path(), 1, None).await;
+    assert_eq!(assigned(&mut r).await, job);
+    r.send(RunnerFrame::Started { job }).await.unwrap();
+    drop(r);
+    let v = gw.wait_state(job, JobState::Lost).await;
+    assert!(v.reason.unwrap().contains("did not come back"));
+    gw.stop().await;
+}

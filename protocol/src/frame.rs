@@ -20,8 +20,8 @@ use tokio_util::codec::{Decoder, Encoder};
 use crate::event::{JobId, RunnerEvent};
 use crate::spec::JobSpec;
 
-/// Bumped whenever a frame's shape changes.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Bumped whenever a frame's shape changes (2: [`RunnerFrame::Started`]).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Upper bound of one frame's payload: a batch of events of at most 64 KiB lines each.
 pub const MAX_FRAME_BYTES: usize = 8 * 1024 * 1024;
@@ -46,6 +46,12 @@ pub enum RunnerFrame {
         /// Finishing its job, will take no new one.
         draining: bool,
     },
+    /// The runner took the assigned job and will now start its hosts; nothing of it ran
+    /// before this frame was written. A job whose runner vanished without saying so can
+    /// go back to the queue.
+    Started {
+        job: JobId,
+    },
     /// Events of one job, in `rseq` order.
     Events {
         job: JobId,
@@ -61,6 +67,7 @@ pub enum RunnerFrame {
 #[serde(rename_all = "snake_case")]
 enum RunnerFrameType {
     Hello,
+    Started,
     Events,
     Draining,
     Heartbeat,
@@ -120,6 +127,9 @@ impl<'de> Deserialize<'de> for RunnerFrame {
                         pid: required(pid, "pid")?,
                         job: job.flatten(),
                         draining: required(draining, "draining")?,
+                    },
+                    RunnerFrameType::Started => RunnerFrame::Started {
+                        job: required(job.flatten(), "job")?,
                     },
                     RunnerFrameType::Events => RunnerFrame::Events {
                         job: required(job.flatten(), "job")?,

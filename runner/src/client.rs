@@ -4,6 +4,10 @@
 //! each one until the gateway acks it, and a reconnect resends every unacked event (the
 //! gateway drops duplicates by `rseq`). The outbox is bounded: once full, the job's event
 //! channel stops being read, the host readers block, and the scripts block on write.
+//!
+//! An assigned job starts only once its [`RunnerFrame::Started`] is written to the socket,
+//! and is dropped unstarted if the connection ends first: so the gateway, having read a
+//! connection to its end without a Started, knows nothing ran and queues the job again.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -15,7 +19,7 @@ use shipwatch_protocol::{
     RunnerFrame,
 };
 use tokio::net::UnixStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{Decoder, Encoder, Framed};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -68,6 +72,16 @@ impl Drop for Running {
         self.cancel.cancel();
     }
 }
+
+/// An assigned job waiting for its Started frame to be written.
+struct Starting {
+    job: JobId,
+    spec: JobSpec,
+    written: oneshot::Receiver<()>,
+}
+
+/// A frame for the writer, and who wants to know once it is flushed to the socket.
+type Outgoing = (RunnerFrame, Option<oneshot::Sender<()>>);
 
 struct Outbox {
     events: VecDeque<(JobId, RunnerEvent)>,
@@ -150,7 +164,7 @@ where
 {
     let mut conn: Option<Conn<C>> = None;
     // Frames other than events waiting for the writer (heartbeat, draining).
-    let mut control: VecDeque<RunnerFrame> = VecDeque::new();
+    let mut control: VecDeque<Outgoing> = VecDeque::new();
     let mut backoff = BACKOFF_MIN;
     let mut retry_at = tokio::time::Instant::now();
     let mut outbox = Outbox {
@@ -159,6 +173,7 @@ where
         sent: 0,
     };
     let mut running: Option<Running> = None;
+    let mut starting: Option<Starting> = None;
     let mut draining = false;
     let mut stop_at: Option<tokio::time::Instant> = None;
     let mut heartbeat = tokio::time::interval(cfg.heartbeat);
@@ -166,7 +181,16 @@ where
     let mut last_heard = tokio::time::Instant::now();
 
     loop {
-        let idle = running.is_none();
+        if conn.is_none()
+            && let Some(s) = starting.take()
+        {
+            tracing::warn!(
+                job = s.job,
+                "lost the gateway before starting the job; not running it"
+            );
+            control.retain(|(f, _)| !matches!(f, RunnerFrame::Started { .. }));
+        }
+        let idle = running.is_none() && starting.is_none();
         if idle && outbox.events.is_empty() && (draining || stop_at.is_some()) {
             tracing::info!(index = cfg.index, "runner idle, exiting");
             return Ok(());
@@ -208,19 +232,12 @@ where
             }
             frame = next_frame(&mut conn) => match frame.inspect(|_| last_heard = tokio::time::Instant::now()) {
                 Some(GatewayFrame::Assign { job, spec }) => {
-                    if running.is_some() {
+                    if running.is_some() || starting.is_some() {
                         tracing::warn!(job, "assigned a job while busy; ignoring it");
                     } else {
-                        // Assigned as we began to drain or stop (the gateway had not read
-                        // our Draining yet): the gateway now counts it as running here, so
-                        // ignoring it would leave it to be lost. Draining, run it; stopping,
-                        // end it at once as cancelled.
-                        let r = start_job(job, *spec, &cfg.hosts, tasks);
-                        if stop_at.is_some() {
-                            tracing::info!(job, "assigned while stopping: cancelling it");
-                            r.cancel.cancel();
-                        }
-                        running = Some(r);
+                        let (tx, written) = oneshot::channel();
+                        control.push_front((RunnerFrame::Started { job }, Some(tx)));
+                        starting = Some(Starting { job, spec: *spec, written });
                     }
                 }
                 Some(GatewayFrame::Ack { job, rseq }) => outbox.ack(job, rseq),
@@ -241,6 +258,23 @@ where
                     retry_at = tokio::time::Instant::now() + BACKOFF_MIN;
                 }
             },
+            written = starting_written(&mut starting) => {
+                let Some(s) = starting.take() else { continue };
+                if written.is_err() {
+                    // The writer is gone with its connection; the loop's top notices.
+                    continue;
+                }
+                // Assigned as we began to drain or stop (the gateway had not read our
+                // Draining yet): the gateway now counts it as running here, so ignoring it
+                // would leave it to be lost. Draining, run it; stopping, end it at once as
+                // cancelled.
+                let r = start_job(s.job, s.spec, &cfg.hosts, tasks);
+                if stop_at.is_some() {
+                    tracing::info!(job = s.job, "assigned while stopping: cancelling it");
+                    r.cancel.cancel();
+                }
+                running = Some(r);
+            }
             batch = next_batch(&mut running), if room => match batch {
                 Some(batch) => {
                     let Some(r) = running.as_mut() else { continue };
@@ -271,11 +305,11 @@ where
             },
             permit = reserve(sender), if unsent => match permit {
                 Some(permit) => {
-                    if let Some(frame) = control.pop_front() {
-                        permit.send(frame);
+                    if let Some(outgoing) = control.pop_front() {
+                        permit.send(outgoing);
                     } else {
                         let (frame, n) = next_events_frame(&outbox);
-                        permit.send(frame);
+                        permit.send((frame, None));
                         outbox.sent += n;
                     }
                 }
@@ -297,7 +331,7 @@ where
             }
             _ = heartbeat.tick(), if conn.is_some() => {
                 if control.is_empty() {
-                    control.push_back(RunnerFrame::Heartbeat);
+                    control.push_back((RunnerFrame::Heartbeat, None));
                 }
             }
             _ = shutdown.cancelled(), if stop_at.is_none() => {
@@ -306,17 +340,18 @@ where
                     tracing::info!(index = cfg.index, job = r.job, "stopping: cancelling the running job");
                     r.cancel.cancel();
                 }
+                // A job waiting for its Started is cancelled as soon as it starts.
                 // Before the cancelled job's last events: the gateway must not hand this
                 // runner the next queued job, which it would ignore and leave running.
                 if conn.is_some() && !draining {
-                    control.push_back(RunnerFrame::Draining);
+                    control.push_back((RunnerFrame::Draining, None));
                 }
             }
             _ = drain.cancelled(), if !draining => {
                 tracing::info!(index = cfg.index, "draining: finishing the current job, taking no new one");
                 draining = true;
                 if conn.is_some() {
-                    control.push_back(RunnerFrame::Draining);
+                    control.push_back((RunnerFrame::Draining, None));
                 }
             }
             _ = async { match stop_at { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => {
@@ -345,6 +380,15 @@ fn start_job(job: JobId, spec: JobSpec, hosts: &HostContext, tasks: &TaskTracker
     }
 }
 
+async fn starting_written(
+    starting: &mut Option<Starting>,
+) -> Result<(), oneshot::error::RecvError> {
+    match starting.as_mut() {
+        Some(s) => (&mut s.written).await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn next_batch(running: &mut Option<Running>) -> Option<Vec<Pending>> {
     match running.as_mut().and_then(|r| r.rx.as_mut()) {
         Some(rx) => rx.recv().await,
@@ -355,7 +399,7 @@ async fn next_batch(running: &mut Option<Running>) -> Option<Vec<Pending>> {
 /// One connection: frames are read here, written by a task that owns the sink.
 struct Conn<C> {
     frames: futures_util::stream::SplitStream<Framed<UnixStream, C>>,
-    tx: mpsc::Sender<RunnerFrame>,
+    tx: mpsc::Sender<Outgoing>,
     writer: tokio::task::JoinHandle<()>,
 }
 
@@ -368,19 +412,25 @@ where
 {
     fn new(framed: Framed<UnixStream, C>, tasks: &TaskTracker) -> Conn<C> {
         let (mut sink, frames) = framed.split();
-        let (tx, mut rx) = mpsc::channel::<RunnerFrame>(4);
+        let (tx, mut rx) = mpsc::channel::<Outgoing>(4);
         let writer = tasks.spawn(async move {
-            while let Some(frame) = rx.recv().await {
+            let mut flushed = Vec::new();
+            while let Some((frame, done)) = rx.recv().await {
                 if sink.feed(frame).await.is_err() {
                     return;
                 }
-                while let Ok(frame) = rx.try_recv() {
+                flushed.extend(done);
+                while let Ok((frame, done)) = rx.try_recv() {
                     if sink.feed(frame).await.is_err() {
                         return;
                     }
+                    flushed.extend(done);
                 }
                 if sink.flush().await.is_err() {
                     return;
+                }
+                for done in flushed.drain(..) {
+                    let _ = done.send(());
                 }
             }
         });
@@ -395,9 +445,7 @@ impl<C> Drop for Conn<C> {
     }
 }
 
-async fn reserve(
-    sender: Option<mpsc::Sender<RunnerFrame>>,
-) -> Option<mpsc::OwnedPermit<RunnerFrame>> {
+async fn reserve(sender: Option<mpsc::Sender<Outgoing>>) -> Option<mpsc::OwnedPermit<Outgoing>> {
     match sender {
         Some(tx) => tx.reserve_owned().await.ok(),
         None => std::future::pending().await,
