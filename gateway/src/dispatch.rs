@@ -68,6 +68,12 @@ enum ConnectionEnd {
     Dropped,
 }
 
+/// The runner closed its end with frames of ours unread: Linux reports ECONNRESET, but
+/// only once everything the runner wrote has been read, so this is an end like EOF.
+fn peer_closed(error: &shipwatch_protocol::FrameError) -> bool {
+    matches!(error, shipwatch_protocol::FrameError::Io(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+}
+
 /// A cheap handle on the queue and the connected runners.
 #[derive(Clone)]
 pub struct Dispatcher {
@@ -543,7 +549,7 @@ impl Dispatcher {
         let again = {
             let mut st = self.lock();
             // Started after all, or already dealt with by whoever saw the runner go first.
-            if !st.running.get(&job).is_some_and(|r| !r.started) {
+            if st.running.get(&job).is_none_or(|r| r.started) {
                 return;
             }
             st.running.remove(&job);
@@ -625,12 +631,12 @@ impl Dispatcher {
                         return ConnectionEnd::Dropped;
                     }
                     if framed.send(GatewayFrame::Heartbeat).await.is_err() {
-                        return ConnectionEnd::Dropped;
+                        return self.after_write_error(conn, framed).await;
                     }
                 }
                 Some(frame) = rx.recv() => {
                     if framed.send(frame).await.is_err() {
-                        return ConnectionEnd::Dropped;
+                        return self.after_write_error(conn, framed).await;
                     }
                 }
                 Some((job, last_rseq, ends, result)) = acks.next(), if !acks.is_empty() => {
@@ -653,7 +659,7 @@ impl Dispatcher {
                         }
                     };
                     if framed.send(GatewayFrame::Ack { job, rseq }).await.is_err() {
-                        return ConnectionEnd::Dropped;
+                        return self.after_write_error(conn, framed).await;
                     }
                     if ends {
                         self.job_ended(conn, job);
@@ -663,6 +669,7 @@ impl Dispatcher {
                     last_heard = tokio::time::Instant::now();
                     match frame {
                         None => return ConnectionEnd::Eof,
+                        Some(Err(error)) if peer_closed(&error) => return ConnectionEnd::Eof,
                         Some(Err(error)) => {
                             tracing::warn!(runner = index, error = %Report(&error), "bad frame from runner");
                             return ConnectionEnd::Dropped;
@@ -691,6 +698,27 @@ impl Dispatcher {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// A write failed (the runner closed its end, typically): what it wrote before is
+    /// still readable, and tells whether it started its job.
+    async fn after_write_error(
+        &self,
+        conn: u64,
+        framed: &mut Framed<UnixStream, GatewayCodec>,
+    ) -> ConnectionEnd {
+        let until = tokio::time::Instant::now() + Duration::from_secs(1);
+        loop {
+            match tokio::time::timeout_at(until, framed.next()).await {
+                Ok(None) => return ConnectionEnd::Eof,
+                Ok(Some(Err(error))) if peer_closed(&error) => return ConnectionEnd::Eof,
+                Ok(Some(Ok(RunnerFrame::Started { job } | RunnerFrame::Events { job, .. }))) => {
+                    self.job_started(conn, job)
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(_))) | Err(_) => return ConnectionEnd::Dropped,
             }
         }
     }
