@@ -3,25 +3,12 @@
 
 mod support;
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use support::*;
 
 fn gateway_answers_healthz(port: u16) -> bool {
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    if stream
-        .write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200")
+    try_http(port, "GET", "/healthz", "").is_some_and(|(status, _)| status == 200)
 }
 
 #[test]

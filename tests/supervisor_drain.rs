@@ -27,24 +27,18 @@ echo "{name} done"
 "#
         )
     };
-    format!(
-        r#"[server]
-listen = "127.0.0.1:{port}"
-data_dir = "./data"
-run_dir = "./run"
-
-[supervisor]
-runners = {runners}
-
-[auth]
+    setup.config_with(
+        &format!("runners = {runners}"),
+        &format!(
+            r#"[auth]
 anonymous = "operator"
 
 [hosts]
 web = ["web-01"]
 {a}{b}"#,
-        port = setup.port,
-        a = task("slow-a"),
-        b = task("slow-b"),
+            a = task("slow-a"),
+            b = task("slow-b"),
+        ),
     )
 }
 

@@ -11,9 +11,7 @@ use std::time::Instant;
 use shipwatch_gateway::model::{CommittedBatch, EventFilter};
 use shipwatch_gateway::store::{Publisher, Store, StoreLimits};
 use shipwatch_protocol::api::JobView;
-use shipwatch_protocol::{
-    EventBody, HostTarget, JobSpec, RunnerEvent, SshSpec, Stream, Timestamp, Transport,
-};
+use shipwatch_protocol::{EventBody, JobSpec, RunnerEvent, Stream, Timestamp};
 
 /// Counts what the fan-out would receive.
 #[derive(Default)]
@@ -44,31 +42,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         counter.clone(),
     )?;
     let hosts: Vec<String> = (1..=20).map(|i| format!("web-{i:02}")).collect();
-    let spec = JobSpec {
-        task: "bench".into(),
-        transport: Transport::Local,
-        script: String::new(),
-        hosts: hosts
-            .iter()
-            .map(|h| HostTarget {
-                name: h.clone(),
-                address: None,
-                port: None,
-            })
-            .collect(),
-        waves: vec![hosts.clone()],
-        max_failures: 0,
-        timeout_secs: 60,
-        params: BTreeMap::new(),
-        ssh: SshSpec {
-            user: "x".into(),
-            port: 22,
-            identity_file: None,
-            known_hosts: None,
-            connect_timeout_secs: 5,
-            options: vec![],
-        },
-    };
+    let spec = JobSpec::local("bench", "", &hosts);
     let job = store.create_job(spec, BTreeMap::new(), "bench").await?.id;
 
     let start = Instant::now();

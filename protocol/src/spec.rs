@@ -61,3 +61,38 @@ pub struct JobSpec {
     pub params: BTreeMap<String, String>,
     pub ssh: SshSpec,
 }
+
+#[cfg(feature = "test-support")]
+impl JobSpec {
+    /// For tests and benches: task `task` running `script` locally on `hosts`, all in one
+    /// wave, no failure tolerated, 60 s per host, no params, `[ssh]` defaults. Change the
+    /// fields a test cares about with `JobSpec { …, ..JobSpec::local(…) }`.
+    pub fn local<S: AsRef<str>>(task: &str, script: &str, hosts: &[S]) -> JobSpec {
+        let names: Vec<String> = hosts.iter().map(|h| h.as_ref().to_owned()).collect();
+        JobSpec {
+            task: task.to_owned(),
+            transport: Transport::Local,
+            script: script.to_owned(),
+            hosts: names
+                .iter()
+                .map(|name| HostTarget {
+                    name: name.clone(),
+                    address: None,
+                    port: None,
+                })
+                .collect(),
+            waves: vec![names],
+            max_failures: 0,
+            timeout_secs: 60,
+            params: BTreeMap::new(),
+            ssh: SshSpec {
+                user: "deploy".into(),
+                port: 22,
+                identity_file: None,
+                known_hosts: None,
+                connect_timeout_secs: 5,
+                options: vec![],
+            },
+        }
+    }
+}

@@ -6,11 +6,10 @@
 //!
 //! `cargo run --release -p shipwatch-runner --example runner_bench [LINES_PER_HOST]`
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use shipwatch_protocol::{GatewayFrame, HostTarget, JobSpec, SshSpec, Transport};
+use shipwatch_protocol::{GatewayFrame, JobSpec};
 use shipwatch_runner::client::{ClientConfig, serve};
 use shipwatch_runner::{Codec, HostContext};
 use tokio_util::codec::Framed;
@@ -136,30 +135,14 @@ async fn double(socket: String, per_host: u64) -> Result<(), AnyError> {
         version: shipwatch_protocol::PROTOCOL_VERSION,
     })?)
     .await?;
-    let hosts: Vec<HostTarget> = (0..HOSTS)
-        .map(|i| HostTarget {
-            name: format!("bench-{i:02}"),
-            address: None,
-            port: None,
-        })
-        .collect();
+    let hosts: Vec<String> = (0..HOSTS).map(|i| format!("bench-{i:02}")).collect();
     let spec = JobSpec {
-        task: "bench".into(),
-        transport: Transport::Local,
-        script: format!("yes \"$(printf '%099d' 0)\" | head -n {per_host}\n"),
-        waves: vec![hosts.iter().map(|h| h.name.clone()).collect()],
-        hosts,
-        max_failures: 0,
         timeout_secs: 3600,
-        params: BTreeMap::new(),
-        ssh: SshSpec {
-            user: "x".into(),
-            port: 22,
-            identity_file: None,
-            known_hosts: None,
-            connect_timeout_secs: 5,
-            options: vec![],
-        },
+        ..JobSpec::local(
+            "bench",
+            &format!("yes \"$(printf '%099d' 0)\" | head -n {per_host}\n"),
+            &hosts,
+        )
     };
     let started = Instant::now();
     conn.send(send(GatewayFrame::Assign {

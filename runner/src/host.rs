@@ -204,7 +204,7 @@ pub async fn run_host(
     let fail = |text: String| async {
         let _ = tx
             .send(vec![(
-                crate::output::now(),
+                shipwatch_protocol::Timestamp::now(),
                 shipwatch_protocol::EventBody::Line {
                     host: host.clone(),
                     stream: Stream::Stderr,

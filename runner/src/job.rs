@@ -4,11 +4,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use shipwatch_protocol::{EventBody, HostState, HostTarget, JobId, JobSpec, JobState};
+use shipwatch_protocol::{EventBody, HostState, HostTarget, JobId, JobSpec, JobState, Timestamp};
 use tokio_util::sync::CancellationToken;
 
 use crate::host::{HostContext, HostOutcome, HostRun, run_host};
-use crate::output::{EventSender, now};
+use crate::output::EventSender;
 
 /// Runs `spec` to its end, sending every event on `tx`, the final job event last, and
 /// returns the job's final state. Cancelling `cancel` stops every host's processes.
@@ -22,7 +22,7 @@ pub async fn run_job(
     let send = |body: EventBody| {
         let tx = tx.clone();
         async move {
-            let _ = tx.send(vec![(now(), body)]).await;
+            let _ = tx.send(vec![(Timestamp::now(), body)]).await;
         }
     };
     // No "job running" event here: the gateway records it when it assigns the job, and a
@@ -60,7 +60,7 @@ pub async fn run_job(
             let cancel = cancel.clone();
             runs.push(async move {
                 let _ = tx
-                    .send(vec![(now(), host_event(&target.name, HostState::Running, None))])
+                    .send(vec![(Timestamp::now(), host_event(&target.name, HostState::Running, None))])
                     .await;
                 let outcome: HostOutcome = run_host(
                     HostRun {
@@ -85,7 +85,7 @@ pub async fn run_job(
                 }
                 let _ = tx
                     .send(vec![(
-                        now(),
+                        Timestamp::now(),
                         host_event(&target.name, outcome.state, outcome.exit_code),
                     )])
                     .await;

@@ -27,15 +27,6 @@ pub type Pending = (Timestamp, EventBody);
 /// Events from a job's hosts, in batches: one batch per read keeps the channel cheap.
 pub type EventSender = mpsc::Sender<Vec<Pending>>;
 
-/// Now, as a protocol timestamp.
-pub fn now() -> Timestamp {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    Timestamp(ms)
-}
-
 /// The wrapper's markers on stderr; they carry a per-run random token so no script
 /// output can forge them.
 pub struct Markers {
@@ -108,7 +99,14 @@ pub async fn pump_until<R: AsyncRead + Unpin>(
                 // Idle with a partial line (a progress bar, a prompt): send it as is.
                 let mut batch = Vec::with_capacity(1);
                 let line = lines.take_partial();
-                push_line(&mut batch, &host, stream, &line, now(), &mut markers);
+                push_line(
+                    &mut batch,
+                    &host,
+                    stream,
+                    &line,
+                    Timestamp::now(),
+                    &mut markers,
+                );
                 if !send(&tx, batch, &mut give_up).await {
                     return;
                 }
@@ -119,7 +117,7 @@ pub async fn pump_until<R: AsyncRead + Unpin>(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        let ts = now();
+        let ts = Timestamp::now();
         let mut batch = Vec::new();
         lines.feed(&chunk[..n], |line| {
             push_line(&mut batch, &host, stream, line, ts, &mut markers)
@@ -131,7 +129,14 @@ pub async fn pump_until<R: AsyncRead + Unpin>(
     if !lines.partial().is_empty() {
         let mut batch = Vec::with_capacity(1);
         let line = lines.take_partial();
-        push_line(&mut batch, &host, stream, &line, now(), &mut markers);
+        push_line(
+            &mut batch,
+            &host,
+            stream,
+            &line,
+            Timestamp::now(),
+            &mut markers,
+        );
         let _ = tx.send(batch).await;
     }
 }

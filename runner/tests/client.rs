@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use shipwatch_protocol::{
-    EventBody, GatewayFrame, HostState, HostTarget, JobSpec, JobState, PROTOCOL_VERSION,
-    RunnerEvent, RunnerFrame, SshSpec, Transport,
+    EventBody, GatewayFrame, HostState, JobSpec, JobState, PROTOCOL_VERSION, RunnerEvent,
+    RunnerFrame,
 };
 use shipwatch_runner::client::{ClientConfig, serve};
 use shipwatch_runner::{Codec, HostContext};
@@ -116,30 +116,11 @@ async fn recv(conn: &mut Conn) -> RunnerFrame {
 }
 
 fn spec(script: &str, hosts: usize, dir: &Path) -> Box<JobSpec> {
-    let hosts: Vec<HostTarget> = (0..hosts)
-        .map(|i| HostTarget {
-            name: format!("l{i}"),
-            address: None,
-            port: None,
-        })
-        .collect();
+    let hosts: Vec<String> = (0..hosts).map(|i| format!("l{i}")).collect();
     Box::new(JobSpec {
-        task: "t".into(),
-        transport: Transport::Local,
-        script: script.into(),
-        waves: vec![hosts.iter().map(|h| h.name.clone()).collect()],
-        hosts,
-        max_failures: 0,
         timeout_secs: 120,
         params: BTreeMap::from([("DIR".to_owned(), dir.display().to_string())]),
-        ssh: SshSpec {
-            user: "x".into(),
-            port: 22,
-            identity_file: None,
-            known_hosts: None,
-            connect_timeout_secs: 5,
-            options: vec![],
-        },
+        ..JobSpec::local("t", script, &hosts)
     })
 }
 

@@ -87,26 +87,22 @@ impl Env {
                 Some(acc.to_string())
             })
             .collect();
+        let base = JobSpec::local::<&str>("test", script, &[]);
         JobSpec {
-            task: "test".into(),
             transport: self.transport,
-            script: script.into(),
             hosts,
             waves,
-            max_failures: 0,
-            timeout_secs: 60,
             params: BTreeMap::from([
                 ("DIR".to_owned(), self.dir.path().display().to_string()),
                 ("WAVE_ENDS".to_owned(), ends.join(" ")),
             ]),
             ssh: SshSpec {
                 user,
-                port: 22,
                 identity_file: identity,
                 known_hosts,
-                connect_timeout_secs: 5,
-                options: vec![],
+                ..base.ssh
             },
+            ..base
         }
     }
 

@@ -1,5 +1,5 @@
 //! Helpers for the end-to-end tests of the whole system: a config with local-transport
-//! hosts, a blocking HTTP client for the API, WebSocket watchers that reconnect with
+//! hosts, API calls over `support::http`, WebSocket watchers that reconnect with
 //! `after=` their last seq, the job's stored log, and the process table.
 //!
 //! Used together with `tests/support` (the supervisor's `Setup`, `ctl status`, waits).
@@ -8,8 +8,6 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -19,6 +17,7 @@ use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::Setup;
+use crate::support::http;
 
 /// `web-01` … `web-NN`.
 pub fn host_names(n: usize) -> Vec<String> {
@@ -33,26 +32,18 @@ pub fn config_text(setup: &Setup, supervisor: &str, n_hosts: usize, tasks: &str)
         .map(|h| format!("\"{h}\""))
         .collect::<Vec<_>>()
         .join(", ");
-    format!(
-        r#"[server]
-listen = "127.0.0.1:{port}"
-data_dir = "./data"
-run_dir = "./run"
-public_url = "http://127.0.0.1:{port}"
-
-[supervisor]
-watch_config = false
-{supervisor}
-
-[auth]
+    setup.config_with(
+        &format!("watch_config = false\n{supervisor}"),
+        &format!(
+            r#"[auth]
 anonymous = "admin"
 
 [hosts]
 fleet = [{hosts}]
 
 {tasks}
-"#,
-        port = setup.port
+"#
+        ),
     )
 }
 
@@ -61,42 +52,6 @@ pub fn setup(supervisor: &str, n_hosts: usize, tasks: &str) -> Setup {
     let setup = Setup::new("");
     setup.write_raw(&config_text(&setup, supervisor, n_hosts, tasks));
     setup
-}
-
-/// One HTTP/1.0 request (the server closes after the response, so a streamed body needs
-/// no de-chunking); `None` while nothing listens or the connection breaks.
-pub fn try_http(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .ok()?;
-    let request = format!(
-        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut out = Vec::new();
-    stream.read_to_end(&mut out).ok()?;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text.get(9..12)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|x| x.1)?.to_owned();
-    Some((status, body))
-}
-
-/// [`try_http`], retried (the gateway may be restarting) until the deadline.
-pub fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
-    let start = Instant::now();
-    loop {
-        if let Some(answer) = try_http(port, method, path, body) {
-            return answer;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no answer to {method} {path} within 30 s"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 pub fn get_json(port: u16, path: &str) -> Value {

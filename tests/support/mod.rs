@@ -1,9 +1,11 @@
 //! Helpers for the supervisor's end-to-end tests: a config in a short temp dir, the real
 //! `shipwatch up` with a NOTIFY_SOCKET the test binds, `ctl status --json`, and waiting
-//! for conditions with deadlines.
+//! for conditions with deadlines, and the one blocking HTTP client every test uses.
 
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -44,7 +46,10 @@ impl Setup {
         self.dir.path().join("shipwatch.toml")
     }
 
-    pub fn config_text(&self, supervisor: &str) -> String {
+    /// The one config every end-to-end test starts from: this setup's port, data and
+    /// sockets under its dir, the `[supervisor]` lines given, then `rest` (hosts, tasks,
+    /// auth…).
+    pub fn config_with(&self, supervisor: &str, rest: &str) -> String {
         format!(
             r#"[server]
 listen = "127.0.0.1:{port}"
@@ -55,7 +60,16 @@ public_url = "http://127.0.0.1:{port}"
 [supervisor]
 {supervisor}
 
-[hosts]
+{rest}"#,
+            port = self.port
+        )
+    }
+
+    /// [`Setup::config_with`] with one local host `web-01` and its task `deploy`.
+    pub fn config_text(&self, supervisor: &str) -> String {
+        self.config_with(
+            supervisor,
+            r#"[hosts]
 web = ["web-01"]
 
 [[tasks]]
@@ -64,7 +78,6 @@ hosts = ["web"]
 transport = "local"
 script = "echo hi"
 "#,
-            port = self.port
         )
     }
 
@@ -300,4 +313,40 @@ fn wait_exit_quiet(child: &mut Child) -> Option<std::process::ExitStatus> {
 
 pub fn path_str(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
+}
+
+/// One HTTP/1.0 request (the server closes after the response, so a streamed body needs
+/// no de-chunking); `None` while nothing listens or the connection breaks.
+pub fn try_http(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .ok()?;
+    let request = format!(
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut out = Vec::new();
+    stream.read_to_end(&mut out).ok()?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.get(9..12)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|x| x.1)?.to_owned();
+    Some((status, body))
+}
+
+/// [`try_http`], retried (the gateway may be restarting) until the deadline.
+pub fn http(port: u16, method: &str, path: &str, body: &str) -> (u16, String) {
+    let start = Instant::now();
+    loop {
+        if let Some(answer) = try_http(port, method, path, body) {
+            return answer;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no answer to {method} {path} within 30 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -10,36 +10,13 @@ use std::time::{Duration, Instant};
 use shipwatch_gateway::fanout::{Hub, Outgoing};
 use shipwatch_gateway::model::EventFilter;
 use shipwatch_gateway::store::{Store, StoreLimits};
-use shipwatch_protocol::{
-    EventBody, HostTarget, JobSpec, JobState, RunnerEvent, SshSpec, Stream, Timestamp, Transport,
-};
+use shipwatch_protocol::{EventBody, JobSpec, JobState, RunnerEvent, Stream, Timestamp};
 use tokio_util::sync::CancellationToken;
 
 const CHUNK: u64 = 1_000;
 
 fn spec() -> JobSpec {
-    JobSpec {
-        task: "bench".into(),
-        transport: Transport::Local,
-        script: "true".into(),
-        hosts: vec![HostTarget {
-            name: "web-01".into(),
-            address: None,
-            port: None,
-        }],
-        waves: vec![vec!["web-01".into()]],
-        max_failures: 0,
-        timeout_secs: 60,
-        params: BTreeMap::new(),
-        ssh: SshSpec {
-            user: "deploy".into(),
-            port: 22,
-            identity_file: None,
-            known_hosts: None,
-            connect_timeout_secs: 5,
-            options: vec![],
-        },
-    }
+    JobSpec::local("bench", "true", &["web-01"])
 }
 
 fn pct(v: &mut [Duration], p: f64) -> Duration {

@@ -3,43 +3,16 @@
 
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
-
 use std::time::Duration;
 
-use shipwatch_protocol::{HostTarget, JobSpec, SshSpec, Transport};
+use shipwatch_protocol::JobSpec;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 /// A local-transport spec with `hosts` in one wave.
 pub fn spec<S: AsRef<str>>(hosts: &[S]) -> JobSpec {
-    let names: Vec<String> = hosts.iter().map(|h| h.as_ref().to_owned()).collect();
-    JobSpec {
-        task: "deploy".into(),
-        transport: Transport::Local,
-        script: "echo hi".into(),
-        hosts: names
-            .iter()
-            .map(|name| HostTarget {
-                name: name.clone(),
-                address: None,
-                port: None,
-            })
-            .collect(),
-        waves: vec![names],
-        max_failures: 0,
-        timeout_secs: 60,
-        params: BTreeMap::new(),
-        ssh: SshSpec {
-            user: "deploy".into(),
-            port: 22,
-            identity_file: None,
-            known_hosts: None,
-            connect_timeout_secs: 5,
-            options: vec![],
-        },
-    }
+    JobSpec::local("deploy", "echo hi", hosts)
 }
 
 /// A config with one local host and task `deploy`, data and sockets under `dir`,
