@@ -79,3 +79,26 @@ fn check_with_a_missing_file_exits_1_and_a_usage_error_exits_2() {
     let out = shipwatch_check(&["--demo", "-c", "x.toml"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn check_refuses_a_script_over_the_size_limit_with_its_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("shipwatch.toml");
+    let over = shipwatch_config::MAX_SCRIPT_BYTES + 1;
+    std::fs::write(dir.path().join("big.sh"), "#".repeat(over)).expect("write script");
+    std::fs::write(
+        &file,
+        "[hosts]\nweb = [\"w1\"]\n[[tasks]]\nname = \"deploy\"\nhosts = [\"web\"]\nscript_file = \"big.sh\"\n",
+    )
+    .expect("write config");
+    let out = shipwatch_check(&["-c", file.to_str().expect("utf-8 path")]);
+    assert_eq!(out.status.code(), Some(1), "stdout: {}", text(&out.stdout));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "{}:6:15: tasks[0] \"deploy\": script_file: the script is {over} bytes, over the limit of 1048576 bytes (1 MiB)",
+            file.display()
+        )),
+        "{stderr}"
+    );
+}

@@ -17,6 +17,11 @@ pub use error::{ConfigError, ConfigErrors};
 pub use load::run_dir_of;
 pub use model::*;
 
+/// The largest script a task may have, in bytes; loading refuses more. The runner hands
+/// the script to bash on stdin, never in an argv, so ARG_MAX does not bound it; this does,
+/// well below a runner frame's 8 MiB so a job's spec with its params always fits one.
+pub const MAX_SCRIPT_BYTES: usize = 1024 * 1024;
+
 /// The demo config compiled into the binary (`shipwatch up --demo`); its relative paths
 /// resolve against the current directory.
 pub const DEMO_TOML: &str = include_str!("../../examples/demo.toml");

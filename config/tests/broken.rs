@@ -776,3 +776,37 @@ script = "true"
         ]
     );
 }
+
+#[test]
+fn a_script_over_the_size_limit_is_refused_at_its_key() {
+    let limit = shipwatch_config::MAX_SCRIPT_BYTES;
+    let task = |script: &str| {
+        format!(
+            "[hosts]\nweb = [\"w1\"]\n[[tasks]]\nname = \"d\"\nhosts = [\"web\"]\nscript = '''\n{script}'''\n"
+        )
+    };
+    // A ''' string drops the newline right after its opening quotes.
+    assert_eq!(errors(&task(&"#".repeat(limit))), Vec::<String>::new());
+    assert_eq!(
+        errors(&task(&"#".repeat(limit + 1))),
+        [format!(
+            "shipwatch.toml:6:10: tasks[0] \"d\": script: the script is {} bytes, over the limit of {limit} bytes (1 MiB)",
+            limit + 1
+        )]
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("big.sh"), "#".repeat(limit + 7)).unwrap();
+    let text = "[hosts]\nweb = [\"w1\"]\n[[tasks]]\nname = \"d\"\nhosts = [\"web\"]\nscript_file = \"big.sh\"\n";
+    let errors: Vec<String> = match load_str(text, "x.toml", dir.path()) {
+        Ok(_) => vec![],
+        Err(e) => e.0.iter().map(ToString::to_string).collect(),
+    };
+    assert_eq!(
+        errors,
+        [format!(
+            "x.toml:6:15: tasks[0] \"d\": script_file: the script is {} bytes, over the limit of {limit} bytes (1 MiB)",
+            limit + 7
+        )]
+    );
+}

@@ -22,4 +22,4 @@ pub use frame::{
     RunnerCodec, RunnerFrame, check_version,
 };
 pub use report::Report;
-pub use spec::{HostTarget, JobSpec, MAX_SCRIPT_BYTES, SshSpec, Transport};
+pub use spec::{HostTarget, JobSpec, SshSpec, Transport};

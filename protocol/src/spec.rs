@@ -4,12 +4,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// The largest script a task may have, in bytes (`check` refuses more). The script
-/// reaches bash on stdin, never in an argv, so ARG_MAX does not bound it; this does,
-/// well below [`crate::MAX_FRAME_BYTES`] so a job's spec with its params always fits a
-/// frame.
-pub const MAX_SCRIPT_BYTES: usize = 1024 * 1024;
-
 /// How a host's script is run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use common::fleet::{self, Fleet};
+use shipwatch_config::MAX_SCRIPT_BYTES;
 use shipwatch_protocol::{
-    EventBody, HostState, HostTarget, JobSpec, JobState, MAX_SCRIPT_BYTES, SshSpec, Stream,
-    Transport,
+    EventBody, HostState, HostTarget, JobSpec, JobState, SshSpec, Stream, Transport,
 };
 use shipwatch_runner::{HostContext, Pending, run_job};
 use tokio::sync::mpsc;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::accounts::parse_role;
 use super::checker::Checker;
 use super::resolve;
+use crate::MAX_SCRIPT_BYTES;
 use crate::model::*;
 use crate::raw::*;
 
@@ -136,6 +137,21 @@ impl Checker<'_> {
                 String::new()
             }
         };
+
+        let given = match (&task.script, &task.script_file) {
+            (_, Some(file)) => Some(("script_file", file.span())),
+            (Some(text), None) => Some(("script", text.span())),
+            (None, None) => None,
+        };
+        if script.len() > MAX_SCRIPT_BYTES
+            && let Some((what, at)) = given
+        {
+            let message = format!(
+                "{key}: {what}: the script is {} bytes, over the limit of {MAX_SCRIPT_BYTES} bytes (1 MiB)",
+                script.len()
+            );
+            self.error(at, message);
+        }
 
         let batch = match &task.batch {
             None => Batch(vec![Amount::Count(5)]),
