@@ -20,6 +20,8 @@ pub struct Config {
     pub users: Vec<User>,
     pub tokens: Vec<ApiToken>,
     pub auth: Auth,
+    /// Webhooks POSTed when a job ends, in file order.
+    pub notify: Vec<Notify>,
 }
 
 /// A config file on disk, or the demo compiled into the binary.
@@ -185,6 +187,63 @@ pub struct Auth {
     pub session_idle: Duration,
     /// Every session ends this long after its login (`session_max_days`, default 7 days).
     pub session_max: Duration,
+}
+
+/// `[[notify]]`: a webhook POSTed when a job of `tasks` ends in one of `on`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notify {
+    /// `http://host[:port]/path`.
+    pub url: String,
+    /// The job ends that trigger it; default failed and lost.
+    pub on: Vec<JobEnd>,
+    pub format: NotifyFormat,
+    /// Task names; empty: every task.
+    pub tasks: Vec<String>,
+}
+
+impl Notify {
+    /// Whether a job of `task` that ended as `end` (a job state's name) is sent here.
+    pub fn wants(&self, task: &str, end: &str) -> bool {
+        self.on.iter().any(|e| e.as_str() == end)
+            && (self.tasks.is_empty() || self.tasks.iter().any(|t| t == task))
+    }
+}
+
+/// How a job can end (the final job states of DESIGN §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobEnd {
+    Succeeded,
+    Failed,
+    Cancelled,
+    Lost,
+}
+
+impl JobEnd {
+    pub const ALL: [JobEnd; 4] = [
+        JobEnd::Succeeded,
+        JobEnd::Failed,
+        JobEnd::Cancelled,
+        JobEnd::Lost,
+    ];
+
+    /// The job state's name, as the API writes it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            JobEnd::Succeeded => "succeeded",
+            JobEnd::Failed => "failed",
+            JobEnd::Cancelled => "cancelled",
+            JobEnd::Lost => "lost",
+        }
+    }
+}
+
+/// The body a webhook receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyFormat {
+    /// shipwatch's own small JSON object.
+    Json,
+    /// `{"text":"…"}` for Slack-compatible incoming webhooks.
+    Slack,
 }
 
 impl Config {

@@ -20,6 +20,7 @@ pub(crate) mod keys {
         "users",
         "tokens",
         "auth",
+        "notify",
     ];
     pub const SERVER: &[&str] = &[
         "listen",
@@ -64,6 +65,7 @@ pub(crate) mod keys {
     pub const USER: &[&str] = &["name", "password_hash", "role"];
     pub const TOKEN: &[&str] = &["name", "token_hash", "role"];
     pub const AUTH: &[&str] = &["anonymous", "session_idle_hours", "session_max_days"];
+    pub const NOTIFY: &[&str] = &["url", "on", "format", "tasks"];
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -86,6 +88,8 @@ pub(crate) struct RawConfig {
     pub tokens: Vec<S<RawToken>>,
     #[serde(default)]
     pub auth: RawAuth,
+    #[serde(default)]
+    pub notify: Vec<S<RawNotify>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -171,4 +175,13 @@ pub(crate) struct RawAuth {
     pub anonymous: Option<S<String>>,
     pub session_idle_hours: Option<S<f64>>,
     pub session_max_days: Option<S<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNotify {
+    pub url: S<String>,
+    pub on: Option<Vec<S<String>>>,
+    pub format: Option<S<String>>,
+    pub tasks: Option<Vec<S<String>>>,
 }

@@ -169,6 +169,7 @@ impl Checker<'_> {
                 ("top level", "users") => Some(keys::USER),
                 ("top level", "tokens") => Some(keys::TOKEN),
                 ("top level", "auth") => Some(keys::AUTH),
+                ("top level", "notify") => Some(keys::NOTIFY),
                 ("tasks", "params") => Some(keys::PARAM),
                 _ => None,
             };

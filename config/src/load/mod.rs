@@ -3,11 +3,12 @@
 
 //!
 //! One file per section of DESIGN §4 (`server`, `supervisor`, `ssh`, `hosts`, `tasks`,
-//! `params`, `accounts`); [`checker`] holds what they share to report problems.
+//! `params`, `accounts`, `notify`); [`checker`] holds what they share to report problems.
 
 mod accounts;
 mod checker;
 mod hosts;
+mod notify;
 mod params;
 mod server;
 mod ssh;
@@ -88,6 +89,7 @@ impl Checker<'_> {
         let users = self.users(raw.users);
         let tokens = self.tokens(raw.tokens);
         let auth = self.auth(raw.auth);
+        let notify = self.notify(raw.notify, &tasks);
         Config {
             source,
             server,
@@ -98,6 +100,7 @@ impl Checker<'_> {
             users,
             tokens,
             auth,
+            notify,
         }
     }
 }
