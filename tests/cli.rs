@@ -594,3 +594,173 @@ fn on_a_terminal_the_status_line_never_shares_a_line_with_the_log() {
     let id = announced_id(&lines.join("\n"));
     assert_eq!(log, stored_lines(setup.port, id, |_| true));
 }
+
+/// A webhook receiver on loopback that answers 200 and keeps every body it got.
+fn receiver() -> (u16, mpsc::Receiver<Value>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind receiver");
+    let port = listener.local_addr().expect("addr").port();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            let body = loop {
+                let Ok(n) = stream.read(&mut buf) else {
+                    break None;
+                };
+                if n == 0 {
+                    break None;
+                }
+                got.extend_from_slice(&buf[..n]);
+                let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    continue;
+                };
+                let head = String::from_utf8_lossy(&got[..end]).to_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if got.len() >= end + 4 + length {
+                    break Some(got[end + 4..end + 4 + length].to_vec());
+                }
+            };
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            if let Some(body) = body.and_then(|b| serde_json::from_slice(&b).ok())
+                && tx.send(body).is_err()
+            {
+                return;
+            }
+        }
+    });
+    (port, rx)
+}
+
+/// A receiver that accepts connections and never answers; counts them.
+fn hanging_receiver() -> (u16, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use std::sync::atomic::Ordering;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind receiver");
+    let port = listener.local_addr().expect("addr").port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let count = accepted.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().map_while(Result::ok) {
+            count.fetch_add(1, Ordering::SeqCst);
+            held.push(stream);
+        }
+    });
+    (port, accepted)
+}
+
+fn metric(port: u16, name: &str) -> f64 {
+    let (_, text) = http(port, "GET", "/metrics", "");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn webhooks_get_one_notification_per_matching_job_and_a_hanging_one_delays_nothing() {
+    use std::sync::atomic::Ordering;
+    let setup = Setup::new("");
+    let (good, bodies) = receiver();
+    let (hang, hung) = hanging_receiver();
+    let closed = free_port();
+    let tasks = format!(
+        r#"[[tasks]]
+name = "quick"
+hosts = ["fleet"]
+transport = "local"
+script = "echo fine"
+
+[[tasks]]
+name = "broken"
+hosts = ["fleet"]
+transport = "local"
+script = "echo no >&2; exit 3"
+
+[[tasks]]
+name = "other"
+hosts = ["fleet"]
+transport = "local"
+script = "true"
+
+[[notify]]
+url = "http://127.0.0.1:{good}/hook"
+on = ["succeeded", "failed"]
+tasks = ["quick", "broken"]
+
+[[notify]]
+url = "http://127.0.0.1:{hang}/hook"
+on = ["succeeded", "failed", "cancelled", "lost"]
+
+[[notify]]
+url = "http://127.0.0.1:{closed}/hook"
+on = ["failed"]
+format = "slack"
+"#
+    );
+    setup.write_raw(&config_text(&setup, "runners = 1", 2, &tasks));
+    let _up = Guard(setup.up(&[]));
+    setup.wait_status("all running", |s| s.all_running(1));
+    let port = setup.port;
+
+    let out = cli(&setup, &["run", "quick", "--follow"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let quick = announced_id(&text(&out.stderr));
+    let first = bodies.recv_timeout(DEADLINE).expect("quick's notification");
+    wait_until("the hanging receiver holds quick's", DEADLINE, || {
+        hung.load(Ordering::SeqCst) >= 1
+    });
+    // The hanging receiver now holds a delivery for up to 5 s per attempt: the next job
+    // starts, ends and is notified long before that.
+    let start = Instant::now();
+    let out = cli(&setup, &["run", "broken", "--follow"]);
+    assert_eq!(code(&out), 1);
+    let broken = announced_id(&text(&out.stderr));
+    let second = bodies
+        .recv_timeout(Duration::from_secs(4))
+        .expect("broken's notification while the other receiver hangs");
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "the next job was delayed: {:?}",
+        start.elapsed()
+    );
+    let out = cli(&setup, &["run", "other", "--follow"]);
+    assert_eq!(code(&out), 0);
+
+    assert_eq!(first["job"], quick);
+    assert_eq!(first["task"], "quick");
+    assert_eq!(first["state"], "succeeded");
+    assert_eq!(first["started_by"], "anonymous");
+    assert_eq!(first["counts"]["ok"], 2);
+    assert_eq!(
+        first["url"],
+        format!("http://127.0.0.1:{port}/jobs/{quick}")
+    );
+    assert_eq!(second["job"], broken);
+    assert_eq!(second["state"], "failed");
+    assert_eq!(second["counts"]["failed"], 2);
+    assert!(second["reason"].is_string(), "{second}");
+
+    // The closed port's delivery (broken's) fails after its retries and is counted; by
+    // then any duplicate to the good receiver would have come too.
+    wait_until("the failed delivery counted", DEADLINE, || {
+        metric(port, "shipwatch_notify_failed_total") >= 1.0
+    });
+    assert_eq!(metric(port, "shipwatch_notify_failed_total"), 1.0);
+    assert!(
+        bodies.try_recv().is_err(),
+        "one notification per job, none for a task the hook does not take"
+    );
+    assert_eq!(metric(port, "shipwatch_notify_sent_total"), 2.0);
+    assert!(
+        setup.log().contains("job end notification failed"),
+        "{}",
+        log_tail(&setup, 20)
+    );
+}

@@ -11,6 +11,7 @@ pub mod fanout;
 pub mod http;
 pub mod metrics;
 pub mod model;
+pub mod notify;
 pub mod reload;
 pub mod serve;
 pub mod spec;
@@ -81,7 +82,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
     };
     metrics::install();
     let hub = fanout::Hub::new(shutdown.clone());
-    let store = Store::open(&config.server.data_dir, limits, hub.clone())?;
+    let data_dir = config.server.data_dir.clone();
+    let (config_tx, config_rx) = watch::channel(Arc::new(config));
+    let tracker = TaskTracker::new();
+    // Stops the notifier however this function returns, also on an early error.
+    let notifier_stop = shutdown.child_token();
+    let _notifier_stop = notifier_stop.clone().drop_guard();
+    let publisher = notify::NotifyingPublisher {
+        inner: hub.clone(),
+        notifier: notify::Notifier::start(config_rx.clone(), &tracker, notifier_stop),
+    };
+    let store = Store::open(&data_dir, limits, Arc::new(publisher))?;
+    let config = config_rx.borrow().clone();
     let addr = config.server.listen;
     let http = TcpListener::bind(addr)
         .await
@@ -93,8 +105,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
             source,
         })?;
 
-    let (config_tx, config_rx) = watch::channel(Arc::new(config));
-    let tracker = TaskTracker::new();
+    drop(config);
     let dispatcher = Dispatcher::new(
         store.clone(),
         config_rx.clone(),

@@ -22,6 +22,13 @@ pub(crate) const RUNNERS: &str = "shipwatch_runners";
 /// Jobs in the store, by state (label `state`).
 pub(crate) const JOBS: &str = "shipwatch_jobs";
 
+/// Webhook notifications delivered (2xx).
+pub(crate) const NOTIFY_SENT_TOTAL: &str = "shipwatch_notify_sent_total";
+/// Webhook notifications given up after every retry.
+pub(crate) const NOTIFY_FAILED_TOTAL: &str = "shipwatch_notify_failed_total";
+/// Job ends not notified because the queue was full.
+pub(crate) const NOTIFY_DROPPED_TOTAL: &str = "shipwatch_notify_dropped_total";
+
 /// The process-wide Prometheus recorder, installed on first use.
 fn prometheus() -> Option<&'static PrometheusHandle> {
     static HANDLE: std::sync::OnceLock<Option<PrometheusHandle>> = std::sync::OnceLock::new();
@@ -64,6 +71,22 @@ pub fn install() {
     );
     describe_gauge!(RUNNERS, "Runners connected to the gateway.");
     describe_gauge!(JOBS, "Jobs in the store, by state.");
+    describe_counter!(
+        NOTIFY_SENT_TOTAL,
+        "[[notify]] webhook POSTs answered with 2xx."
+    );
+    describe_counter!(
+        NOTIFY_FAILED_TOTAL,
+        "[[notify]] webhook notifications given up after every retry."
+    );
+    describe_counter!(
+        NOTIFY_DROPPED_TOTAL,
+        "Job ends not notified because the notification queue was full."
+    );
+    // Shown as 0 from the start, so an alert on their rate has a series to read.
+    for name in [NOTIFY_SENT_TOTAL, NOTIFY_FAILED_TOTAL, NOTIFY_DROPPED_TOTAL] {
+        metrics::counter!(name).increment(0);
+    }
 }
 
 /// The Prometheus text of every figure recorded so far.
