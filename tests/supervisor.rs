@@ -306,3 +306,85 @@ fn ctl_with_nothing_running_names_the_os_error_once() {
         "names the socket: {stderr}"
     );
 }
+
+/// The live runner-`index` child of `supervisor` (a zombie not yet reaped does not count).
+fn runner_pid(supervisor: i32, index: u32) -> Option<i32> {
+    let want = format!("runner\0--index\0{index}\0");
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let (_, rest) = stat.rsplit_once(") ")?;
+            let mut fields = rest.split(' ');
+            let state = fields.next()?;
+            let parent: i32 = fields.next()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            (parent == supervisor
+                && state != "Z"
+                && String::from_utf8_lossy(&cmdline).contains(&want))
+            .then_some(pid)
+        })
+}
+
+#[test]
+fn a_notify_socket_nobody_reads_never_delays_a_restart() {
+    let setup = Setup::new("runners = 2");
+    // Bound, never read: its queue fills and stays full.
+    let (_unread, notify_path) = setup.notify_socket();
+    let up = Guard(setup.up(&[
+        ("NOTIFY_SOCKET", path_str(&notify_path)),
+        ("WATCHDOG_USEC", "1000000"),
+    ]));
+    let supervisor = up.0.id() as i32;
+    let mut pid = None;
+    wait_until("runner-1 up", DEADLINE, || {
+        pid = runner_pid(supervisor, 1);
+        pid.is_some()
+    });
+    // Fill what is left of the queue (net.unix.max_dgram_qlen), so the supervisor's next
+    // STATUS= or WATCHDOG=1 finds it full.
+    let filler = std::os::unix::net::UnixDatagram::unbound().expect("socket");
+    filler.set_nonblocking(true).expect("non-blocking");
+    let mut queued = 0;
+    while filler.send_to(b"FILLER=1\n", &notify_path).is_ok() {
+        queued += 1;
+        assert!(queued < 100_000, "the notify queue never filled");
+    }
+    let mut times = Vec::new();
+    for round in 1..=3 {
+        let old = pid.expect("a runner-1 pid");
+        // Past start_secs (1 s), so the exit is restarted at once rather than backed off.
+        let started = std::time::Instant::now();
+        wait_until("runner-1 ran start_secs", DEADLINE, || {
+            started.elapsed() > Duration::from_millis(1200)
+        });
+        kill(old, "KILL");
+        let killed = std::time::Instant::now();
+        wait_until(
+            &format!("runner-1 restarted after kill {round}"),
+            DEADLINE,
+            || {
+                pid = runner_pid(supervisor, 1).filter(|p| *p != old);
+                pid.is_some()
+            },
+        );
+        times.push(killed.elapsed());
+    }
+    println!("runner-1 restarts with the notify socket full: {times:?} after each kill -9");
+    for (round, took) in times.iter().enumerate() {
+        assert!(
+            *took < Duration::from_secs(1),
+            "restart {} took {took:?}; log:\n{}",
+            round + 1,
+            setup.log()
+        );
+    }
+    let log = setup.log();
+    let warned = log.matches("cannot queue an sd_notify message").count();
+    assert_eq!(
+        warned, 1,
+        "one warning for the one burst of drops; log:\n{log}"
+    );
+}

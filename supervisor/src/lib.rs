@@ -34,6 +34,7 @@ mod child;
 mod config_watch;
 pub mod control;
 pub mod logging;
+mod notify;
 mod reload;
 mod snapshot;
 mod status;

@@ -17,9 +17,9 @@ impl Supervisor {
         }
         // Bracket every reload, failed ones too: systemd (Type=notify-reload) waits for
         // READY=1 after RELOADING=1.
-        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Reloading, monotonic_now()]);
+        crate::notify::notify(&[sd_notify::NotifyState::Reloading, monotonic_now()]);
         let result = self.apply_reload(why);
-        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+        crate::notify::notify(&[sd_notify::NotifyState::Ready]);
         result
     }
 

@@ -69,7 +69,7 @@ impl Supervisor {
         }
         let status = self.status_line();
         if status != self.last_status {
-            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Status(&status)]);
+            crate::notify::notify(&[sd_notify::NotifyState::Status(&status)]);
             self.last_status = status;
         }
         if !self.ready_sent && all_running {
@@ -78,7 +78,7 @@ impl Supervisor {
                 "ready: gateway and {} runners running",
                 self.desired_runners
             );
-            let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+            crate::notify::notify(&[sd_notify::NotifyState::Ready]);
         }
     }
 }

@@ -130,7 +130,7 @@ impl Supervisor {
                 let _ = self.reload("config file changed");
             }
             SupervisorEvent::WatchdogHealthy => {
-                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                crate::notify::notify(&[sd_notify::NotifyState::Watchdog]);
             }
         }
         self.publish_status();
@@ -369,13 +369,10 @@ impl Supervisor {
         }
         tracing::info!("{why}: stopping all children");
         self.stopping = true;
-        let _ = sd_notify::notify(
-            false,
-            &[
-                sd_notify::NotifyState::Stopping,
-                sd_notify::NotifyState::Status("stopping"),
-            ],
-        );
+        crate::notify::notify(&[
+            sd_notify::NotifyState::Stopping,
+            sd_notify::NotifyState::Status("stopping"),
+        ]);
         for entry in self.table.values_mut() {
             if entry.pid.is_none() {
                 entry.state = State::Stopped;
