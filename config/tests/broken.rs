@@ -518,7 +518,28 @@ password_hash = "hunter2"
 role = "operator"
 "#,
         &[
-            "shipwatch.toml:3:17: users[0] \"alice\": password_hash = \"hunter2\": not a PHC hash string (password hash string missing field); create one with `shipwatch hash-password`",
+            "shipwatch.toml:3:17: users[0] \"alice\": password_hash: not a PHC hash string (password hash string missing field); create one with `shipwatch hash-password`",
+        ],
+    ),
+    (
+        "auth session lifetimes",
+        r#"[auth]
+session_idle_hours = 0
+session_max_days = -1
+"#,
+        &[
+            "shipwatch.toml:2:22: auth.session_idle_hours = 0: expected a number of hours, more than 0 and at most ten years",
+            "shipwatch.toml:3:20: auth.session_max_days = -1: expected a number of days, more than 0 and at most ten years",
+        ],
+    ),
+    (
+        "auth idle longer than the maximum",
+        r#"[auth]
+session_idle_hours = 48
+session_max_days = 1
+"#,
+        &[
+            "shipwatch.toml:2:22: auth.session_idle_hours = 48: longer than auth.session_max_days: a session never gets that idle",
         ],
     ),
     (
@@ -529,7 +550,7 @@ password_hash = "$argon2i$v=19$m=16,t=2,p=1$c29tZXNhbHQ$aGFzaGhhc2hoYXNo"
 role = "operator"
 "#,
         &[
-            "shipwatch.toml:3:17: users[0] \"alice\": password_hash = \"$argon2i$v=19$m=16,t=2,p=1$c29tZXNhbHQ$aGFzaGhhc2hoYXNo\": expected an argon2id hash, found argon2i; create one with `shipwatch hash-password`",
+            "shipwatch.toml:3:17: users[0] \"alice\": password_hash: expected an argon2id hash, found argon2i; create one with `shipwatch hash-password`",
         ],
     ),
     (

@@ -27,6 +27,19 @@ impl SpecError {
     }
 }
 
+/// The longest param value accepted: params are revisions, names and flags, and every
+/// byte of one lands in the environment of every host's script.
+pub const MAX_PARAM_BYTES: usize = 4096;
+
+/// `value` quoted for an error message, cut short when long.
+fn shown(value: &str) -> String {
+    const SHOWN: usize = 64;
+    match value.char_indices().nth(SHOWN) {
+        Some((cut, _)) => format!("{:?}…", &value[..cut]),
+        None => format!("{value:?}"),
+    }
+}
+
 /// Resolves `task` with `params` into the self-contained snapshot a runner executes.
 pub fn job_spec(
     config: &Config,
@@ -51,6 +64,16 @@ pub fn job_spec(
     let mut values = BTreeMap::new();
     for param in &task.params {
         let value = params.get(&param.name).unwrap_or(&param.default);
+        if value.len() > MAX_PARAM_BYTES {
+            return Err(SpecError::new(
+                Some(&param.name),
+                format!(
+                    "{} is {} bytes long; a param is at most {MAX_PARAM_BYTES}",
+                    param.name,
+                    value.len()
+                ),
+            ));
+        }
         if value.contains('\0') {
             return Err(SpecError::new(
                 Some(&param.name),
@@ -70,8 +93,9 @@ pub fn job_spec(
             return Err(SpecError::new(
                 Some(&param.name),
                 format!(
-                    "{} = {value:?} does not match the pattern {}",
+                    "{} = {} does not match the pattern {}",
                     param.name,
+                    shown(value),
                     param.pattern_text()
                 ),
             ));

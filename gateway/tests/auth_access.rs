@@ -573,3 +573,52 @@ async fn half_sent_headers_and_idle_connections_are_closed_within_the_deadline()
     );
     gateway.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_param_values_are_refused_with_a_400_naming_the_param() {
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start(dir.path(), "none").await;
+    let token = format!("Bearer {}", TOKENS[0].2);
+    let auth = [("Authorization", token.as_str())];
+    let start = |params: &serde_json::Value| {
+        serde_json::json!({"task": "deploy", "params": params}).to_string()
+    };
+    let refused = [
+        ("NOTE", serde_json::json!({"NOTE": "a\u{0}b"})),
+        ("NOTE", serde_json::json!({"NOTE": "x".repeat(1 << 20)})),
+        ("NOTE", serde_json::json!({"NOTE": "x".repeat(4097)})),
+        (
+            "REVISION",
+            serde_json::json!({"REVISION": "abc1234; touch /tmp/x"}),
+        ),
+        ("REVISION", serde_json::json!({"REVISION": "abc1234\n"})),
+        ("REVISION", serde_json::json!({"REVISION": "$(id)"})),
+    ];
+    for (field, params) in &refused {
+        let reply = gateway
+            .http("POST", "/api/jobs", &auth, &start(params))
+            .await;
+        let shown: String = params.to_string().chars().take(80).collect();
+        assert_eq!(reply.status, 400, "{shown}: {}", reply.body);
+        assert_eq!(reply.json()["field"], *field, "{}", reply.body);
+        assert!(
+            reply.body.len() < 1024,
+            "the error does not echo a huge value"
+        );
+    }
+    // Not UTF-8 at all: a JSON error, never a job.
+    let mut raw = br#"{"task":"deploy","params":{"NOTE":"a"#.to_vec();
+    raw.extend_from_slice(b"\xff\xfe\"}}");
+    let reply = auth_support::http_bytes(gateway.port, "POST", "/api/jobs", &auth, &raw).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert!(reply.json()["error"].is_string(), "{}", reply.body);
+
+    let note = format!("'\"; $(id) `id` \n x{}", "q".repeat(4000));
+    let accepted = serde_json::json!({"NOTE": note, "REVISION": "abc1234"});
+    let reply = gateway
+        .http("POST", "/api/jobs", &auth, &start(&accepted))
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(reply.json()["params"], accepted, "stored as sent");
+    gateway.stop().await;
+}

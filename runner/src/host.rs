@@ -226,7 +226,11 @@ pub async fn run_host(
             ))
             .await;
         }
-        payload.push_str(&format!("export {name}={}\n", shell_quote(value)));
+        // Locally the params are the process's environment (below); over ssh, where
+        // the environment does not travel (AcceptEnv), single-quoted exports.
+        if run.transport == Transport::Ssh {
+            payload.push_str(&format!("export {name}={}\n", shell_quote(value)));
+        }
     }
     payload.push_str(&format!("export SHIPWATCH_HOST={}\n", shell_quote(&host)));
     payload.push_str(&format!("export SHIPWATCH_JOB={}\n", run.job));
@@ -246,7 +250,8 @@ pub async fn run_host(
                 .arg(&token)
                 .arg(&length);
             cmd.env("SHIPWATCH_HOST", &host)
-                .env("SHIPWATCH_JOB", run.job.to_string());
+                .env("SHIPWATCH_JOB", run.job.to_string())
+                .envs(run.params);
             cmd
         }
         Transport::Ssh => {

@@ -431,6 +431,49 @@ async fn params_arrive_byte_for_byte(t: Transport) {
     assert_eq!(run.host_state("h00"), (HostState::Ok, Some(0)));
 }
 
+/// Values a hostile or careless user may send, each delivered as data: a canary file the
+/// values try to create never appears, and each arrives byte for byte, the longest the
+/// gateway accepts (4 KiB) included.
+async fn hostile_params_are_data_never_code(t: Transport) {
+    let Some(env) = Env::new(t) else { return };
+    let canary = std::env::temp_dir().join(unique("pwned"));
+    let c = canary.display();
+    let values: Vec<String> = vec![
+        format!("'; touch {c}; echo '"),
+        format!("\"; touch {c}; echo \""),
+        format!("$(touch {c})"),
+        format!("`touch {c}`"),
+        format!("x; touch {c}"),
+        format!("a\ntouch {c}\n"),
+        format!("'$(touch {c})'\\'\n`touch {c}`"),
+        format!("${{IFS}}touch${{IFS}}{c}"),
+        "q".repeat(4096),
+    ];
+    let mut script = String::new();
+    for i in 0..values.len() {
+        script.push_str(&format!(
+            "printf '%s' \"$P{i}\" | od -An -v -tx1 | tr -d ' \\n'; echo\n"
+        ));
+    }
+    let mut spec = env.spec(1, &[1], &script);
+    for (i, value) in values.iter().enumerate() {
+        spec.params.insert(format!("P{i}"), value.clone());
+    }
+    let run = run(&env, &spec, CancellationToken::new()).await;
+    assert_eq!(
+        run.host_state("h00"),
+        (HostState::Ok, Some(0)),
+        "{:?}",
+        run.events
+    );
+    let expected: Vec<String> = values
+        .iter()
+        .map(|v| v.bytes().map(|b| format!("{b:02x}")).collect())
+        .collect();
+    assert_eq!(run.lines("h00", Stream::Stdout), expected);
+    assert!(!canary.exists(), "a param value was executed");
+}
+
 async fn stdout_and_stderr_stay_separate(t: Transport) {
     let Some(env) = Env::new(t) else { return };
     let script = "echo out1\necho err1 >&2\nprintf 'out2\\n'\nprintf 'err2 partial' >&2\n";
@@ -527,6 +570,7 @@ both!(
     hanging_host_times_out,
     cancel_mid_wave_leaves_no_process,
     params_arrive_byte_for_byte,
+    hostile_params_are_data_never_code,
     stdout_and_stderr_stay_separate,
     background_child_does_not_hang_the_host,
     script_of_the_size_limit_runs,

@@ -81,7 +81,9 @@ impl Checker<'_> {
             ok = false;
         }
         if let Err(why) = check_argon2id(hash.get_ref()) {
-            self.bad_value(&format!("{key}: {hash_key}"), hash.span(), &why);
+            // Not `bad_value`: what was written may be a password pasted in by mistake,
+            // and this message reaches the journal.
+            self.error(hash.span(), format!("{key}: {hash_key}: {why}"));
             ok = false;
         }
         let parsed_role = parse_role(role.get_ref());

@@ -19,9 +19,18 @@ use crate::model::EventFilter;
 pub(super) async fn create(
     State(http): State<HttpState>,
     who: Principal,
-    Json(req): Json<NewJob>,
+    req: Result<Json<NewJob>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<JobView>), ApiError> {
     who.at_least(Role::Operator)?;
+    let Json(req) = req.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                r#"the body must be {{"task":"…","params":{{…}}}} in UTF-8 JSON: {}"#,
+                e.body_text()
+            ),
+        )
+    })?;
     let gateway = &http.gateway;
     let config = gateway.config();
     let Some(task) = config.task(&req.task) else {

@@ -75,6 +75,13 @@ transport = "local"
 script = "echo hi"
 concurrency = 100
 
+[[tasks.params]]
+name = "NOTE"
+
+[[tasks.params]]
+name = "REVISION"
+pattern = "[0-9a-f]{{7,40}}"
+
 [[tasks]]
 name = "guarded"
 hosts = ["web"]
@@ -216,6 +223,17 @@ pub async fn http(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Reply {
+    http_bytes(port, method, path, headers, body.as_bytes()).await
+}
+
+/// [`http`] with a body that need not be UTF-8.
+pub async fn http_bytes(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
     let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let mut req =
         format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
@@ -227,8 +245,10 @@ pub async fn http(
     if !typed && method == "POST" {
         req.push_str("Content-Type: application/json\r\n");
     }
-    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    s.write_all(req.as_bytes()).await.unwrap();
+    req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    s.write_all(&bytes).await.unwrap();
     let mut out = Vec::new();
     tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut out))
         .await
