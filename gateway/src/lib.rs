@@ -126,6 +126,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
     };
     tracker.spawn(reload::reload_on_sighup(
         state.config_tx.clone(),
+        state.auth.clone(),
         shutdown.clone(),
     ));
     {

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 /// current one in place (sockets stay open); an invalid one is logged and the old kept.
 pub async fn reload_on_sighup(
     config_tx: Arc<watch::Sender<Arc<Config>>>,
+    auth: Arc<crate::auth::Auth>,
     shutdown: CancellationToken,
 ) {
     use tokio::signal::unix::{SignalKind, signal};
@@ -27,12 +28,23 @@ pub async fn reload_on_sighup(
             () = shutdown.cancelled() => return,
             got = hup.recv() => if got.is_none() { return },
         }
-        reload(&config_tx).await;
+        // A valid one is recorded by the auth layer as it applies it.
+        if let Err(problems) = reload(&config_tx).await {
+            auth.record(crate::store::AuditRecord {
+                actor: "gateway".into(),
+                action: "reload".into(),
+                detail: format!("{problems} problems; the old configuration keeps running"),
+                outcome: "invalid configuration".into(),
+                ..Default::default()
+            })
+            .await;
+        }
     }
 }
 
-/// One reload: read the config source off the async threads, swap it in if valid.
-pub async fn reload(config_tx: &watch::Sender<Arc<Config>>) {
+/// One reload: read the config source off the async threads, swap it in if valid;
+/// `Err` with how many problems kept the old one.
+pub async fn reload(config_tx: &watch::Sender<Arc<Config>>) -> Result<(), usize> {
     let source = config_tx.borrow().source.clone();
     match tokio::task::spawn_blocking(move || shipwatch_config::load(&source)).await {
         Ok(Ok(config)) => {
@@ -42,10 +54,15 @@ pub async fn reload(config_tx: &watch::Sender<Arc<Config>>) {
                 "configuration reloaded"
             );
             config_tx.send_replace(Arc::new(config));
+            Ok(())
         }
         Ok(Err(errors)) => {
-            tracing::error!(%errors, "new configuration is invalid; keeping the old one")
+            tracing::error!(%errors, "new configuration is invalid; keeping the old one");
+            Err(errors.0.len())
         }
-        Err(error) => tracing::error!(error = %Report(&error), "configuration reload failed"),
+        Err(error) => {
+            tracing::error!(error = %Report(&error), "configuration reload failed");
+            Err(1)
+        }
     }
 }

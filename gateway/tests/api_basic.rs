@@ -151,11 +151,11 @@ async fn reload_swaps_a_valid_config_and_keeps_the_old_on_errors() {
     let (tx, rx) = tokio::sync::watch::channel(std::sync::Arc::new(config));
 
     std::fs::write(&file, format!("{base}{}{}", task("one"), task("two"))).unwrap();
-    shipwatch_gateway::reload::reload(&tx).await;
+    assert_eq!(shipwatch_gateway::reload::reload(&tx).await, Ok(()));
     assert!(rx.borrow().task("two").is_some(), "valid config swapped in");
 
     std::fs::write(&file, format!("{base}{}\nbogus_key = 1\n", task("three"))).unwrap();
-    shipwatch_gateway::reload::reload(&tx).await;
+    assert_eq!(shipwatch_gateway::reload::reload(&tx).await, Err(1));
     assert!(
         rx.borrow().task("two").is_some(),
         "invalid config kept the old one"
