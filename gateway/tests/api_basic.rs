@@ -4,7 +4,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{Gateway, http};
+use common::{Gateway, http, start_deploy};
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -183,17 +183,7 @@ async fn a_viewer_reads_but_may_not_start_cancel_or_read_the_audit() {
 async fn rerun_copies_the_stored_spec_and_refuses_when_nothing_can_be_rerun() {
     let gateway = Gateway::start("admin").await;
     let port = gateway.port;
-    let (status, body) = http(
-        port,
-        "POST",
-        "/api/jobs",
-        r#"{"task":"deploy","params":{"REVISION":"abc1234"}}"#,
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"]
-        .as_u64()
-        .unwrap();
+    let id = start_deploy(port).await;
     let rerun = format!("/api/jobs/{id}/rerun");
 
     // Nothing runs these jobs (no runner): the original stays queued.

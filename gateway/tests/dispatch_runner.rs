@@ -1,6 +1,10 @@
 //! Dispatch against a real runners.sock and a real SQLite store, with a test-double runner
 //! speaking the frames over a UnixStream.
 
+mod common;
+
+use common::{host_is, job_ends, line, short_tempdir, store};
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -10,11 +14,8 @@ use futures_util::{SinkExt, StreamExt};
 use shipwatch_gateway::Dispatcher;
 use shipwatch_gateway::dispatch::CancelOutcome;
 use shipwatch_gateway::model::EventFilter;
-use shipwatch_gateway::store::{NoPublisher, Store, StoreLimits};
-use shipwatch_protocol::{
-    EventBody, GatewayFrame, JobId, JobState, RunnerCodec, RunnerEvent, RunnerFrame, Stream,
-    Timestamp,
-};
+use shipwatch_gateway::store::{NoPublisher, Store};
+use shipwatch_protocol::{GatewayFrame, JobId, JobState, RunnerCodec, RunnerEvent, RunnerFrame};
 use tokio::net::UnixStream;
 use tokio::sync::watch;
 use tokio_util::codec::Framed;
@@ -61,15 +62,7 @@ impl Gateway {
         let config = Arc::new(
             shipwatch_config::load_str(CONFIG, "t.toml", dir.path()).expect("test config loads"),
         );
-        let store = Store::open(
-            &dir.path().join("data"),
-            StoreLimits {
-                max_log_bytes: u64::MAX,
-                retention_days: 30,
-            },
-            Arc::new(NoPublisher),
-        )
-        .unwrap();
+        let store = store(&dir.path().join("data"), u64::MAX, Arc::new(NoPublisher));
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let (_tx, rx) = watch::channel(config.clone());
@@ -128,13 +121,6 @@ impl Gateway {
     }
 }
 
-fn tempdir() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("swd")
-        .tempdir_in("/tmp")
-        .unwrap()
-}
-
 fn sock(dir: &Path) -> std::path::PathBuf {
     dir.join("run/runners.sock")
 }
@@ -184,29 +170,6 @@ async fn assigned(c: &mut Conn) -> JobId {
     }
 }
 
-fn line(rseq: u64, text: &str) -> RunnerEvent {
-    RunnerEvent {
-        rseq,
-        ts: Timestamp::now(),
-        body: EventBody::Line {
-            host: "a".into(),
-            stream: Stream::Stdout,
-            text: text.into(),
-        },
-    }
-}
-
-fn done(rseq: u64) -> RunnerEvent {
-    RunnerEvent {
-        rseq,
-        ts: Timestamp::now(),
-        body: EventBody::Job {
-            state: JobState::Succeeded,
-            reason: None,
-        },
-    }
-}
-
 async fn send_events(c: &mut Conn, job: JobId, events: Vec<RunnerEvent>) -> u64 {
     c.send(RunnerFrame::Events { job, events }).await.unwrap();
     match next(c).await {
@@ -217,7 +180,7 @@ async fn send_events(c: &mut Conn, job: JobId, events: Vec<RunnerEvent>) -> u64 
 
 #[tokio::test]
 async fn a_wrong_version_is_refused_with_a_reason() {
-    let gw = Gateway::start(tempdir(), Duration::from_secs(10)).await;
+    let gw = Gateway::start(short_tempdir("swd"), Duration::from_secs(10)).await;
     let stream = UnixStream::connect(sock(gw.dir.path())).await.unwrap();
     let mut c = Framed::new(stream, RunnerCodec::new());
     c.send(RunnerFrame::Hello {
@@ -246,7 +209,7 @@ async fn a_wrong_version_is_refused_with_a_reason() {
 
 #[tokio::test]
 async fn queue_is_fifo_events_are_acked_and_concurrency_holds() {
-    let gw = Gateway::start(tempdir(), Duration::from_secs(10)).await;
+    let gw = Gateway::start(short_tempdir("swd"), Duration::from_secs(10)).await;
     let first = gw.queue("one").await;
     let second = gw.queue("one").await;
     let wide = gw.queue("two").await;
@@ -262,10 +225,13 @@ async fn queue_is_fifo_events_are_acked_and_concurrency_holds() {
     assert_eq!(gw.dispatcher.running_job_of_task("one"), Some(first));
 
     assert_eq!(
-        send_events(&mut r1, first, vec![line(1, "x"), line(2, "y")]).await,
+        send_events(&mut r1, first, vec![line(1, "a", "x"), line(2, "a", "y")]).await,
         2
     );
-    assert_eq!(send_events(&mut r1, first, vec![done(3)]).await, 3);
+    assert_eq!(
+        send_events(&mut r1, first, vec![job_ends(3, JobState::Succeeded, None)]).await,
+        3
+    );
     gw.wait_state(first, JobState::Succeeded).await;
     // The slot freed: `second` goes to an idle runner (r1 or r3).
     let got = tokio::select! {
@@ -286,22 +252,25 @@ async fn queue_is_fifo_events_are_acked_and_concurrency_holds() {
 
 #[tokio::test]
 async fn a_reconnecting_runner_reclaims_its_job_and_resends_once() {
-    let gw = Gateway::start(tempdir(), Duration::from_secs(10)).await;
+    let gw = Gateway::start(short_tempdir("swd"), Duration::from_secs(10)).await;
     let job = gw.queue("one").await;
     let mut r = connect(gw.dir.path(), 1, None).await;
     assert_eq!(assigned(&mut r).await, job);
     assert_eq!(
-        send_events(&mut r, job, (1..=3).map(|i| line(i, "a")).collect()).await,
+        send_events(&mut r, job, (1..=3).map(|i| line(i, "a", "a")).collect()).await,
         3
     );
     drop(r);
     let mut r = connect(gw.dir.path(), 1, Some(job)).await;
     // Resend 2..=5 (2 and 3 already committed).
     assert_eq!(
-        send_events(&mut r, job, (2..=5).map(|i| line(i, "b")).collect()).await,
+        send_events(&mut r, job, (2..=5).map(|i| line(i, "a", "b")).collect()).await,
         5
     );
-    assert_eq!(send_events(&mut r, job, vec![done(6)]).await, 6);
+    assert_eq!(
+        send_events(&mut r, job, vec![job_ends(6, JobState::Succeeded, None)]).await,
+        6
+    );
     gw.wait_state(job, JobState::Succeeded).await;
     let evs = gw
         .store
@@ -314,22 +283,19 @@ async fn a_reconnecting_runner_reclaims_its_job_and_resends_once() {
 
 #[tokio::test]
 async fn a_runner_gone_past_the_grace_loses_its_job() {
-    let gw = Gateway::start(tempdir(), Duration::from_millis(300)).await;
+    let gw = Gateway::start(short_tempdir("swd"), Duration::from_millis(300)).await;
     let job = gw.queue("one").await;
     let mut r = connect(gw.dir.path(), 2, None).await;
     assert_eq!(assigned(&mut r).await, job);
     send_events(
         &mut r,
         job,
-        vec![RunnerEvent {
-            rseq: 1,
-            ts: Timestamp::now(),
-            body: EventBody::Host {
-                host: "a".into(),
-                state: shipwatch_protocol::HostState::Running,
-                exit_code: None,
-            },
-        }],
+        vec![host_is(
+            1,
+            "a",
+            shipwatch_protocol::HostState::Running,
+            None,
+        )],
     )
     .await;
     drop(r);
@@ -349,7 +315,7 @@ async fn a_runner_gone_past_the_grace_loses_its_job() {
 
 #[tokio::test]
 async fn running_jobs_wait_for_their_runner_across_a_gateway_restart() {
-    let gw = Gateway::start(tempdir(), Duration::from_millis(500)).await;
+    let gw = Gateway::start(short_tempdir("swd"), Duration::from_millis(500)).await;
     let kept = gw.queue("one").await;
     let lost = gw.queue("two").await;
     let queued = gw.queue("one").await;
@@ -363,7 +329,7 @@ async fn running_jobs_wait_for_their_runner_across_a_gateway_restart() {
     let gw = Gateway::start(dir, Duration::from_millis(500)).await;
     let mut r1 = connect(gw.dir.path(), 1, Some(kept)).await;
     assert_eq!(
-        send_events(&mut r1, kept, vec![line(1, "after restart")]).await,
+        send_events(&mut r1, kept, vec![line(1, "a", "after restart")]).await,
         1
     );
     let v = gw.wait_state(lost, JobState::Lost).await;
@@ -381,7 +347,7 @@ async fn running_jobs_wait_for_their_runner_across_a_gateway_restart() {
 
 #[tokio::test]
 async fn cancel_queued_at_once_running_through_the_runner() {
-    let gw = Gateway::start(tempdir(), Duration::from_secs(10)).await;
+    let gw = Gateway::start(short_tempdir("swd"), Duration::from_secs(10)).await;
     let running = gw.queue("one").await;
     let queued = gw.queue("one").await;
     let mut r = connect(gw.dir.path(), 1, None).await;
@@ -409,7 +375,7 @@ async fn cancel_queued_at_once_running_through_the_runner() {
 #[tokio::test]
 async fn a_job_its_runner_never_started_is_queued_again_and_runs() {
     // A grace far beyond the test's deadline: only the requeue can move the job on.
-    let gw = Gateway::start(tempdir(), Duration::from_secs(60)).await;
+    let gw = Gateway::start(short_tempdir("swd"), Duration::from_secs(60)).await;
     let job = gw.queue("one").await;
     let mut r1 = connect(gw.dir.path(), 1, None).await;
     assert_eq!(assigned(&mut r1).await, job);
@@ -423,8 +389,14 @@ async fn a_job_its_runner_never_started_is_queued_again_and_runs() {
         job,
         "the same job, to the next runner"
     );
-    assert_eq!(send_events(&mut r2, job, vec![line(1, "ran")]).await, 1);
-    assert_eq!(send_events(&mut r2, job, vec![done(2)]).await, 2);
+    assert_eq!(
+        send_events(&mut r2, job, vec![line(1, "a", "ran")]).await,
+        1
+    );
+    assert_eq!(
+        send_events(&mut r2, job, vec![job_ends(2, JobState::Succeeded, None)]).await,
+        2
+    );
     let v = gw.wait_state(job, JobState::Succeeded).await;
     assert_eq!(
         v.reason, None,
@@ -456,7 +428,7 @@ async fn a_job_its_runner_never_started_is_queued_again_and_runs() {
 
 #[tokio::test]
 async fn a_job_two_runners_vanish_with_unstarted_is_lost() {
-    let gw = Gateway::start(tempdir(), Duration::from_secs(60)).await;
+    let gw = Gateway::start(short_tempdir("swd"), Duration::from_secs(60)).await;
     let job = gw.queue("one").await;
     let mut r1 = connect(gw.dir.path(), 1, None).await;
     assert_eq!(assigned(&mut r1).await, job);
@@ -479,7 +451,7 @@ async fn a_job_two_runners_vanish_with_unstarted_is_lost() {
 
 #[tokio::test]
 async fn a_job_its_runner_said_it_started_is_lost_not_queued_again() {
-    let gw = Gateway::start(tempdir(), Duration::from_millis(300)).await;
+    let gw = Gateway::start(short_tempdir("swd"), Duration::from_millis(300)).await;
     let job = gw.queue("one").await;
     let mut r = connect(gw.dir.path(), 1, None).await;
     assert_eq!(assigned(&mut r).await, job);

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use shipwatch_gateway::fanout::{Hub, Outgoing, Watch, close};
 use shipwatch_gateway::model::EventFilter;
-use shipwatch_protocol::{EventBody, JobId, JobState, RunnerEvent, Stream, Timestamp};
+use shipwatch_protocol::{JobId, JobState, Stream};
 use tokio_util::sync::CancellationToken;
 
 const HOSTS: usize = 20;
@@ -59,10 +59,7 @@ async fn drain(mut w: Watch, slow: bool) -> (Vec<u64>, u16) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_watcher_gets_exactly_what_it_asked_for_under_churn() {
-    let dir = tempfile::Builder::new()
-        .prefix("fo")
-        .tempdir_in("/tmp")
-        .unwrap();
+    let dir = short_tempdir("fo");
     // A ring of ~4 batches, so slow watchers fall off it and catch up from the store.
     let hub = Hub::with_ring_bytes(CancellationToken::new(), 256 << 10);
     let store = unlimited_store(dir.path(), &hub);
@@ -97,32 +94,20 @@ async fn every_watcher_gets_exactly_what_it_asked_for_under_churn() {
             let mut rseq = 0;
             while rseq < LINES {
                 let evs = (rseq + 1..=rseq + CHUNK)
-                    .map(|r| RunnerEvent {
-                        rseq: r,
-                        ts: Timestamp(1_764_000_000_000 + r as i64),
-                        body: EventBody::Line {
-                            host: host(r),
-                            stream: if r % 3 == 0 {
-                                Stream::Stderr
-                            } else {
-                                Stream::Stdout
-                            },
-                            text: format!("line {r}"),
-                        },
+                    .map(|r| {
+                        let stream = if r % 3 == 0 {
+                            Stream::Stderr
+                        } else {
+                            Stream::Stdout
+                        };
+                        line_on(r, &host(r), stream, &format!("line {r}"))
                     })
                     .collect();
                 store.append(id, evs).await.unwrap();
                 rseq += CHUNK;
                 tokio::task::yield_now().await;
             }
-            let end = RunnerEvent {
-                rseq: rseq + 1,
-                ts: Timestamp(1_764_000_000_000 + rseq as i64 + 1),
-                body: EventBody::Job {
-                    state: JobState::Succeeded,
-                    reason: None,
-                },
-            };
+            let end = job_ends(rseq + 1, JobState::Succeeded, None);
             store.append(id, vec![end]).await.unwrap();
         })
     };
@@ -195,10 +180,7 @@ async fn every_watcher_gets_exactly_what_it_asked_for_under_churn() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finished_job_replays_and_closes_and_shutdown_closes_live_watchers() {
-    let dir = tempfile::Builder::new()
-        .prefix("fo")
-        .tempdir_in("/tmp")
-        .unwrap();
+    let dir = short_tempdir("fo");
     let shutdown = CancellationToken::new();
     let hub = Hub::new(shutdown.clone());
     let store = unlimited_store(dir.path(), &hub);
@@ -207,31 +189,13 @@ async fn a_finished_job_replays_and_closes_and_shutdown_closes_live_watchers() {
         .create_job(spec(&hosts), BTreeMap::new(), "alice")
         .await
         .unwrap();
-    let line = |r: u64| RunnerEvent {
-        rseq: r,
-        ts: Timestamp(1_764_000_000_000),
-        body: EventBody::Line {
-            host: host(0),
-            stream: Stream::Stdout,
-            text: format!("{r}"),
-        },
-    };
+    let line = |r: u64| line(r, &host(0), &format!("{r}"));
     store
         .append(done.id, (1..=10).map(line).collect())
         .await
         .unwrap();
     store
-        .append(
-            done.id,
-            vec![RunnerEvent {
-                rseq: 11,
-                ts: Timestamp(1_764_000_000_000),
-                body: EventBody::Job {
-                    state: JobState::Failed,
-                    reason: Some("x".into()),
-                },
-            }],
-        )
+        .append(done.id, vec![job_ends(11, JobState::Failed, Some("x"))])
         .await
         .unwrap();
     let (seqs, code) = drain(

@@ -6,13 +6,10 @@ mod common;
 use common::*;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use shipwatch_gateway::fanout::Hub;
-use shipwatch_gateway::{AppState, Dispatcher};
-use shipwatch_protocol::{EventBody, RunnerEvent, Stream, Timestamp};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -23,10 +20,7 @@ use tokio_util::task::TaskTracker;
 #[test]
 fn idle_socket_watchers_cost_little_memory() {
     let n = env("FANOUT_IDLE", 1_000) as usize;
-    let dir = tempfile::Builder::new()
-        .prefix("fi")
-        .tempdir_in("/tmp")
-        .unwrap();
+    let dir = short_tempdir("fi");
     let cfg = config(dir.path());
     let shutdown = CancellationToken::new();
     let hub = Hub::new(shutdown.clone());
@@ -37,46 +31,16 @@ fn idle_socket_watchers_cost_little_memory() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (config_tx, config_rx) = tokio::sync::watch::channel(Arc::new(cfg));
-        let dispatcher = Dispatcher::new(
-            store.clone(),
-            config_rx.clone(),
-            TaskTracker::new(),
-            shutdown.clone(),
-        );
-        let router = shipwatch_gateway::http::router(
-            AppState {
-                config: config_rx.clone(),
-                config_tx: Arc::new(config_tx),
-                store: store.clone(),
-                dispatcher,
-                auth: shipwatch_gateway::auth::Auth::new(config_rx.clone(), store.clone()),
-            },
-            hub.clone(),
-        );
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move { stop.cancelled().await })
-                .await
-        });
+        let port = serve_api(cfg, &store, &hub, TaskTracker::new(), &shutdown).await;
         let job = store
             .create_job(spec(&["web-01"]), BTreeMap::new(), "bench")
             .await
             .unwrap()
             .id;
-        let line = |r: u64| RunnerEvent {
-            rseq: r,
-            ts: Timestamp(1_764_000_000_000),
-            body: EventBody::Line {
-                host: "web-01".into(),
-                stream: Stream::Stdout,
-                text: "warm".into(),
-            },
-        };
-        store.append(job, vec![line(1)]).await.unwrap();
+        store
+            .append(job, vec![line(1, "web-01", "warm")])
+            .await
+            .unwrap();
         let base = rss_kib();
         let mut clients = Vec::with_capacity(n);
         let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
@@ -105,7 +69,10 @@ fn idle_socket_watchers_cost_little_memory() {
         // default read buffer alone would break this.
         assert!(per < 64.0 * 1024.0, "{per:.0} bytes per idle watcher");
         // Still live: one more line reaches every one of them.
-        store.append(job, vec![line(2)]).await.unwrap();
+        store
+            .append(job, vec![line(2, "web-01", "warm")])
+            .await
+            .unwrap();
         for ws in &mut clients {
             let next = tokio::time::timeout(Duration::from_secs(30), ws.next())
                 .await

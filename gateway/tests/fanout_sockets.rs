@@ -10,13 +10,11 @@ mod common;
 use common::*;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use shipwatch_gateway::fanout::Hub;
-use shipwatch_gateway::{AppState, Dispatcher};
-use shipwatch_protocol::{EventBody, JobState, RunnerEvent, Stream, Timestamp};
+use shipwatch_protocol::JobState;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -59,10 +57,7 @@ fn socket_watchers_each_get_every_event_once_in_order() {
     let rate = env("FANOUT_RATE", 0);
     let chunk = if rate > 0 { 1 } else { CHUNK };
     let lines = env("FANOUT_SOCKET_LINES", 20_000).div_ceil(chunk) * chunk;
-    let dir = tempfile::Builder::new()
-        .prefix("fs")
-        .tempdir_in("/tmp")
-        .unwrap();
+    let dir = short_tempdir("fs");
     let cfg = config(dir.path());
     let shutdown = CancellationToken::new();
     let hub = Hub::new(shutdown.clone());
@@ -75,36 +70,8 @@ fn socket_watchers_each_get_every_event_once_in_order() {
         .enable_all()
         .build()
         .unwrap();
-    let listener = gw
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let (config_tx, config_rx) = tokio::sync::watch::channel(Arc::new(cfg));
     let tracker = TaskTracker::new();
-    let dispatcher = gw.block_on(async {
-        Dispatcher::new(
-            store.clone(),
-            config_rx.clone(),
-            tracker.clone(),
-            shutdown.clone(),
-        )
-    });
-    let router = shipwatch_gateway::http::router(
-        AppState {
-            config: config_rx.clone(),
-            config_tx: Arc::new(config_tx),
-            store: store.clone(),
-            dispatcher,
-            auth: shipwatch_gateway::auth::Auth::new(config_rx.clone(), store.clone()),
-        },
-        hub.clone(),
-    );
-    let stop = shutdown.clone();
-    gw.spawn(async move {
-        axum::serve(listener, router)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-    });
+    let port = gw.block_on(serve_api(cfg, &store, &hub, tracker.clone(), &shutdown));
 
     // The watchers and the producer on theirs ("load…").
     let load = tokio::runtime::Builder::new_multi_thread()
@@ -177,27 +144,12 @@ fn socket_watchers_each_get_every_event_once_in_order() {
                 text.clone()
             };
             let evs = (from..from + chunk)
-                .map(|r| RunnerEvent {
-                    rseq: r,
-                    ts: Timestamp(1_764_000_000_000),
-                    body: EventBody::Line {
-                        host: "web-01".into(),
-                        stream: Stream::Stdout,
-                        text: text.clone(),
-                    },
-                })
+                .map(|r| line(r, "web-01", &text))
                 .collect();
             store.append(job, evs).await.unwrap();
             from += chunk;
         }
-        let end = RunnerEvent {
-            rseq: from,
-            ts: Timestamp(1_764_000_000_000),
-            body: EventBody::Job {
-                state: JobState::Succeeded,
-                reason: None,
-            },
-        };
+        let end = job_ends(from, JobState::Succeeded, None);
         store.append(job, vec![end]).await.unwrap();
         let stored = start.elapsed();
         let mut got = Vec::new();

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use shipwatch_gateway::fanout::{Hub, Outgoing, RING_BYTES};
 use shipwatch_gateway::model::EventFilter;
-use shipwatch_protocol::{EventBody, RunnerEvent, Stream, Timestamp};
+use shipwatch_protocol::RunnerEvent;
 use tokio_util::sync::CancellationToken;
 
 const LINES: u64 = 1_000_000;
@@ -18,10 +18,7 @@ const CHUNK: u64 = 1_000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_watcher_costs_a_bounded_queue_and_slows_nobody() {
-    let dir = tempfile::Builder::new()
-        .prefix("st")
-        .tempdir_in("/tmp")
-        .unwrap();
+    let dir = short_tempdir("st");
     let hub = Hub::new(CancellationToken::new());
     let store = unlimited_store(dir.path(), &hub);
     let job = store
@@ -35,15 +32,7 @@ async fn a_stalled_watcher_costs_a_bounded_queue_and_slows_nobody() {
     let text = "x".repeat(80);
     let batch = |from: u64| -> Vec<RunnerEvent> {
         (from..from + CHUNK)
-            .map(|r| RunnerEvent {
-                rseq: r,
-                ts: Timestamp(1_764_000_000_000),
-                body: EventBody::Line {
-                    host: "web-01".into(),
-                    stream: Stream::Stdout,
-                    text: text.clone(),
-                },
-            })
+            .map(|r| line(r, "web-01", &text))
             .collect()
     };
     store.append(job.id, batch(1)).await.unwrap();

@@ -6,7 +6,7 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::{Gateway, http};
+use common::{Gateway, http, start_deploy};
 
 /// `promtool check metrics` on `text`: `None` when promtool is not installed.
 fn promtool_check(text: &str) -> Option<(bool, String)> {
@@ -41,17 +41,7 @@ async fn metrics_pass_promtool_and_say_each_figure_once_with_its_help() {
     let gateway = Gateway::start("admin").await;
     let port = gateway.port;
     // A job, cancelled: every family (commits, events, jobs by state) has a sample.
-    let (status, body) = http(
-        port,
-        "POST",
-        "/api/jobs",
-        r#"{"task":"deploy","params":{"REVISION":"abc1234"}}"#,
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
-    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"]
-        .as_u64()
-        .unwrap();
+    let id = start_deploy(port).await;
     assert_eq!(
         http(port, "POST", &format!("/api/jobs/{id}/cancel"), "")
             .await

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use shipwatch_gateway::model::{CommittedBatch, EventFilter};
-use shipwatch_gateway::store::{Publisher, Store, StoreLimits};
+use shipwatch_gateway::store::{Publisher, Store};
 use shipwatch_protocol::api::JobView;
 use shipwatch_protocol::{EventBody, HostState, JobState, RunnerEvent, Stream, Timestamp};
 
@@ -27,30 +27,9 @@ impl Publisher for Recorder {
     }
 }
 
-fn line(rseq: u64, host: &str, text: &str) -> RunnerEvent {
-    RunnerEvent {
-        rseq,
-        ts: Timestamp(1_764_000_000_000 + rseq as i64),
-        body: EventBody::Line {
-            host: host.into(),
-            stream: Stream::Stdout,
-            text: text.into(),
-        },
-    }
-}
-
 fn open(dir: &std::path::Path, max_log_bytes: u64) -> (Store, Arc<Recorder>) {
     let rec = Arc::new(Recorder::default());
-    let store = Store::open(
-        dir,
-        StoreLimits {
-            max_log_bytes,
-            retention_days: 30,
-        },
-        rec.clone(),
-    )
-    .unwrap();
-    (store, rec)
+    (store(dir, max_log_bytes, rec.clone()), rec)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,30 +154,14 @@ async fn host_and_job_events_update_counts_and_filters_apply() {
         )
         .await
         .unwrap();
-    let host = |rseq, h: &str, state| RunnerEvent {
-        rseq,
-        ts: Timestamp::now(),
-        body: EventBody::Host {
-            host: h.into(),
-            state,
-            exit_code: Some(0),
-        },
-    };
+    let host = |rseq, h: &str, state| host_is(rseq, h, state, Some(0));
     store
         .append(
             job.id,
             vec![
                 host(1, "a", HostState::Running),
                 line(2, "a", "out a"),
-                RunnerEvent {
-                    rseq: 3,
-                    ts: Timestamp::now(),
-                    body: EventBody::Line {
-                        host: "b".into(),
-                        stream: Stream::Stderr,
-                        text: "err b".into(),
-                    },
-                },
+                line_on(3, "b", Stream::Stderr, "err b"),
                 host(4, "a", HostState::Ok),
             ],
         )

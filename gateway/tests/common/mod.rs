@@ -3,12 +3,18 @@
 
 #![allow(dead_code)]
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use shipwatch_protocol::JobSpec;
+use shipwatch_gateway::fanout::Hub;
+use shipwatch_gateway::store::{Publisher, Store, StoreLimits};
+use shipwatch_gateway::{AppState, Dispatcher};
+use shipwatch_protocol::{EventBody, HostState, JobSpec, JobState, RunnerEvent, Stream, Timestamp};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// A local-transport spec with `hosts` in one wave.
 pub fn spec<S: AsRef<str>>(hosts: &[S]) -> JobSpec {
@@ -60,20 +66,106 @@ pub fn env(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// A store in `data_dir` with no log cap, publishing to `hub`.
-pub fn unlimited_store(
-    data_dir: &std::path::Path,
-    hub: &std::sync::Arc<shipwatch_gateway::fanout::Hub>,
-) -> shipwatch_gateway::store::Store {
-    shipwatch_gateway::store::Store::open(
+/// A temp dir under /tmp named `prefix…`: short, since Unix socket paths in it are
+/// limited to 108 bytes.
+pub fn short_tempdir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in("/tmp")
+        .unwrap()
+}
+
+/// A store in `data_dir` keeping `max_log_bytes` of lines per job, publishing to `publish`.
+pub fn store(data_dir: &Path, max_log_bytes: u64, publish: Arc<dyn Publisher>) -> Store {
+    Store::open(
         data_dir,
-        shipwatch_gateway::store::StoreLimits {
-            max_log_bytes: u64::MAX,
+        StoreLimits {
+            max_log_bytes,
             retention_days: 30,
         },
-        hub.clone(),
+        publish,
     )
     .unwrap()
+}
+
+/// A store in `data_dir` with no log cap, publishing to `hub`.
+pub fn unlimited_store(data_dir: &Path, hub: &Arc<Hub>) -> Store {
+    store(data_dir, u64::MAX, hub.clone())
+}
+
+/// A runner's line event: `text` on `host`'s `stream`, at a fixed time past `rseq`.
+pub fn line_on(rseq: u64, host: &str, stream: Stream, text: &str) -> RunnerEvent {
+    RunnerEvent {
+        rseq,
+        ts: Timestamp(1_764_000_000_000 + rseq as i64),
+        body: EventBody::Line {
+            host: host.into(),
+            stream,
+            text: text.into(),
+        },
+    }
+}
+
+/// [`line_on`] stdout.
+pub fn line(rseq: u64, host: &str, text: &str) -> RunnerEvent {
+    line_on(rseq, host, Stream::Stdout, text)
+}
+
+/// A runner's host event: `host` is now `state`.
+pub fn host_is(rseq: u64, host: &str, state: HostState, exit_code: Option<i32>) -> RunnerEvent {
+    RunnerEvent {
+        rseq,
+        ts: Timestamp(1_764_000_000_000 + rseq as i64),
+        body: EventBody::Host {
+            host: host.into(),
+            state,
+            exit_code,
+        },
+    }
+}
+
+/// A runner's final job event.
+pub fn job_ends(rseq: u64, state: JobState, reason: Option<&str>) -> RunnerEvent {
+    RunnerEvent {
+        rseq,
+        ts: Timestamp(1_764_000_000_000 + rseq as i64),
+        body: EventBody::Job {
+            state,
+            reason: reason.map(str::to_string),
+        },
+    }
+}
+
+/// The gateway's HTTP router (`cfg`, `store`, `hub`) served on a free loopback port of
+/// the current runtime until `shutdown`; returns the port.
+pub async fn serve_api(
+    cfg: shipwatch_config::Config,
+    store: &Store,
+    hub: &Arc<Hub>,
+    tracker: TaskTracker,
+    shutdown: &CancellationToken,
+) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (config_tx, config_rx) = tokio::sync::watch::channel(Arc::new(cfg));
+    let dispatcher = Dispatcher::new(store.clone(), config_rx.clone(), tracker, shutdown.clone());
+    let router = shipwatch_gateway::http::router(
+        AppState {
+            config: config_rx.clone(),
+            config_tx: Arc::new(config_tx),
+            store: store.clone(),
+            dispatcher,
+            auth: shipwatch_gateway::auth::Auth::new(config_rx, store.clone()),
+        },
+        hub.clone(),
+    );
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+    });
+    port
 }
 
 /// The API tests' config: task `deploy` on two local hosts with a required `REVISION`,
@@ -143,10 +235,7 @@ pub struct Gateway {
 
 impl Gateway {
     pub async fn start(role: &str) -> Gateway {
-        let dir = tempfile::Builder::new()
-            .prefix("api")
-            .tempdir_in("/tmp")
-            .unwrap();
+        let dir = short_tempdir("api");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -181,4 +270,19 @@ impl Gateway {
             .unwrap()
             .unwrap();
     }
+}
+
+/// Starts task `deploy` with `REVISION=abc1234` on the gateway at `port`; its job id.
+pub async fn start_deploy(port: u16) -> u64 {
+    let (status, body) = http(
+        port,
+        "POST",
+        "/api/jobs",
+        r#"{"task":"deploy","params":{"REVISION":"abc1234"}}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"]
+        .as_u64()
+        .unwrap()
 }
