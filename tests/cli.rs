@@ -64,13 +64,18 @@ for i in $(seq 1 1200); do sleep 0.05; done
 /// `shipwatch ARGS` in the setup's directory (so the local config names the server),
 /// with no server, token or NO_COLOR from the test's own environment.
 fn cli(setup: &Setup, args: &[&str]) -> Output {
-    cli_command(setup, args)
+    cli_as(setup, None, args)
+}
+
+/// [`cli`] with `SHIPWATCH_TOKEN` set.
+fn cli_as(setup: &Setup, token: Option<&str>, args: &[&str]) -> Output {
+    cli_command(setup, token, args)
         .stdin(Stdio::null())
         .output()
         .expect("run shipwatch")
 }
 
-fn cli_command(setup: &Setup, args: &[&str]) -> Command {
+fn cli_command(setup: &Setup, token: Option<&str>, args: &[&str]) -> Command {
     let mut command = Command::new(BIN);
     command
         .args(args)
@@ -78,7 +83,23 @@ fn cli_command(setup: &Setup, args: &[&str]) -> Command {
         .env_remove("SHIPWATCH_URL")
         .env_remove("SHIPWATCH_TOKEN")
         .env_remove("NO_COLOR");
+    if let Some(token) = token {
+        command.env("SHIPWATCH_TOKEN", token);
+    }
     command
+}
+
+/// `shipwatch token new NAME --role ROLE`: the token, and the `[[tokens]]` block.
+fn new_token(name: &str, role: &str) -> (String, String) {
+    let out = Command::new(BIN)
+        .args(["token", "new", name, "--role", role])
+        .output()
+        .expect("shipwatch token new");
+    assert!(out.status.success(), "{out:?}");
+    let stdout = text(&out.stdout);
+    let (token, block) = stdout.split_once('\n').expect("token, then its block");
+    assert!(block.contains("[[tokens]]"), "{stdout}");
+    (token.trim().to_string(), block.to_string())
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -160,10 +181,19 @@ fn announced_id(stderr: &str) -> u64 {
 fn run_follow_tail_show_jobs_rerun_cancel_and_errors_on_the_real_binary() {
     let setup = Setup::new("");
     let dir = setup.dir.path().to_path_buf();
-    setup.write_raw(&config_text(&setup, "runners = 2", 20, &tasks(&dir)));
+    let (operator, operator_block) = new_token("ci", "operator");
+    let (viewer, viewer_block) = new_token("dashboard", "viewer");
+    // Anonymous visitors may look (the test's own checks read the API without a token);
+    // everything the client starts or cancels goes with the operator's token.
+    let config = format!(
+        "{}\n{operator_block}\n{viewer_block}",
+        config_text(&setup, "runners = 2", 20, &tasks(&dir))
+    );
+    setup.write_raw(&config.replace("anonymous = \"admin\"", "anonymous = \"viewer\""));
     let _up = Guard(setup.up(&[]));
     setup.wait_status("all running", |s| s.all_running(2));
     let port = setup.port;
+    let cli = |setup: &Setup, args: &[&str]| cli_as(setup, Some(&operator), args);
 
     // A succeeding 20-host job, followed: exit 0, every stored line once, no escapes.
     let out = cli(&setup, &["run", "ok20", "-p", "REV=1234abc", "--follow"]);
@@ -331,7 +361,7 @@ fn run_follow_tail_show_jobs_rerun_cancel_and_errors_on_the_real_binary() {
     );
 
     // cancel: the follower of the cancelled job exits 3.
-    let mut follower = cli_command(&setup, &["run", "slow", "--follow"])
+    let mut follower = cli_command(&setup, Some(&operator), &["run", "slow", "--follow"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -391,22 +421,57 @@ fn run_follow_tail_show_jobs_rerun_cancel_and_errors_on_the_real_binary() {
     assert_eq!(job(port, id)["params"]["REV"], "fedcba9");
     wait_job(port, id, DEADLINE, "the job to end", is_terminal);
 
-    // A viewer may not start a job; nobody at all is asked who they are.
-    let config = config_text(&setup, "runners = 2", 20, &tasks(&dir));
-    setup.write_raw(&config.replace("anonymous = \"admin\"", "anonymous = \"viewer\""));
-    assert!(setup.ctl(&["reload"]).status.success());
-    let out = cli(&setup, &["run", "ok20"]);
-    assert_eq!(code(&out), 1);
-    let e = text(&out.stderr);
-    assert!(e.contains("needs the operator role"), "{e}");
+    // With anonymous access off, the server asks who you are; a viewer's token (read
+    // from a file only its owner may read) watches but may not start a job.
+    let out = cli_as(&setup, None, &["run", "ok20"]);
+    assert!(
+        text(&out.stderr).contains("needs the operator role"),
+        "{out:?}"
+    );
     setup.write_raw(&config.replace("anonymous = \"admin\"", "anonymous = \"none\""));
     assert!(setup.ctl(&["reload"]).status.success());
-    let out = cli(&setup, &["jobs"]);
+    let out = cli_as(&setup, None, &["jobs"]);
     assert_eq!(code(&out), 1);
     let e = text(&out.stderr);
     assert!(
         e.contains("--token") && e.contains("SHIPWATCH_TOKEN"),
         "{e}"
+    );
+    let out = cli_as(&setup, None, &["tail", &ok_id.to_string()]);
+    assert_eq!(code(&out), 1, "{}", text(&out.stderr));
+    let token_file = dir.join("viewer.token");
+    std::fs::write(&token_file, format!("{viewer}\n")).expect("token file");
+    let file = path_str(&token_file);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |m| std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(m));
+        mode(0o644).expect("chmod");
+        let out = cli_as(&setup, None, &["jobs", "--token-file", file]);
+        assert_eq!(code(&out), 2, "a token file others can read is refused");
+        assert!(text(&out.stderr).contains("readable by others"));
+        mode(0o600).expect("chmod");
+    }
+    let out = cli_as(
+        &setup,
+        None,
+        &["tail", &ok_id.to_string(), "--token-file", file],
+    );
+    assert_eq!(code(&out), 0, "a viewer follows: {}", text(&out.stderr));
+    assert_eq!(printed_lines(&text(&out.stdout)).len(), 20 * 21);
+    let out = cli_as(&setup, None, &["run", "ok20", "--token-file", file]);
+    assert_eq!(code(&out), 1);
+    let e = text(&out.stderr);
+    assert!(e.contains("needs the operator role"), "{e}");
+    let out = cli_as(
+        &setup,
+        None,
+        &["run", "ok20", "--token", "swt_not-a-real-token"],
+    );
+    assert_eq!(code(&out), 1);
+    assert!(
+        text(&out.stderr).contains("shipwatch: "),
+        "{}",
+        text(&out.stderr)
     );
 }
 
@@ -464,7 +529,7 @@ fn a_gateway_sigkill_during_follow_still_prints_every_line_exactly_once() {
     let before = setup.wait_status("all running", |s| s.all_running(1));
     let port = setup.port;
 
-    let mut follower = cli_command(&setup, &["run", "flow", "--follow"])
+    let mut follower = cli_command(&setup, None, &["run", "flow", "--follow"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
