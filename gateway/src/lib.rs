@@ -11,6 +11,7 @@ pub mod fanout;
 pub mod http;
 pub mod metrics;
 pub mod model;
+pub mod nofile;
 pub mod notify;
 pub mod reload;
 pub mod serve;
@@ -81,6 +82,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
         retention_days: config.server.retention_days,
     };
     metrics::install();
+    nofile::raise_soft_limit();
     let hub = fanout::Hub::new(shutdown.clone());
     let data_dir = config.server.data_dir.clone();
     let (config_tx, config_rx) = watch::channel(Arc::new(config));

@@ -22,6 +22,9 @@ pub(crate) const RUNNERS: &str = "shipwatch_runners";
 /// Jobs in the store, by state (label `state`).
 pub(crate) const JOBS: &str = "shipwatch_jobs";
 
+/// HTTP connections the gateway failed to accept (out of descriptors, typically).
+pub(crate) const HTTP_ACCEPT_ERRORS_TOTAL: &str = "shipwatch_http_accept_errors_total";
+
 /// Webhook notifications delivered (2xx).
 pub(crate) const NOTIFY_SENT_TOTAL: &str = "shipwatch_notify_sent_total";
 /// Webhook notifications given up after every retry.
@@ -70,6 +73,10 @@ pub fn install() {
         "Watchers catching up from the store instead of live."
     );
     describe_gauge!(RUNNERS, "Runners connected to the gateway.");
+    describe_counter!(
+        HTTP_ACCEPT_ERRORS_TOTAL,
+        "HTTP connections that could not be accepted (out of file descriptors: raise LimitNOFILE=); each waits in the backlog and is retried after 100 ms."
+    );
     describe_gauge!(JOBS, "Jobs in the store, by state.");
     describe_counter!(
         NOTIFY_SENT_TOTAL,

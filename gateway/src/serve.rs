@@ -38,6 +38,9 @@ pub async fn serve(
         .header_read_timeout(HEADER_TIMEOUT)
         .keep_alive(true);
     let mut connections = JoinSet::new();
+    // Accept errors in a row: logged at the first and when accepting works again, so
+    // running out of descriptors is two log lines, not ten a second.
+    let mut failed_accepts: u64 = 0;
     loop {
         let (stream, peer) = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -45,12 +48,26 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    tracing::warn!(%error, "cannot accept a connection");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                    continue;
+                    metrics::counter!(crate::metrics::HTTP_ACCEPT_ERRORS_TOTAL).increment(1);
+                    failed_accepts += 1;
+                    if failed_accepts == 1 {
+                        tracing::warn!(
+                            error = %shipwatch_protocol::Report(&error),
+                            connections = connections.len(),
+                            "cannot accept connections; retrying every 100 ms, open ones are served on"
+                        );
+                    }
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                    }
                 }
             },
         };
+        if failed_accepts > 0 {
+            tracing::info!(failed_accepts, "accepting connections again");
+            failed_accepts = 0;
+        }
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
