@@ -94,7 +94,7 @@ pub async fn serve(
             if let Err(error) = served
                 && !error.is_incomplete_message()
             {
-                tracing::debug!(%peer, %error, "connection ended");
+                tracing::debug!(%peer, error = %shipwatch_protocol::Report(&error), "connection ended");
             }
         });
     }
