@@ -376,6 +376,27 @@ fn run_follow_tail_show_jobs_rerun_cancel_and_errors_on_the_real_binary() {
     let mut stderr_lines = stderr.lines();
     let announced = stderr_lines.next().expect("announce").expect("utf-8");
     let slow_id = announced_id(&announced);
+    // Ctrl-C without a terminal only stops watching (130); the job goes on.
+    let mut watcher = cli_command(&setup, Some(&operator), &["tail", &slow_id.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn watcher");
+    let watched = lines_of(watcher.stdout.take().expect("stdout"));
+    watched
+        .recv_timeout(DEADLINE)
+        .expect("the watcher's first line");
+    kill(watcher.id() as i32, "INT");
+    assert_eq!(wait_child(&mut watcher, DEADLINE).code(), Some(130));
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut watcher.stderr.take().expect("stderr"), &mut said)
+        .expect("stderr");
+    assert!(
+        said.contains(&format!("stopped watching job {slow_id}")),
+        "{said}"
+    );
+    assert_eq!(job(port, slow_id)["state"], "running");
     let out = cli(
         &setup,
         &["cancel", &format!("http://127.0.0.1:{port}/jobs/{slow_id}")],
