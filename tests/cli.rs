@@ -451,6 +451,10 @@ fn run_follow_tail_show_jobs_rerun_cancel_and_errors_on_the_real_binary() {
     );
     setup.write_raw(&config.replace("anonymous = \"admin\"", "anonymous = \"none\""));
     assert!(setup.ctl(&["reload"]).status.success());
+    // The supervisor passes the reload on to the gateway, which applies it shortly after.
+    wait_until("the gateway to turn anonymous access off", DEADLINE, || {
+        http(port, "GET", "/api/jobs", "").0 == 401
+    });
     let out = cli_as(&setup, None, &["jobs"]);
     assert_eq!(code(&out), 1);
     let e = text(&out.stderr);
