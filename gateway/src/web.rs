@@ -5,14 +5,16 @@
 //! ES modules' relative imports (`./log.js`) stay under the same digest. The HTML shell,
 //! the one unhashed document, carries that prefix (templated once at start-up) and is
 //! never cached. The routes `/`, `/jobs/{id}` and `/login` all get the shell; the page's
-//! modules pick the view from the URL. This module never touches jobs or the store.
+//! modules pick the view from the URL. The CSP the page is written for (no inline script
+//! or style) comes with every response from `auth::guard`. This module never touches
+//! jobs or the store.
 
 use std::sync::OnceLock;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Path;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use rust_embed::RustEmbed;
@@ -21,13 +23,6 @@ use rust_embed::RustEmbed;
 #[derive(RustEmbed)]
 #[folder = "web/"]
 struct Files;
-
-/// The policy every page runs under (TEAM contract): no inline script or style, nothing
-/// from another origin. The auth layer sets the same headers on every response; the page
-/// carries them itself so it never depends on that layer to be safe.
-const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-                   connect-src 'self'; font-src 'self'; manifest-src 'self'; form-action 'self'; \
-                   base-uri 'none'; frame-ancestors 'none'";
 
 /// A year: hashed asset URLs never change content.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
@@ -84,16 +79,14 @@ fn digest() -> String {
 
 /// The HTML shell for every page route.
 async fn shell() -> Response {
-    page_headers(
-        (
-            [
-                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
-                (header::CACHE_CONTROL, "no-cache"),
-            ],
-            site().shell.clone(),
-        )
-            .into_response(),
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        site().shell.clone(),
     )
+        .into_response()
 }
 
 /// One embedded file. A digest other than this binary's (a page loaded before an upgrade)
@@ -104,16 +97,14 @@ async fn asset(Path((digest, path)): Path<(String, String)>) -> Response {
     };
     let current = site().prefix.rsplit('/').next() == Some(digest.as_str());
     let cache = if current { IMMUTABLE } else { "no-cache" };
-    page_headers(
-        (
-            [
-                (header::CONTENT_TYPE, mime(&path)),
-                (header::CACHE_CONTROL, cache),
-            ],
-            Body::from(file.data.into_owned()),
-        )
-            .into_response(),
+    (
+        [
+            (header::CONTENT_TYPE, mime(&path)),
+            (header::CACHE_CONTROL, cache),
+        ],
+        Body::from(file.data.into_owned()),
     )
+        .into_response()
 }
 
 /// Browsers ask for `/favicon.ico` whatever the page says; the icon is an SVG.
@@ -129,23 +120,6 @@ async fn favicon() -> Response {
             .into_response(),
         None => StatusCode::NOT_FOUND.into_response(),
     }
-}
-
-fn page_headers(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("same-origin"),
-    );
-    response
 }
 
 /// The content type of the kinds of file `gateway/web/` holds.

@@ -23,12 +23,16 @@ async function start() {
 function showWho(who) {
   const nav = document.querySelector('.who');
   nav.replaceChildren();
+  const onLogin = location.pathname === '/login';
   if (!who || !who.user) {
-    if (location.pathname !== '/login' && who === null) nav.append(h('a', { href: '/login' }, 'Log in'));
+    if (!onLogin && who === null) nav.append(h('a', { href: '/login' }, 'Log in'));
     return;
   }
-  nav.append(h('span', { class: 'me' }, who.user, who.role ? h('span', { class: 'role' }, who.role) : null));
-  if (who.user !== 'anonymous') {
+  const anonymous = who.anonymous === true || (who.anonymous === undefined && who.user === 'anonymous');
+  nav.append(h('span', { class: 'me' }, anonymous ? 'not logged in' : who.user, who.role ? h('span', { class: 'role' }, who.role) : null));
+  if (anonymous) {
+    if (!onLogin) nav.append(h('a', { href: `/login?next=${encodeURIComponent(location.pathname + location.search)}` }, 'Log in'));
+  } else {
     nav.append(h('button', {
       type: 'button', class: 'quiet',
       onclick: async () => {

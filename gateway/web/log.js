@@ -20,6 +20,18 @@ class Column {
     }
     this.a[this.n++] = v;
   }
+  pushAll(values) {
+    const need = this.n + values.length;
+    if (need > this.a.length) {
+      let cap = this.a.length * 2;
+      while (cap < need) cap *= 2;
+      const bigger = new this.Type(cap);
+      bigger.set(this.a.subarray(0, this.n));
+      this.a = bigger;
+    }
+    this.a.set(values, this.n);
+    this.n = need;
+  }
 }
 
 const STDERR = 1;
@@ -60,6 +72,21 @@ export class LogModel {
     this.host.push(this.hostId(ev.host || ''));
     this.stream.push(ev.stream === 'stderr' ? STDERR : 0);
     this.text.push(ev.text);
+  }
+
+  /** A batch of lines in columns (from the loader worker); `hosts` maps its host ids. */
+  addColumns(b, hosts) {
+    const n = b.seq.length;
+    const ids = new Uint16Array(hosts.length);
+    for (let k = 0; k < hosts.length; k++) ids[k] = this.hostId(hosts[k]);
+    this.seq.pushAll(b.seq);
+    this.ts.pushAll(b.ts);
+    this.stream.pushAll(b.stream);
+    const hostIds = b.host;
+    for (let k = 0; k < n; k++) hostIds[k] = ids[hostIds[k]];
+    this.host.pushAll(hostIds);
+    const text = this.text;
+    for (let k = 0; k < n; k++) text.push(b.text[k]);
   }
 
   isStderr(i) {

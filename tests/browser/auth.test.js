@@ -26,7 +26,8 @@ name = "vic"
 password_hash = "${hashPassword('vic-secret')}"
 role = "viewer"
 `;
-  [sw, browser] = await Promise.all([startShipwatch(fleet(users)), launch()]);
+  browser = await launch();
+  sw = await startShipwatch(fleet(users));
 });
 
 after(async () => {

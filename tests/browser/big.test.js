@@ -19,7 +19,8 @@ function figure(name, value, unit, target = '') {
 }
 
 before(async () => {
-  [sw, browser] = await Promise.all([startShipwatch(fleet()), launch()]);
+  browser = await launch();
+  sw = await startShipwatch(fleet());
 });
 
 after(async () => {

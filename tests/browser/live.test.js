@@ -11,7 +11,8 @@ let sw;
 let browser;
 
 before(async () => {
-  [sw, browser] = await Promise.all([startShipwatch(fleet()), launch()]);
+  browser = await launch();
+  sw = await startShipwatch(fleet());
 });
 
 after(async () => {

@@ -123,11 +123,9 @@ ${body}`;
   };
   try {
     await waitFor(async () => !exited && (await fetch(`${url}/healthz`)).ok, { timeout: 20000, what: `shipwatch on ${url}` });
-    await waitFor(async () => {
-      const m = await (await fetch(`${url}/metrics`)).text();
-      const r = m.match(/^shipwatch_runners (\d+)/m);
-      return r && Number(r[1]) >= runners;
-    }, { timeout: 20000, what: 'runners to connect' });
+    // /metrics may need credentials; the supervisor's log says when runners are in.
+    await waitFor(() => (sw.logText().match(/gateway: runner connected/g) || []).length >= runners,
+      { timeout: 20000, what: 'runners to connect' });
   } catch (e) {
     const text = fs.existsSync(path.join(dir, 'shipwatch.log')) ? sw.logText() : '';
     child.kill('SIGKILL');
@@ -149,6 +147,15 @@ export function launch() {
 export async function newPage(browser, options = {}) {
   const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, ...options });
   context.setDefaultTimeout(10000);
+  // For working on the page without rebuilding the release binary: its assets from disk.
+  const webDir = process.env.SHIPWATCH_WEB_DIR;
+  if (webDir) {
+    await context.route('**/assets/**', (route) => {
+      const name = new URL(route.request().url()).pathname.split('/').slice(3).join('/');
+      const type = { css: 'text/css', svg: 'image/svg+xml', js: 'text/javascript' }[name.split('.').pop()] || 'text/plain';
+      route.fulfill({ body: fs.readFileSync(path.join(webDir, name)), contentType: type });
+    });
+  }
   const page = await context.newPage();
   page.problems = [];
   // Failed requests show as console errors too; the tests check the answers they expect.
