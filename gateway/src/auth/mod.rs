@@ -315,8 +315,11 @@ impl Auth {
                         .check(&addr, Instant::now())
                         .map_err(AuthError::Throttled)?;
                 }
-                let hashes: Vec<String> =
-                    config.tokens.iter().map(|t| t.token_hash.clone()).collect();
+                let hashes: Vec<Option<String>> = config
+                    .tokens
+                    .iter()
+                    .map(|t| Some(t.token_hash.clone()))
+                    .collect();
                 let found = self.verify_any(hashes, token.as_bytes().to_vec()).await?;
                 let mut cache = self.lock_tokens();
                 match found.and_then(|i| config.tokens.get(i)) {
@@ -354,9 +357,11 @@ impl Auth {
 
     /// The index of the first of `hashes` that `secret` matches, checked off the async
     /// threads with at most a few argon2 runs at once.
+    /// `None` among `hashes` stands for a user who does not exist: checked against a
+    /// decoy, so that costs what a wrong password does.
     async fn verify_any(
         &self,
-        hashes: Vec<String>,
+        hashes: Vec<Option<String>>,
         secret: Vec<u8>,
     ) -> Result<Option<usize>, AuthError> {
         let permit = tokio::time::timeout(HASH_QUEUE_WAIT, self.hashing.clone().acquire_owned())
@@ -365,7 +370,13 @@ impl Auth {
             .map_err(|_| AuthError::Busy)?;
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            hashes.iter().position(|h| secret::verify(h, &secret))
+            hashes.iter().position(|h| {
+                let hash = match h {
+                    Some(hash) => hash.as_str(),
+                    None => secret::decoy_hash(),
+                };
+                secret::verify(hash, &secret) && h.is_some()
+            })
         })
         .await
         .map_err(|_| AuthError::Busy)
@@ -470,14 +481,12 @@ impl Auth {
         let known = config.users.iter().find(|u| u.name == user);
         let actor = || known.map_or_else(|| "?".to_string(), |u| u.name.clone());
         if let Some(wait) = throttled {
-            self.audit_login(actor(), addr, "throttled").await;
-            tracing::info!(user = %actor(), addr = ?addr, "login throttled");
+            // Neither recorded nor logged one by one: a flood would turn each refusal
+            // into a store write and a journal line. The failures that led here were.
+            tracing::debug!(user = %actor(), addr = ?addr, "login throttled");
             return Err(AuthError::Throttled(wait));
         }
-        let hash = known.map_or_else(
-            || secret::decoy_hash().to_string(),
-            |u| u.password_hash.clone(),
-        );
+        let hash = known.map(|u| u.password_hash.clone());
         let matched = self
             .verify_any(vec![hash], password.as_bytes().to_vec())
             .await?
