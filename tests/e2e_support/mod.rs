@@ -277,49 +277,29 @@ pub async fn follow(
         };
         seen.connects += 1;
         let mut this_connection = 0usize;
-        let end = loop {
-            let msg = match tokio::time::timeout_at(give_up, ws.next()).await {
-                Err(_) => break "deadline".to_owned(),
-                Ok(msg) => msg,
-            };
-            match msg {
-                Some(Ok(Message::Text(text))) => {
-                    let values: Vec<Value> = match serde_json::from_str(&text) {
-                        Ok(v) => v,
-                        Err(e) => break format!("bad frame {e}: {text}"),
-                    };
-                    for value in &values {
-                        let event = Event::from_json(value);
-                        if event.seq <= last {
-                            seen.disorder.push(format!(
-                                "{}: seq {} after {last} (connection {})",
-                                plan.name, event.seq, seen.connects
-                            ));
-                        }
-                        last = last.max(event.seq);
-                        seen.events.push(event);
-                    }
-                    progress.store(last, Ordering::SeqCst);
-                    this_connection += values.len();
-                    if let Some(pause) = plan.slow {
-                        tokio::time::sleep(pause).await;
-                    }
-                    if plan.churn_every.is_some_and(|n| this_connection >= n) {
-                        let _ = ws.close(None).await;
-                        break "churn".to_owned();
-                    }
+        let end = read_events(&mut ws, give_up, |values| {
+            for value in &values {
+                let event = Event::from_json(value);
+                if event.seq <= last {
+                    seen.disorder.push(format!(
+                        "{}: seq {} after {last} (connection {})",
+                        plan.name, event.seq, seen.connects
+                    ));
                 }
-                Some(Ok(Message::Close(frame))) => {
-                    break match frame {
-                        Some(f) => format!("close {}", u16::from(f.code)),
-                        None => "close none".to_owned(),
-                    };
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => break format!("error {e}"),
-                None => break "eof".to_owned(),
+                last = last.max(event.seq);
+                seen.events.push(event);
             }
-        };
+            progress.store(last, Ordering::SeqCst);
+            this_connection += values.len();
+            if plan.churn_every.is_some_and(|n| this_connection >= n) {
+                AfterFrame::Close("churn")
+            } else if let Some(pause) = plan.slow {
+                AfterFrame::Pause(pause)
+            } else {
+                AfterFrame::Read
+            }
+        })
+        .await;
         let done = end == "close 1000" || end == "deadline";
         seen.ends.push(end);
         if done {
@@ -455,32 +435,13 @@ pub async fn watch_once(
             Err(_) => return (Vec::new(), "deadline".into()),
         };
     let mut events = Vec::new();
-    loop {
-        let msg = match tokio::time::timeout_at(give_up, ws.next()).await {
-            Err(_) => return (events, "deadline".into()),
-            Ok(msg) => msg,
-        };
-        match msg {
-            Some(Ok(Message::Text(text))) => {
-                match serde_json::from_str::<Value>(&text) {
-                    Ok(Value::Array(values)) => events.extend(values),
-                    Ok(value) => events.push(value),
-                    Err(e) => return (events, format!("bad frame {e}: {text}")),
-                }
-                progress.store(events.len() as u64, Ordering::SeqCst);
-            }
-            Some(Ok(Message::Close(frame))) => {
-                let end = match frame {
-                    Some(f) => format!("close {}", u16::from(f.code)),
-                    None => "close none".to_owned(),
-                };
-                return (events, end);
-            }
-            Some(Ok(_)) => {}
-            Some(Err(e)) => return (events, format!("error {e}")),
-            None => return (events, "eof".into()),
-        }
-    }
+    let end = read_events(&mut ws, give_up, |values| {
+        events.extend(values);
+        progress.store(events.len() as u64, Ordering::SeqCst);
+        AfterFrame::Read
+    })
+    .await;
+    (events, end)
 }
 
 /// The parent pid of `pid`, from /proc.
@@ -526,4 +487,59 @@ pub fn jobs_run_under(ancestor: i32) -> std::collections::BTreeSet<u64> {
         }
     }
     jobs
+}
+
+/// What [`read_events`] does after handing a frame's events over.
+pub enum AfterFrame {
+    Read,
+    /// A slow reader: wait this long before the next frame.
+    Pause(Duration),
+    /// Close the connection; this is how it ended.
+    Close(&'static str),
+}
+
+/// The one WebSocket reader of these tests: reads `ws` until the connection ends, giving
+/// each text frame's events (a JSON array, or one event) to `on_events`. Returns how it
+/// ended: `close CODE`, `close none`, `eof`, `error …`, `bad frame …`, `deadline`, or
+/// what `on_events` closed it with.
+pub async fn read_events<S>(
+    ws: &mut tokio_tungstenite::WebSocketStream<S>,
+    give_up: tokio::time::Instant,
+    mut on_events: impl FnMut(Vec<Value>) -> AfterFrame,
+) -> String
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        let msg = match tokio::time::timeout_at(give_up, ws.next()).await {
+            Err(_) => return "deadline".into(),
+            Ok(msg) => msg,
+        };
+        match msg {
+            Some(Ok(Message::Text(text))) => {
+                let values = match serde_json::from_str::<Value>(&text) {
+                    Ok(Value::Array(values)) => values,
+                    Ok(value) => vec![value],
+                    Err(e) => return format!("bad frame {e}: {text}"),
+                };
+                match on_events(values) {
+                    AfterFrame::Read => {}
+                    AfterFrame::Pause(pause) => tokio::time::sleep(pause).await,
+                    AfterFrame::Close(why) => {
+                        let _ = ws.close(None).await;
+                        return why.to_owned();
+                    }
+                }
+            }
+            Some(Ok(Message::Close(frame))) => {
+                return match frame {
+                    Some(f) => format!("close {}", u16::from(f.code)),
+                    None => "close none".to_owned(),
+                };
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return format!("error {e}"),
+            None => return "eof".into(),
+        }
+    }
 }
