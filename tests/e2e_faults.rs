@@ -511,11 +511,13 @@ if [ "$SHIPWATCH_HOST" = web-01 ]; then
 else
   for i in $(seq 1 600); do [ -e {go_small} ] && break; sleep 0.05; done
   for i in $(seq 1 {SMALL_LINES}); do echo "small $i"; done
+  touch {exited}-$SHIPWATCH_HOST
 fi
 '''
 "#,
         go = go.display(),
         go_small = go_small.display(),
+        exited = dir.join("exited").display(),
     );
     setup.write_raw(&config_text(&setup, "runners = 1", 5, &tasks));
     let _up = Guard(setup.up(&[]));
@@ -543,10 +545,16 @@ fi
     });
     // Now the other hosts print a few lines and exit while nothing can be handed over.
     std::fs::write(&go_small, "").expect("go small");
-    // Only the scripts' command lines hold that path.
-    let script_marker = go_small.display().to_string();
+    // Each small host's script touches exited-HOST as its last command (the script text
+    // is in no argv to look for since it reaches bash on fd 4).
     wait_until("the small hosts' scripts exited", DEADLINE, || {
-        processes_with(&script_marker).len() == 1
+        std::fs::read_dir(&dir).is_ok_and(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("exited-"))
+                .count()
+                == 4
+        })
     });
     // Give a runner that would give up on those hosts' pipes the time to do so (its
     // drain window is 2 s); a correct one waits for the gateway, so this runs out.
