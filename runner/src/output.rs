@@ -97,16 +97,7 @@ pub async fn pump_until<R: AsyncRead + Unpin>(
             Some(Ok(read)) => read,
             Some(Err(_)) => {
                 // Idle with a partial line (a progress bar, a prompt): send it as is.
-                let mut batch = Vec::with_capacity(1);
-                let line = lines.take_partial();
-                push_line(
-                    &mut batch,
-                    &host,
-                    stream,
-                    &line,
-                    Timestamp::now(),
-                    &mut markers,
-                );
+                let batch = partial_batch(&mut lines, &host, stream, &mut markers);
                 if !send(&tx, batch, &mut give_up).await {
                     return;
                 }
@@ -127,16 +118,7 @@ pub async fn pump_until<R: AsyncRead + Unpin>(
         }
     }
     if !lines.partial().is_empty() {
-        let mut batch = Vec::with_capacity(1);
-        let line = lines.take_partial();
-        push_line(
-            &mut batch,
-            &host,
-            stream,
-            &line,
-            Timestamp::now(),
-            &mut markers,
-        );
+        let batch = partial_batch(&mut lines, &host, stream, &mut markers);
         let _ = tx.send(batch).await;
     }
 }
@@ -203,6 +185,19 @@ fn emit_pieces(mut line: &[u8], max: usize, emit: &mut impl FnMut(&[u8])) {
         line = &line[cut..];
     }
     emit(line);
+}
+
+/// The line that has no newline yet, ended where it stands, as a batch of its own.
+fn partial_batch(
+    lines: &mut LineSplitter,
+    host: &str,
+    stream: Stream,
+    markers: &mut Option<Markers>,
+) -> Vec<Pending> {
+    let mut batch = Vec::with_capacity(1);
+    let line = lines.take_partial();
+    push_line(&mut batch, host, stream, &line, Timestamp::now(), markers);
+    batch
 }
 
 /// Hands `batch` over; false when the receiver is gone. The wait for room moves
