@@ -38,6 +38,14 @@ fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
 }
 
+fn has_body(headers: &HeaderMap) -> bool {
+    let length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim() != "0");
+    length.unwrap_or(false) || headers.contains_key(header::TRANSFER_ENCODING)
+}
+
 fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
@@ -98,7 +106,9 @@ fn refusal(auth: &Auth, request: &Request) -> Option<AuthError> {
             )));
         }
     }
-    if !upgrade && !reads && !is_json(headers) {
+    // A body that is not JSON is what a cross-site form can send without a preflight;
+    // a POST without a body (cancel, logout) carries nothing to be typed.
+    if !upgrade && !reads && has_body(headers) && !is_json(headers) {
         return Some(AuthError::UnsupportedMedia(
             "send the request body as content-type: application/json".into(),
         ));

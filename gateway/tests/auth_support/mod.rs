@@ -226,6 +226,14 @@ pub async fn http(
     http_bytes(port, method, path, headers, body.as_bytes()).await
 }
 
+/// A request without a body and without a content type, as the page's `fetch` sends a
+/// body-less POST.
+pub async fn http_untyped(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut with_type: Vec<(&str, &str)> = headers.to_vec();
+    with_type.push(("X-No-Content-Type", "1"));
+    http_bytes(port, method, path, &with_type, b"").await
+}
+
 /// [`http`] with a body that need not be UTF-8.
 pub async fn http_bytes(
     port: u16,
@@ -242,7 +250,8 @@ pub async fn http_bytes(
         typed |= name.eq_ignore_ascii_case("content-type");
         req.push_str(&format!("{name}: {value}\r\n"));
     }
-    if !typed && method == "POST" {
+    let untyped = headers.iter().any(|(n, _)| *n == "X-No-Content-Type");
+    if !typed && !untyped && method == "POST" {
         req.push_str("Content-Type: application/json\r\n");
     }
     req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
