@@ -23,6 +23,7 @@ use crate::fanout::Hub;
 
 pub use error::ApiError;
 pub use principal::Principal;
+pub use ws::parse_watch_query;
 
 /// What every handler is given: the gateway's shared state and the WebSocket fan-out.
 #[derive(Clone)]

@@ -2,7 +2,7 @@
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 use futures_util::SinkExt;
 use serde::Deserialize;
@@ -40,13 +40,11 @@ fn upgrade(ws: WebSocketUpgrade) -> WebSocketUpgrade {
     ws.read_buffer_size(READ_BUFFER).write_buffer_size(0)
 }
 
-pub(super) async fn job(
-    State(http): State<HttpState>,
-    who: Principal,
-    Path(id): Path<JobId>,
-    Query(q): Query<WatchQuery>,
-    ws: WebSocketUpgrade,
-) -> Result<Response, ApiError> {
+/// A `/ws/jobs/{id}` request's query: `after` (0 when absent) and the event filter, or
+/// the 400 naming the field at fault.
+pub fn parse_watch_query(uri: &Uri) -> Result<(u64, EventFilter), ApiError> {
+    let Query(q) = Query::<WatchQuery>::try_from_uri(uri)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.body_text()))?;
     let streams = match list(q.streams) {
         None => None,
         Some(v) => Some(
@@ -75,13 +73,24 @@ pub(super) async fn job(
         hosts: list(q.hosts),
         streams,
     };
+    Ok((q.after.unwrap_or(0), filter))
+}
+
+pub(super) async fn job(
+    State(http): State<HttpState>,
+    who: Principal,
+    Path(id): Path<JobId>,
+    uri: Uri,
+    ws: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let (after, filter) = parse_watch_query(&uri)?;
     if http.gateway.store.job(id).await?.is_none() {
         return Err(ApiError::not_found(id));
     }
     // Register before the upgrade completes, so nothing committed from here is missed.
     let watch = http
         .fanout
-        .watch(http.gateway.store.clone(), id, q.after.unwrap_or(0), filter);
+        .watch(http.gateway.store.clone(), id, after, filter);
     let revoked = who.revoked;
     Ok(upgrade(ws).on_upgrade(move |socket| serve_job(socket, watch, revoked)))
 }
