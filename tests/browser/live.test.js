@@ -132,7 +132,7 @@ test('Re-run failed hosts on a job where 2 of 20 failed starts a job of exactly 
   assert.deepEqual(failed, ['db-02', 'web-03']);
   await page.getByRole('button', { name: 'Next failed host' }).click();
   await page.locator('[role="log"] .line.target[data-host="web-03"][data-stream="stderr"]').waitFor();
-  await screenshot(page, 'job-failed-hosts');
+  await screenshot(page, 'job-failed-hosts', { fullPage: true });
   await page.getByRole('button', { name: 'Re-run failed hosts' }).click();
   await page.waitForURL((u) => u.pathname !== `/jobs/${id}`);
   const rerun = Number(new URL(page.url()).pathname.split('/').pop());
@@ -155,6 +155,11 @@ test('phone and dark mode screenshots of a finished deploy', async () => {
   const wide = await phone.evaluate(() => document.documentElement.scrollWidth);
   assert.ok(wide <= 390, `page is ${wide} px wide on a 390 px phone`);
   await phone.context().close();
+  const darkPhone = await open(id, { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true, colorScheme: 'dark' });
+  await settled(sw, darkPhone, id);
+  await darkPhone.getByRole('button', { name: 'Next failed host' }).click();
+  await screenshot(darkPhone, 'job-phone-dark', { fullPage: true });
+  await darkPhone.context().close();
   const dark = await open(id, { colorScheme: 'dark' });
   await settled(sw, dark, id);
   await dark.getByRole('button', { name: 'Next failed host' }).click();

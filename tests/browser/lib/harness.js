@@ -177,9 +177,9 @@ export async function apiLog(sw, id) {
   };
 }
 
-export async function screenshot(page, name) {
+export async function screenshot(page, name, options = {}) {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   const file = path.join(ARTIFACTS, `${name}.png`);
-  await page.screenshot({ path: file });
+  await page.screenshot({ path: file, ...options });
   return file;
 }
