@@ -23,8 +23,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::output::{EventSender, Markers, pump_until};
 
-/// How long the pipes may stay open after the script exited (a background child holding
-/// them); then the host completes anyway and the leftovers are killed.
+/// How long the pipes may stay open after the host's processes are gone (something that
+/// escaped the script's process group holding them), or may take to bring the exit
+/// marker when the process ended first; then the host completes anyway.
 pub const DRAIN: Duration = Duration::from_secs(2);
 
 /// How long after closing the lifeline the host's process may take to exit before the
@@ -152,8 +153,22 @@ fn control_name(user: &str, address: &str, port: u16) -> String {
     format!("{h:016x}")
 }
 
-/// The ssh command line (without the remote command) for a host.
-pub fn ssh_command(target: &HostTarget, ssh: &SshSpec, ctx: &HostContext) -> Command {
+/// The ControlPath of a host's master connection.
+fn control_path(target: &HostTarget, ssh: &SshSpec, ctx: &HostContext) -> PathBuf {
+    let address = target.address.as_deref().unwrap_or(&target.name);
+    let port = target.port.unwrap_or(ssh.port);
+    ctx.control_dir.join(control_name(&ssh.user, address, port))
+}
+
+/// The ssh command line (without the remote command) for a host; `control_master` is
+/// ssh's `ControlMaster` setting and `extra` goes before the destination.
+pub fn ssh_command(
+    target: &HostTarget,
+    ssh: &SshSpec,
+    ctx: &HostContext,
+    control_master: &str,
+    extra: &[&str],
+) -> Command {
     let address = target.address.as_deref().unwrap_or(&target.name);
     let port = target.port.unwrap_or(ssh.port);
     let mut cmd = Command::new("ssh");
@@ -165,15 +180,14 @@ pub fn ssh_command(target: &HostTarget, ssh: &SshSpec, ctx: &HostContext) -> Com
             "ConnectTimeout={}",
             ssh.connect_timeout_secs.max(1)
         ))
-        .args(["-o", "ControlMaster=auto"])
+        .arg("-o")
+        .arg(format!("ControlMaster={control_master}"))
         .arg("-o")
         .arg(format!("ControlPersist={}", ctx.control_persist_secs))
         .arg("-o")
         .arg(format!(
             "ControlPath={}",
-            ctx.control_dir
-                .join(control_name(&ssh.user, address, port))
-                .display()
+            control_path(target, ssh, ctx).display()
         ));
     if let Some(kh) = ssh.known_hosts.as_deref().filter(|s| !s.is_empty()) {
         cmd.arg("-o").arg(format!("UserKnownHostsFile={kh}"));
@@ -184,7 +198,8 @@ pub fn ssh_command(target: &HostTarget, ssh: &SshSpec, ctx: &HostContext) -> Com
     for opt in &ssh.options {
         cmd.arg("-o").arg(opt);
     }
-    cmd.arg("-p")
+    cmd.args(extra)
+        .arg("-p")
         .arg(port.to_string())
         .arg("-l")
         .arg(&ssh.user)
@@ -240,6 +255,8 @@ pub async fn run_host(
     }
     payload.push_str(&format!("# shipwatch-end-{token}\n"));
     let length = payload.len().to_string();
+    // A host that does not take the payload is handled by the timeout.
+    let deadline = tokio::time::Instant::now() + run.timeout;
 
     let mut cmd = match run.transport {
         Transport::Local => {
@@ -255,7 +272,12 @@ pub async fn run_host(
             cmd
         }
         Transport::Ssh => {
-            let mut cmd = ssh_command(run.target, run.ssh, run.ctx);
+            if let Err(outcome) = start_master(&run, &tx, deadline, cancel).await {
+                return outcome;
+            }
+            // Over the master started above; should it have gone, a connection of its own
+            // (never `auto`, which would make this ssh a master holding the host's pipes).
+            let mut cmd = ssh_command(run.target, run.ssh, run.ctx, "no", &[]);
             cmd.arg(format!(
                 "exec bash -c {} shipwatch {token} {length}",
                 shell_quote(WRAPPER)
@@ -312,8 +334,6 @@ pub async fn run_host(
         stop_reading.clone(),
     ));
 
-    // A host that does not take the payload is handled by the timeout.
-    let deadline = tokio::time::Instant::now() + run.timeout;
     let write = async {
         stdin.write_all(payload.as_bytes()).await?;
         stdin.flush().await
@@ -335,9 +355,11 @@ pub async fn run_host(
             _ = cancel.cancelled() => stopped = Some(HostState::Cancelled),
         }
     }
-    // Drain: the pipes get a bounded time to reach EOF after the script is done.
+    // Once the script's exit is known the host is done: the lifeline closes at once (over
+    // ssh, ssh itself holds the pipes until the wrapper, waiting on the lifeline, exits).
+    // Without it (the process ended first), the pipes get a bounded time to bring it.
     let drain_until = tokio::time::Instant::now() + DRAIN;
-    if stopped.is_none() {
+    if stopped.is_none() && exit_code.is_none() {
         let _ = tokio::time::timeout_at(drain_until, all_done(&mut readers)).await;
         if exit_code.is_none() {
             exit_code = exited_rx.try_recv().ok();
@@ -394,6 +416,95 @@ pub async fn run_host(
         state: HostState::Failed,
         exit_code: code,
     }
+}
+
+/// Makes sure a master connection to the host is up, started on its own: `-N -f` with no
+/// stdio of the host's, so it never holds the host's pipes and outlives the host for
+/// `ControlPersist`, for the next host or job. With `auto` a master already there (another
+/// job, another runner) is used and this ssh exits at once. A master that cannot start is
+/// the host's end: ssh's own words go to the host's stderr, and 255 (ssh could not
+/// connect) makes it unreachable.
+async fn start_master(
+    run: &HostRun<'_>,
+    tx: &EventSender,
+    deadline: tokio::time::Instant,
+    cancel: &CancellationToken,
+) -> Result<(), HostOutcome> {
+    use tokio::io::AsyncReadExt;
+    let host = &run.target.name;
+    // A master that accepts a connection is up: no ssh process to ask it (the next host's
+    // or job's overhead is then its own session alone).
+    if tokio::net::UnixStream::connect(control_path(run.target, run.ssh, run.ctx))
+        .await
+        .is_ok()
+    {
+        return Ok(());
+    }
+    let mut cmd = ssh_command(run.target, run.ssh, run.ctx, "auto", &["-N", "-f"]);
+    cmd.env_remove(shipwatch_protocol::supervision::READY_FD_ENV)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let started = tokio::time::Instant::now();
+    let mut child = cmd.spawn().map_err(|e| {
+        tracing::warn!(host, error = %shipwatch_protocol::Report(&e), "could not start ssh");
+        HostOutcome {
+            state: HostState::Failed,
+            exit_code: None,
+        }
+    })?;
+    let stderr = child.stderr.take();
+    let status = tokio::select! {
+        s = child.wait() => s.ok(),
+        _ = tokio::time::sleep_until(deadline) => {
+            return Err(HostOutcome { state: HostState::Timeout, exit_code: None });
+        }
+        _ = cancel.cancelled() => {
+            return Err(HostOutcome { state: HostState::Cancelled, exit_code: None });
+        }
+    };
+    // ssh's few words fit in the pipe; the backgrounded master has its stderr on
+    // /dev/null, but should it keep ours (`-v`), do not wait for it.
+    let mut said = Vec::new();
+    if let Some(mut err) = stderr {
+        let _ = tokio::time::timeout(Duration::from_secs(1), err.read_to_end(&mut said)).await;
+    }
+    let code = status.and_then(|s| s.code());
+    if code == Some(0) {
+        tracing::debug!(
+            host,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "ssh master up"
+        );
+        return Ok(());
+    }
+    let now = shipwatch_protocol::Timestamp::now();
+    let lines: Vec<_> = String::from_utf8_lossy(&said)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|text| {
+            (
+                now,
+                shipwatch_protocol::EventBody::Line {
+                    host: host.clone(),
+                    stream: Stream::Stderr,
+                    text: text.to_owned(),
+                },
+            )
+        })
+        .collect();
+    if !lines.is_empty() {
+        let _ = tx.send(lines).await;
+    }
+    Err(HostOutcome {
+        state: if code == Some(255) {
+            HostState::Unreachable
+        } else {
+            HostState::Failed
+        },
+        exit_code: code,
+    })
 }
 
 /// Waits for every pipe reader of a host; cancel-safe, so waiting again after a timeout

@@ -70,6 +70,7 @@ fn free_port() -> std::io::Result<u16> {
 }
 
 /// A loopback port where nothing listens.
+#[allow(dead_code)] // not every test binary uses it
 pub fn dead_port() -> u16 {
     free_port().expect("bind a loopback port")
 }
