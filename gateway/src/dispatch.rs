@@ -18,6 +18,7 @@ use futures_util::stream::FuturesOrdered;
 use futures_util::{SinkExt, StreamExt};
 use shipwatch_config::Config;
 use shipwatch_protocol::Report;
+use shipwatch_protocol::api::Counts;
 use shipwatch_protocol::{
     EventBody, GatewayCodec, GatewayFrame, JobId, JobState, PROTOCOL_VERSION, RunnerFrame,
 };
@@ -72,6 +73,15 @@ enum ConnectionEnd {
 /// only once everything the runner wrote has been read, so this is an end like EOF.
 fn peer_closed(error: &shipwatch_protocol::FrameError) -> bool {
     matches!(error, shipwatch_protocol::FrameError::Io(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+}
+
+/// What an orphaned job's grace ends in when no runner took it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expiry {
+    /// `lost`: something of it may have run.
+    Lost,
+    /// Queued again (once) when nothing says it started; else `lost`.
+    RequeueIfUnstarted,
 }
 
 /// A cheap handle on the queue and the connected runners.
@@ -243,13 +253,22 @@ impl Dispatcher {
     /// `running` (left by a previous gateway) get [`GRACE`] to be reclaimed.
     pub async fn serve(self, listener: UnixListener) -> Result<(), StoreError> {
         for job in self.inner.store.jobs_in_state(&[JobState::Running]).await? {
+            // Every host still pending: nothing of the job reached the store from a runner.
+            // Its runner may have dropped it unstarted when our connection broke (a runner
+            // starts nothing before its Started frame is written), so unless a runner
+            // takes it back within the grace it is queued again rather than lost.
+            let untouched = job.counts
+                == Counts {
+                    pending: job.counts.pending,
+                    ..Counts::default()
+                };
             self.lock().running.insert(
                 job.id,
                 Running {
                     task: job.task.clone(),
                     conn: None,
                     epoch: 0,
-                    started: true,
+                    started: !untouched,
                 },
             );
             self.start_grace(
@@ -259,6 +278,7 @@ impl Dispatcher {
                     "its runner did not reconnect within {} s of the gateway restarting",
                     self.inner.grace.as_secs()
                 ),
+                Expiry::RequeueIfUnstarted,
             );
         }
         let me = self.clone();
@@ -283,7 +303,7 @@ impl Dispatcher {
         }
     }
 
-    fn start_grace(&self, job: JobId, epoch: u64, reason: String) {
+    fn start_grace(&self, job: JobId, epoch: u64, reason: String, expiry: Expiry) {
         let me = self.clone();
         let grace = self.inner.grace;
         let shutdown = self.inner.shutdown.clone();
@@ -292,12 +312,16 @@ impl Dispatcher {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(grace) => {}
             }
-            let still_orphaned = me
+            let orphan = me
                 .lock()
                 .running
                 .get(&job)
-                .is_some_and(|r| r.conn.is_none() && r.epoch == epoch);
-            if still_orphaned {
+                .filter(|r| r.conn.is_none() && r.epoch == epoch)
+                .map(|r| r.started);
+            if orphan == Some(false) && expiry == Expiry::RequeueIfUnstarted {
+                me.requeue_unstarted(job, "the gateway restarted before its runner started it")
+                    .await;
+            } else if orphan.is_some() {
                 tracing::warn!(job, %reason, "job lost");
                 match me.end_job(job, JobState::Lost, &reason).await {
                     Ok(()) | Err(StoreError::Finished { .. }) => {}
@@ -539,6 +563,8 @@ impl Dispatcher {
                     "runner-{index} disconnected and did not come back within {} s",
                     self.inner.grace.as_secs()
                 ),
+                // A connection we dropped may hold an unread Started frame.
+                Expiry::Lost,
             );
         }
     }

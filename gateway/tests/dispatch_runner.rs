@@ -323,6 +323,21 @@ async fn running_jobs_wait_for_their_runner_across_a_gateway_restart() {
     assert_eq!(assigned(&mut r1).await, kept);
     let mut r2 = connect(gw.dir.path(), 2, None).await;
     assert_eq!(assigned(&mut r2).await, lost);
+    // r2's job started (a host of it is stored running), so it cannot go back in the queue.
+    assert_eq!(
+        send_events(
+            &mut r2,
+            lost,
+            vec![host_is(
+                1,
+                "a",
+                shipwatch_protocol::HostState::Running,
+                None
+            )]
+        )
+        .await,
+        1
+    );
     drop((r1, r2));
     let dir = gw.stop().await;
 
@@ -342,6 +357,36 @@ async fn running_jobs_wait_for_their_runner_across_a_gateway_restart() {
         gw.store.job(queued).await.unwrap().unwrap().state,
         JobState::Queued
     );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_job_no_runner_started_before_a_gateway_restart_is_queued_again() {
+    // The gateway dies holding an assignment its runner never started (the runner drops
+    // a job whose Started frame it could not write): after the grace, with no runner
+    // taking it back, the job is queued again and runs, not `lost`.
+    let gw = Gateway::start(short_tempdir("swd"), Duration::from_millis(300)).await;
+    let job = gw.queue("one").await;
+    let mut r1 = connect(gw.dir.path(), 1, None).await;
+    assert_eq!(assigned(&mut r1).await, job);
+    let dir = gw.stop().await;
+    drop(r1);
+
+    let gw = Gateway::start(dir, Duration::from_millis(300)).await;
+    let mut r1 = connect(gw.dir.path(), 1, None).await;
+    let v = gw.wait_state(job, JobState::Queued).await;
+    assert!(
+        v.reason
+            .as_deref()
+            .is_some_and(|r| r.contains("restarted before its runner started it")),
+        "{v:?}"
+    );
+    assert_eq!(assigned(&mut r1).await, job, "queued again, then assigned");
+    assert_eq!(
+        send_events(&mut r1, job, vec![job_ends(1, JobState::Succeeded, None)]).await,
+        1
+    );
+    gw.wait_state(job, JobState::Succeeded).await;
     gw.stop().await;
 }
 
