@@ -375,7 +375,9 @@ fn a_notify_socket_nobody_reads_never_delays_a_restart() {
     println!("runner-1 restarts with the notify socket full: {times:?} after each kill -9");
     for (round, took) in times.iter().enumerate() {
         assert!(
-            *took < Duration::from_secs(1),
+            // A blocked loop never restarts it; the bound only keeps a loaded CI box
+            // from failing a restart that merely took a while (the figure is printed).
+            *took < Duration::from_secs(5),
             "restart {} took {took:?}; log:\n{}",
             round + 1,
             setup.log()

@@ -111,7 +111,8 @@ async fn host_ends_with_its_script_and_the_next_job_reuses_the_connection() {
     }
     for (host, (_, tail)) in first.iter().chain(&second) {
         assert!(
-            *tail <= 500,
+            // What is guarded: the host no longer waits out DRAIN for pipes a master holds.
+            *tail < (shipwatch_runner::host::DRAIN - Duration::from_millis(500)).as_millis() as i64,
             "{host} ended {tail} ms after its last line (the script's exit was known)"
         );
     }

@@ -1,18 +1,15 @@
 // Who may do what on the page: an anonymous visitor with anonymous = "none" gets the login
 // page; a viewer sees no Run or Cancel; an operator runs and cancels; Log out ends it.
-// Skipped until the binary has the login API (DESIGN §6, built by the security work).
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startShipwatch, launch, newPage, hashPassword, binaryHas } from './lib/harness.js';
+import { startShipwatch, launch, newPage, hashPassword } from './lib/harness.js';
 import { fleet } from './lib/fleet.js';
 
-const ready = binaryHas('hash-password');
 let sw;
 let browser;
 
 before(async () => {
-  if (!ready) return;
   const users = `[auth]
 anonymous = "none"
 
@@ -41,7 +38,7 @@ async function logIn(page, user, password) {
   await page.getByRole('button', { name: 'Log in' }).click();
 }
 
-test('anonymous gets the login page; a wrong password says so; the right one comes back', { skip: !ready && 'no login in this binary yet' }, async () => {
+test('anonymous gets the login page; a wrong password says so; the right one comes back', async () => {
   const page = await newPage(browser);
   await page.goto(`${sw.url}/`);
   await page.waitForURL(/\/login\?next=/);
@@ -58,7 +55,7 @@ test('anonymous gets the login page; a wrong password says so; the right one com
   await page.context().close();
 });
 
-test('a viewer sees no Run and no Cancel; the operator who runs a job may cancel it', { skip: !ready && 'no login in this binary yet' }, async () => {
+test('a viewer sees no Run and no Cancel; the operator who runs a job may cancel it', async () => {
   const alice = await newPage(browser);
   await alice.goto(`${sw.url}/login`);
   await logIn(alice, 'alice', 'alice-secret');

@@ -46,16 +46,6 @@ export function hashPassword(password) {
   return execFileSync(BIN, ['hash-password'], { input: `${password}\n` }).toString().trim();
 }
 
-/** Whether this binary has a subcommand (some land later than the page). */
-export function binaryHas(sub) {
-  try {
-    execFileSync(BIN, [sub, '--help'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Starts `shipwatch up` with a config of `[server]` made here plus `body` (hosts, tasks,
  * auth, users). Returns {url, dir, stop(), gatewayPid(), api()}.
