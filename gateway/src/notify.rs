@@ -166,7 +166,7 @@ async fn deliver(
         match outcome {
             Ok(Ok(response)) if response.status().is_success() => {
                 metrics::counter!(NOTIFY_SENT_TOTAL).increment(1);
-                tracing::info!(job, %url, attempt, "job end notified");
+                tracing::info!(job, hook = %endpoint(&url), attempt, "job end notified");
                 return;
             }
             Ok(Ok(response)) => last_error = format!("HTTP {}", response.status()),
@@ -182,7 +182,20 @@ async fn deliver(
         }
     }
     metrics::counter!(NOTIFY_FAILED_TOTAL).increment(1);
-    tracing::warn!(job, %url, attempts = ATTEMPTS, error = %last_error, "job end notification failed");
+    tracing::warn!(job, hook = %endpoint(&url), attempts = ATTEMPTS, error = %last_error, "job end notification failed");
+}
+
+/// A hook's host and port, for log lines: a webhook URL's path, query or user part is
+/// often its secret (Slack's /services/…, ?token=), so none of them is ever logged.
+fn endpoint(url: &str) -> String {
+    match url.parse::<hyper::Uri>() {
+        Ok(uri) => match (uri.host(), uri.port_u16()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_string(),
+            _ => "(no host)".to_string(),
+        },
+        Err(_) => "(unparsable URL)".to_string(),
+    }
 }
 
 /// The body a hook of this format receives.
@@ -216,4 +229,16 @@ fn payload(hook: &Notify, job: &JobView, link: &str) -> Vec<u8> {
         }
     };
     serde_json::to_vec(&value).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn log_lines_name_a_hook_by_its_host_only() {
+        assert_eq!(
+            super::endpoint("http://user:pw@hooks.example:8080/services/T1/B2/secret?token=x"),
+            "hooks.example:8080"
+        );
+        assert_eq!(super::endpoint("http://hooks.example/x"), "hooks.example");
+    }
 }

@@ -43,6 +43,14 @@ export function show(main, who) {
 
 /** Only a path on this site, so a crafted link cannot send someone elsewhere. */
 function safeNext(next) {
-  if (!next || !next.startsWith('/') || next.startsWith('//') || next.startsWith('/\\')) return '/';
-  return next;
+  if (!next) return '/';
+  // Resolved the way the browser will resolve it: a prefix check misses '/\t/evil.com',
+  // which the URL parser turns into '//evil.com'.
+  let url;
+  try {
+    url = new URL(next, location.origin);
+  } catch {
+    return '/';
+  }
+  return url.origin === location.origin ? url.pathname + url.search + url.hash : '/';
 }
