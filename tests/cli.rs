@@ -300,6 +300,19 @@ fn run_follow_tail_show_jobs_rerun_cancel_and_errors_on_the_real_binary() {
             .any(|e| e["kind"] == "job" && e["state"] == "succeeded")
     );
 
+    // A pasted URL of another server gets no token: the client refuses before connecting.
+    let out = cli_as(
+        &setup,
+        Some("swt_not_for_them"),
+        &["show", "http://127.0.0.2:9/jobs/1"],
+    );
+    assert_eq!(code(&out), 2, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("not the configured server"),
+        "{}",
+        text(&out.stderr)
+    );
+
     // show, with a pasted job URL and no --server at all.
     let url = format!("http://127.0.0.1:{port}/jobs/{failed_id}");
     let out = cli(&setup, &["show", &url]);

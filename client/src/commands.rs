@@ -146,16 +146,27 @@ pub(crate) async fn run(command: Command, options: &Options) -> Result<Exit, Cli
 
 /// The client for this command: `--server` wins, then a pasted job URL's server, then
 /// the local config's `public_url`.
+/// A token goes to a pasted URL's server only when that is the configured one, so a link
+/// from someone else cannot collect it.
 fn connect(options: &Options, job: Option<&JobRef>) -> Result<ApiClient, ClientError> {
-    let server = match (&options.server, job.and_then(|j| j.server.clone())) {
-        (Some(url), _) => Server::parse(url)?,
-        (None, Some(server)) => server,
-        (None, None) => Server::parse(&options.default_server)?,
-    };
     let token = match (&options.token, &options.token_file) {
         (Some(token), _) if !token.trim().is_empty() => Some(token.trim().to_string()),
         (_, Some(file)) => Some(token_from_file(file)?),
         _ => None,
+    };
+    let server = match (&options.server, job.and_then(|j| j.server.clone())) {
+        (Some(url), _) => Server::parse(url)?,
+        (None, Some(server)) => {
+            let configured = Server::parse(&options.default_server).ok();
+            if token.is_some() && configured.as_ref() != Some(&server) {
+                return Err(ClientError::Usage(format!(
+                    "the job's URL names {server}, not the configured server: \
+                     pass --server {server} (or SHIPWATCH_URL) to send your token there"
+                )));
+            }
+            server
+        }
+        (None, None) => Server::parse(&options.default_server)?,
     };
     Ok(ApiClient::new(server, token))
 }
