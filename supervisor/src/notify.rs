@@ -4,7 +4,8 @@
 //! a `NOTIFY_SOCKET` nobody drains) a blocking send would stop the loop that restarts
 //! children. So sends are non-blocking: a message that cannot be queued is dropped and
 //! counted, and the first drop of a burst is logged. systemd's state is only ever a
-//! little stale (the next STATUS= or WATCHDOG=1 says it again), never our children's.
+//! little stale (the next STATUS= or WATCHDOG=1 says it again; a dropped READY=1 is sent
+//! again on the next event), never our children's.
 
 use std::fmt::Write;
 use std::io;
@@ -18,10 +19,11 @@ static DROPPED: AtomicU64 = AtomicU64::new(0);
 /// A burst of drops is under way (logged at its start, and when it ends).
 static DROPPING: AtomicBool = AtomicBool::new(false);
 
-/// Sends `states` to `$NOTIFY_SOCKET` if set, without ever waiting.
-pub(crate) fn notify(states: &[NotifyState<'_>]) {
+/// Sends `states` to `$NOTIFY_SOCKET` if set, without ever waiting. False when the
+/// message was dropped, so a state systemd waits for (READY=1) can be sent again.
+pub(crate) fn notify(states: &[NotifyState<'_>]) -> bool {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
+        return true;
     };
     let mut message = String::new();
     for state in states {
@@ -35,6 +37,7 @@ pub(crate) fn notify(states: &[NotifyState<'_>]) {
                     "the notify socket takes messages again"
                 );
             }
+            true
         }
         Err(error) => {
             let dropped = DROPPED.fetch_add(1, Ordering::Relaxed) + 1;
@@ -46,6 +49,7 @@ pub(crate) fn notify(states: &[NotifyState<'_>]) {
                     "cannot queue an sd_notify message: dropping it (and any more until the socket takes them) rather than wait"
                 );
             }
+            false
         }
     }
 }

@@ -17,9 +17,12 @@ impl Supervisor {
         }
         // Bracket every reload, failed ones too: systemd (Type=notify-reload) waits for
         // READY=1 after RELOADING=1.
-        crate::notify::notify(&[sd_notify::NotifyState::Reloading, monotonic_now()]);
+        let _ = crate::notify::notify(&[sd_notify::NotifyState::Reloading, monotonic_now()]);
         let result = self.apply_reload(why);
-        crate::notify::notify(&[sd_notify::NotifyState::Ready]);
+        if !crate::notify::notify(&[sd_notify::NotifyState::Ready]) {
+            // Dropped: publish_status sends it again on the next event.
+            self.ready_sent = false;
+        }
         result
     }
 

@@ -69,16 +69,20 @@ impl Supervisor {
         }
         let status = self.status_line();
         if status != self.last_status {
-            crate::notify::notify(&[sd_notify::NotifyState::Status(&status)]);
+            let _ = crate::notify::notify(&[sd_notify::NotifyState::Status(&status)]);
             self.last_status = status;
         }
-        if !self.ready_sent && all_running {
+        // systemd waits for READY=1 (start-up, and after RELOADING=1): until one is
+        // queued, every event tries again.
+        if !self.ready_sent
+            && all_running
+            && crate::notify::notify(&[sd_notify::NotifyState::Ready])
+        {
             self.ready_sent = true;
             tracing::info!(
                 "ready: gateway and {} runners running",
                 self.desired_runners
             );
-            crate::notify::notify(&[sd_notify::NotifyState::Ready]);
         }
     }
 }

@@ -130,7 +130,7 @@ impl Supervisor {
                 let _ = self.reload("config file changed");
             }
             SupervisorEvent::WatchdogHealthy => {
-                crate::notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                let _ = crate::notify::notify(&[sd_notify::NotifyState::Watchdog]);
             }
         }
         self.publish_status();
