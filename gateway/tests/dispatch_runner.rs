@@ -372,8 +372,9 @@ async fn a_job_no_runner_started_before_a_gateway_restart_is_queued_again() {
     let dir = gw.stop().await;
     drop(r1);
 
+    // No runner connects until the job is queued again: an idle one would be handed it at
+    // once, and the queued state would pass between two looks.
     let gw = Gateway::start(dir, Duration::from_millis(300)).await;
-    let mut r1 = connect(gw.dir.path(), 1, None).await;
     let v = gw.wait_state(job, JobState::Queued).await;
     assert!(
         v.reason
@@ -381,6 +382,7 @@ async fn a_job_no_runner_started_before_a_gateway_restart_is_queued_again() {
             .is_some_and(|r| r.contains("restarted before its runner started it")),
         "{v:?}"
     );
+    let mut r1 = connect(gw.dir.path(), 1, None).await;
     assert_eq!(assigned(&mut r1).await, job, "queued again, then assigned");
     assert_eq!(
         send_events(&mut r1, job, vec![job_ends(1, JobState::Succeeded, None)]).await,
