@@ -268,12 +268,14 @@ where
                 // Draining yet): the gateway now counts it as running here, so ignoring it
                 // would leave it to be lost. Draining, run it; stopping, end it at once as
                 // cancelled.
-                let r = start_job(s.job, s.spec, &cfg.hosts, tasks);
+                let cancel = CancellationToken::new();
                 if stop_at.is_some() {
+                    // Cancelled before the job's task exists, so no host can begin: they
+                    // are all skipped (cancelling after the spawn raced the first wave).
                     tracing::info!(job = s.job, "assigned while stopping: cancelling it");
-                    r.cancel.cancel();
+                    cancel.cancel();
                 }
-                running = Some(r);
+                running = Some(start_job(s.job, s.spec, &cfg.hosts, tasks, cancel));
             }
             batch = next_batch(&mut running), if room => match batch {
                 Some(batch) => {
@@ -361,11 +363,16 @@ where
     }
 }
 
-fn start_job(job: JobId, spec: JobSpec, hosts: &HostContext, tasks: &TaskTracker) -> Running {
+fn start_job(
+    job: JobId,
+    spec: JobSpec,
+    hosts: &HostContext,
+    tasks: &TaskTracker,
+    cancel: CancellationToken,
+) -> Running {
     tracing::info!(job, task = %spec.task, hosts = spec.hosts.len(), "job assigned");
     // Small: backpressure reaches the pipes soon after the outbox stops taking events.
     let (tx, rx) = mpsc::channel(32);
-    let cancel = CancellationToken::new();
     let token = cancel.clone();
     let ctx = hosts.clone();
     let handle = tasks.spawn(async move {
