@@ -401,7 +401,7 @@ fn run_follow_tail_show_jobs_rerun_cancel_and_errors_on_the_real_binary() {
         .recv_timeout(DEADLINE)
         .expect("the watcher's first line");
     kill(watcher.id() as i32, "INT");
-    assert_eq!(wait_child(&mut watcher, DEADLINE).code(), Some(130));
+    assert_eq!(wait_exit(&mut watcher, DEADLINE).code(), Some(130));
     let mut said = String::new();
     std::io::Read::read_to_string(&mut watcher.stderr.take().expect("stderr"), &mut said)
         .expect("stderr");
@@ -415,7 +415,7 @@ fn run_follow_tail_show_jobs_rerun_cancel_and_errors_on_the_real_binary() {
         &["cancel", &format!("http://127.0.0.1:{port}/jobs/{slow_id}")],
     );
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
-    let status = wait_child(&mut follower, DEADLINE);
+    let status = wait_exit(&mut follower, DEADLINE);
     assert_eq!(
         status.code(),
         Some(3),
@@ -526,20 +526,6 @@ fn lines_of(pipe: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String>
     rx
 }
 
-fn wait_child(child: &mut std::process::Child, deadline: Duration) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return status;
-        }
-        if start.elapsed() > deadline {
-            let _ = child.kill();
-            panic!("the client did not exit within {deadline:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// 20 hosts, 100 lines each before `go` exists and 100 after.
 fn flow_task(dir: &Path) -> String {
     format!(
@@ -585,7 +571,7 @@ fn a_gateway_sigkill_during_follow_still_prints_every_line_exactly_once() {
             .is_some_and(|g| g.state == "running" && g.pid != Some(before.pid("gateway")))
     });
     std::fs::write(dir.join("go"), "").expect("go");
-    let status = wait_child(&mut follower, Duration::from_secs(60));
+    let status = wait_exit(&mut follower, Duration::from_secs(60));
     printed.extend(lines.iter());
     let stderr: Vec<String> = errors.iter().collect();
     assert_eq!(status.code(), Some(0), "{stderr:?}");

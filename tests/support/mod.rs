@@ -263,7 +263,7 @@ pub fn wait_exit(child: &mut Child, deadline: Duration) -> std::process::ExitSta
         }
         if start.elapsed() > deadline {
             let _ = child.kill();
-            panic!("shipwatch up did not exit within {deadline:?}");
+            panic!("process {} did not exit within {deadline:?}", child.id());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
