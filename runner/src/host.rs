@@ -32,6 +32,9 @@ pub const DRAIN: Duration = Duration::from_secs(2);
 /// local side is killed outright (the wrapper's own TERM→KILL grace is 3 s).
 const STOP_GRACE: Duration = Duration::from_secs(6);
 
+/// The wrapper's own stderr is /dev/null from the script's start on (the host's stderr
+/// kept on fd 5 for the script and the exit marker), so bash's job notices ("[1]+ Done
+/// …") never reach the host's output.
 /// The wrapper, run as `bash -c WRAPPER shipwatch TOKEN LENGTH` (quoted again for ssh's
 /// remote command, which the login shell parses). It reads exactly LENGTH bytes of stdin
 /// (the params' exports, the script and an end marker that proves nothing was cut off)
@@ -47,9 +50,9 @@ printf "shipwatch-start-%s\n" "$t" >&2
 m="# shipwatch-end-$t"
 s=$(head -c "$2") || exit 254
 [ "${s: -${#m}}" = "$m" ] || exit 254
-exec 3<&0 </dev/null
+exec 3<&0 </dev/null 5>&2 2>/dev/null
 set -m
-bash -c '. /dev/fd/4' shipwatch 3<&- 4<<<"$s" &
+bash -c '. /dev/fd/4' shipwatch 3<&- 4<<<"$s" 2>&5 5>&- &
 p=$!
 set +m
 s=
@@ -65,8 +68,8 @@ w=$!
 exec 3<&-
 wait $p 2>/dev/null
 r=$?
-printf "shipwatch-exit-%s:%d\n" "$t" "$r" >&2
-exec >/dev/null 2>&1
+printf "shipwatch-exit-%s:%d\n" "$t" "$r" >&5
+exec >/dev/null 2>&1 5>&-
 wait $w
 exit $r
 "##;
