@@ -20,6 +20,8 @@ pub struct Config {
     pub users: Vec<User>,
     pub tokens: Vec<ApiToken>,
     pub auth: Auth,
+    /// `[store]`: where jobs, events, sessions and the audit log live.
+    pub store: StoreLocation,
     /// Webhooks POSTed when a job ends, in file order.
     pub notify: Vec<Notify>,
 }
@@ -189,6 +191,94 @@ pub struct Auth {
     pub session_max: Duration,
 }
 
+/// `[store]`: the embedded SQLite file of one box, or a PostgreSQL database that several
+/// gateways share (DESIGN §11).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// `<data_dir>/shipwatch.db`: `url` empty, the default.
+    Sqlite,
+    /// `url = "postgres://…"`.
+    Postgres(PostgresUrl),
+}
+
+/// A valid `postgres://USER@HOST[:PORT]/DATABASE`, with the password from wherever it came.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresUrl {
+    pub user: String,
+    /// A host name or address, or an absolute directory holding the server's Unix socket
+    /// (written percent-encoded in the URL: `postgres://u@%2Frun%2Fpostgresql/db`).
+    pub host: String,
+    /// 5432 unless the URL says otherwise.
+    pub port: u16,
+    pub dbname: String,
+    /// `?connect_timeout=SECS`; 10 s by default.
+    pub connect_timeout: Duration,
+    /// From `password_file`, else the URL, else `$PGPASSWORD`; `None`: the server asks none.
+    pub password: Option<Secret>,
+    /// Where `password` came from.
+    pub password_from: PasswordFrom,
+}
+
+/// Where a PostgreSQL password came from, in the order they are looked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordFrom {
+    /// `[store] password_file` (its content, without a trailing newline).
+    File(PathBuf),
+    /// `postgres://user:PASSWORD@…`: works, with a warning at start.
+    Url,
+    /// `$PGPASSWORD`, as libpq's tools read it.
+    Environment,
+    /// No password: trust, peer or certificate authentication.
+    Nowhere,
+}
+
+impl std::fmt::Display for PostgresUrl {
+    /// The URL without its password: what logs and `check` may show.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let host = if self.host.starts_with('/') {
+            self.host.replace('/', "%2F")
+        } else if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        write!(
+            f,
+            "postgres://{}@{host}:{}/{}",
+            self.user, self.port, self.dbname
+        )
+    }
+}
+
+impl std::fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PostgresUrl({self})")
+    }
+}
+
+/// A value that never shows in `{:?}`, `{}` or a log line; [`Secret::expose`] hands it to
+/// whoever must send it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
 /// `[[notify]]`: a webhook POSTed when a job of `tasks` ends in one of `on`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Notify {
@@ -287,6 +377,15 @@ impl Config {
         if self.auth.anonymous.is_none() && self.users.is_empty() && self.tokens.is_empty() {
             warnings.push(
                 "no [[users]], no [[tokens]] and auth.anonymous = \"none\": nobody can use the API"
+                    .to_string(),
+            );
+        }
+        if let StoreLocation::Postgres(url) = &self.store
+            && url.password_from == PasswordFrom::Url
+        {
+            warnings.push(
+                "store.url holds a password: whoever reads the config reads it; \
+                 prefer store.password_file or $PGPASSWORD"
                     .to_string(),
             );
         }

@@ -20,6 +20,7 @@ pub(crate) mod keys {
         "users",
         "tokens",
         "auth",
+        "store",
         "notify",
     ];
     pub const SERVER: &[&str] = &[
@@ -66,6 +67,7 @@ pub(crate) mod keys {
     pub const TOKEN: &[&str] = &["name", "token_hash", "role"];
     pub const AUTH: &[&str] = &["anonymous", "session_idle_hours", "session_max_days"];
     pub const NOTIFY: &[&str] = &["url", "on", "format", "tasks"];
+    pub const STORE: &[&str] = &["url", "password_file"];
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -88,6 +90,8 @@ pub(crate) struct RawConfig {
     pub tokens: Vec<S<RawToken>>,
     #[serde(default)]
     pub auth: RawAuth,
+    #[serde(default)]
+    pub store: RawStore,
     #[serde(default)]
     pub notify: Vec<S<RawNotify>>,
 }
@@ -184,4 +188,11 @@ pub(crate) struct RawNotify {
     pub on: Option<Vec<S<String>>>,
     pub format: Option<S<String>>,
     pub tasks: Option<Vec<S<String>>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStore {
+    pub url: Option<S<String>>,
+    pub password_file: Option<S<String>>,
 }

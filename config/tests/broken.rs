@@ -30,7 +30,7 @@ const CASES: &[(&str, &str, &[&str])] = &[
         r#"colour = "blue"
 "#,
         &[
-            "shipwatch.toml:1:1: top level: unknown key `colour`, expected one of `server`, `supervisor`, `ssh`, `hosts`, `tasks`, `users`, `tokens`, `auth`, `notify`",
+            "shipwatch.toml:1:1: top level: unknown key `colour`, expected one of `server`, `supervisor`, `ssh`, `hosts`, `tasks`, `users`, `tokens`, `auth`, `store`, `notify`",
         ],
     ),
     (

@@ -50,6 +50,9 @@ pub enum GatewayError {
     Serve(#[source] std::io::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Said plainly rather than quietly serving from SQLite instead.
+    #[error("store.url = {url}: this gateway cannot use PostgreSQL yet; leave store.url empty")]
+    NoPostgres { url: String },
 }
 
 /// What every HTTP handler and background task of the gateway shares.
@@ -77,6 +80,11 @@ const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
 /// Serves until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), GatewayError> {
+    if let shipwatch_config::StoreLocation::Postgres(url) = &config.store {
+        return Err(GatewayError::NoPostgres {
+            url: url.to_string(),
+        });
+    }
     let limits = StoreLimits {
         max_log_bytes: config.server.max_log_bytes,
         retention_days: config.server.retention_days,

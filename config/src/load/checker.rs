@@ -170,6 +170,7 @@ impl Checker<'_> {
                 ("top level", "tokens") => Some(keys::TOKEN),
                 ("top level", "auth") => Some(keys::AUTH),
                 ("top level", "notify") => Some(keys::NOTIFY),
+                ("top level", "store") => Some(keys::STORE),
                 ("tasks", "params") => Some(keys::PARAM),
                 _ => None,
             };

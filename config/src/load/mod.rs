@@ -3,7 +3,7 @@
 
 //!
 //! One file per section of DESIGN §4 (`server`, `supervisor`, `ssh`, `hosts`, `tasks`,
-//! `params`, `accounts`, `notify`); [`checker`] holds what they share to report problems.
+//! `params`, `accounts`, `notify`, `store`); [`checker`] holds what they share to report problems.
 
 mod accounts;
 mod checker;
@@ -12,6 +12,7 @@ mod notify;
 mod params;
 mod server;
 mod ssh;
+mod store;
 mod supervisor;
 mod tasks;
 
@@ -90,6 +91,7 @@ impl Checker<'_> {
         let tokens = self.tokens(raw.tokens);
         let auth = self.auth(raw.auth);
         let notify = self.notify(raw.notify, &tasks);
+        let store = self.store(raw.store, base_dir);
         Config {
             source,
             server,
@@ -100,6 +102,7 @@ impl Checker<'_> {
             users,
             tokens,
             auth,
+            store,
             notify,
         }
     }
