@@ -14,6 +14,8 @@ cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
 #   prometheus:                     promtool check metrics on the gateway's /metrics
 #   bsdutils:                       script(1), the client's terminal test (tests/cli.rs)
 #   chromium:                       the browser suite (tests/browser) drives Debian's build
+#   postgresql:                     the store's PostgreSQL tests start a private server
+#                                   (pgtest/: initdb + pg_ctl as the postgres user)
 TEST_PACKAGES=(
     openssh-server
     openssh-client
@@ -21,6 +23,7 @@ TEST_PACKAGES=(
     prometheus
     bsdutils
     chromium
+    postgresql
 )
 
 CI="${CI:-false}"
