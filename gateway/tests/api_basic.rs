@@ -4,22 +4,24 @@ use std::time::Duration;
 
 mod common;
 
-use common::{Gateway, http, start_deploy};
+use common::{Gateway, Reply, http, start_deploy};
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_are_created_validated_listed_cancelled_and_watched() {
-    let gateway = Gateway::start("admin").await;
+    let gateway = Gateway::start_api("admin").await;
     let port = gateway.port;
-    assert_eq!(http(port, "GET", "/healthz", "").await.0, 200);
+    assert_eq!(http(port, "GET", "/healthz", &[], "").await.status, 200);
 
-    let (status, body) = http(port, "POST", "/api/jobs", r#"{"task":"nope"}"#).await;
+    let Reply { status, body, .. } =
+        http(port, "POST", "/api/jobs", &[], r#"{"task":"nope"}"#).await;
     assert_eq!(status, 404, "{body}");
-    let (status, body) = http(
+    let Reply { status, body, .. } = http(
         port,
         "POST",
         "/api/jobs",
+        &[],
         r#"{"task":"deploy","params":{"REVISION":"x y"}}"#,
     )
     .await;
@@ -28,10 +30,11 @@ async fn jobs_are_created_validated_listed_cancelled_and_watched() {
     assert_eq!(e["field"], "REVISION");
     assert!(e["error"].is_string());
 
-    let (status, body) = http(
+    let Reply { status, body, .. } = http(
         port,
         "POST",
         "/api/jobs",
+        &[],
         r#"{"task":"deploy","params":{"REVISION":"abc1234"}}"#,
     )
     .await;
@@ -41,17 +44,20 @@ async fn jobs_are_created_validated_listed_cancelled_and_watched() {
     assert_eq!(job["started_by"], "anonymous");
     assert_eq!(job["params"]["REVISION"], "abc1234");
 
-    let (status, body) = http(port, "GET", &format!("/api/jobs/{id}"), "").await;
+    let Reply { status, body, .. } = http(port, "GET", &format!("/api/jobs/{id}"), &[], "").await;
     assert_eq!(status, 200);
     let got: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(got["hosts"].as_array().unwrap().len(), 2);
-    let (_, body) = http(port, "GET", "/api/jobs?limit=10", "").await;
+    let Reply { body, .. } = http(port, "GET", "/api/jobs?limit=10", &[], "").await;
     let list: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(list["jobs"][0]["id"], id);
     assert!(list["jobs"][0].get("hosts").is_none());
-    let (_, body) = http(port, "GET", "/api/tasks", "").await;
+    let Reply { body, .. } = http(port, "GET", "/api/tasks", &[], "").await;
     assert!(body.contains("REVISION"), "{body}");
-    assert_eq!(http(port, "GET", "/api/jobs/999", "").await.0, 404);
+    assert_eq!(
+        http(port, "GET", "/api/jobs/999", &[], "").await.status,
+        404
+    );
 
     // Watch it, then cancel the queued job: the final job event arrives and the socket
     // closes with 1000.
@@ -59,7 +65,7 @@ async fn jobs_are_created_validated_listed_cancelled_and_watched() {
         tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws/jobs/{id}?after=0"))
             .await
             .unwrap();
-    let (status, _) = http(port, "POST", &format!("/api/jobs/{id}/cancel"), "").await;
+    let Reply { status, .. } = http(port, "POST", &format!("/api/jobs/{id}/cancel"), &[], "").await;
     assert_eq!(status, 202);
     let mut last_state = None;
     let code = loop {
@@ -83,7 +89,7 @@ async fn jobs_are_created_validated_listed_cancelled_and_watched() {
     assert_eq!(code, Some(1000));
     assert_eq!(last_state.as_deref(), Some("cancelled"));
 
-    let (status, body) = http(port, "GET", "/metrics", "").await;
+    let Reply { status, body, .. } = http(port, "GET", "/metrics", &[], "").await;
     assert_eq!(status, 200);
     for name in [
         "shipwatch_ws_watchers ",
@@ -113,7 +119,7 @@ async fn jobs_are_created_validated_listed_cancelled_and_watched() {
     assert!(cancelled >= Some(1), "the cancelled job is counted: {body}");
 
     // Who started and cancelled what, newest first.
-    let (status, body) = http(port, "GET", "/api/audit", "").await;
+    let Reply { status, body, .. } = http(port, "GET", "/api/audit", &[], "").await;
     assert_eq!(status, 200, "{body}");
     let audit: serde_json::Value = serde_json::from_str(&body).unwrap();
     let actions: Vec<(&str, &str)> = audit["audit"]
@@ -165,56 +171,70 @@ async fn reload_swaps_a_valid_config_and_keeps_the_old_on_errors() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_reads_but_may_not_start_cancel_or_read_the_audit() {
-    let gateway = Gateway::start("viewer").await;
+    let gateway = Gateway::start_api("viewer").await;
     let port = gateway.port;
     let body = r#"{"task":"deploy","params":{"REVISION":"abc1234"}}"#;
-    let (status, text) = http(port, "POST", "/api/jobs", body).await;
+    let Reply {
+        status, body: text, ..
+    } = http(port, "POST", "/api/jobs", &[], body).await;
     assert_eq!(status, 403, "{text}");
     assert!(text.contains("\"error\""), "JSON error: {text}");
-    assert_eq!(http(port, "POST", "/api/jobs/1/cancel", "").await.0, 403);
-    assert_eq!(http(port, "GET", "/api/audit", "").await.0, 403);
-    assert_eq!(http(port, "GET", "/api/jobs", "").await.0, 200);
-    assert_eq!(http(port, "GET", "/api/tasks", "").await.0, 200);
+    assert_eq!(
+        http(port, "POST", "/api/jobs/1/cancel", &[], "")
+            .await
+            .status,
+        403
+    );
+    assert_eq!(http(port, "GET", "/api/audit", &[], "").await.status, 403);
+    assert_eq!(http(port, "GET", "/api/jobs", &[], "").await.status, 200);
+    assert_eq!(http(port, "GET", "/api/tasks", &[], "").await.status, 200);
 
     gateway.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rerun_copies_the_stored_spec_and_refuses_when_nothing_can_be_rerun() {
-    let gateway = Gateway::start("admin").await;
+    let gateway = Gateway::start_api("admin").await;
     let port = gateway.port;
     let id = start_deploy(port).await;
     let rerun = format!("/api/jobs/{id}/rerun");
 
     // Nothing runs these jobs (no runner): the original stays queued.
-    let (status, body) = http(port, "POST", &rerun, r#"{"hosts":"failed"}"#).await;
+    let Reply { status, body, .. } = http(port, "POST", &rerun, &[], r#"{"hosts":"failed"}"#).await;
     assert_eq!(status, 409, "{body}");
     let e: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(e["field"], "hosts");
     assert!(e["error"].as_str().unwrap().contains("still queued"), "{e}");
-    let (status, body) = http(port, "POST", &rerun, r#"{"hosts":"some"}"#).await;
+    let Reply { status, body, .. } = http(port, "POST", &rerun, &[], r#"{"hosts":"some"}"#).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&body).unwrap()["field"],
         "hosts"
     );
-    let (status, _) = http(port, "POST", "/api/jobs/999/rerun", r#"{"hosts":"all"}"#).await;
+    let Reply { status, .. } = http(
+        port,
+        "POST",
+        "/api/jobs/999/rerun",
+        &[],
+        r#"{"hosts":"all"}"#,
+    )
+    .await;
     assert_eq!(status, 404);
 
-    let (status, body) = http(port, "POST", &rerun, r#"{"hosts":"all"}"#).await;
+    let Reply { status, body, .. } = http(port, "POST", &rerun, &[], r#"{"hosts":"all"}"#).await;
     assert_eq!(status, 201, "{body}");
     let new: serde_json::Value = serde_json::from_str(&body).unwrap();
     let new_id = new["id"].as_u64().unwrap();
     assert_ne!(new_id, id);
     assert_eq!(new["params"]["REVISION"], "abc1234");
-    let (_, original) = http(port, "GET", &format!("/api/jobs/{id}"), "").await;
-    let (_, copy) = http(port, "GET", &format!("/api/jobs/{new_id}"), "").await;
+    let Reply { body: original, .. } = http(port, "GET", &format!("/api/jobs/{id}"), &[], "").await;
+    let Reply { body: copy, .. } = http(port, "GET", &format!("/api/jobs/{new_id}"), &[], "").await;
     let (original, copy): (serde_json::Value, serde_json::Value) = (
         serde_json::from_str(&original).unwrap(),
         serde_json::from_str(&copy).unwrap(),
     );
     assert_eq!(copy["spec"], original["spec"]);
-    let (_, audit) = http(port, "GET", "/api/audit", "").await;
+    let Reply { body: audit, .. } = http(port, "GET", "/api/audit", &[], "").await;
     assert!(
         audit.contains(&format!("re-run of job {id} on all 2 hosts")),
         "{audit}"

@@ -2,11 +2,11 @@
 //! WebSocket endpoints for every kind of caller; foreign origins; throttled logins;
 //! sessions that outlive a restart and end at logout.
 
-mod auth_support;
+mod common;
 
 use std::time::Duration;
 
-use auth_support::{Gateway, PASSWORD, TOKENS, http, ws_status};
+use common::{Gateway, PASSWORD, TOKENS, http, ws_status};
 
 /// The callers of the table, in its column order.
 const CALLERS: [&str; 9] = [
@@ -320,8 +320,7 @@ async fn foreign_origins_are_refused_and_no_origin_is_judged_by_credentials() {
         .await;
     let cancel = format!("/api/jobs/{}/cancel", job.json()["id"]);
     let reply =
-        auth_support::http_untyped(gateway.port, "POST", &cancel, &[("Authorization", &token)])
-            .await;
+        common::http_untyped(gateway.port, "POST", &cancel, &[("Authorization", &token)]).await;
     assert_eq!(reply.status, 202, "{}", reply.body);
 
     // Every answer carries the page's security headers, the page above all.
@@ -618,7 +617,7 @@ async fn hostile_param_values_are_refused_with_a_400_naming_the_param() {
     // Not UTF-8 at all: a JSON error, never a job.
     let mut raw = br#"{"task":"deploy","params":{"NOTE":"a"#.to_vec();
     raw.extend_from_slice(b"\xff\xfe\"}}");
-    let reply = auth_support::http_bytes(gateway.port, "POST", "/api/jobs", &auth, &raw).await;
+    let reply = common::http_bytes(gateway.port, "POST", "/api/jobs", &auth, &raw).await;
     assert_eq!(reply.status, 400, "{}", reply.body);
     assert!(reply.json()["error"].is_string(), "{}", reply.body);
 

@@ -1,11 +1,11 @@
 //! A reload that removes a user and a token ends what they had open: sessions, token,
 //! WebSockets. Its own test binary: it raises SIGHUP in this process.
 
-mod auth_support;
+mod common;
 
 use std::time::Duration;
 
-use auth_support::{Gateway, TOKENS, config_text};
+use common::{Gateway, TOKENS, config_text};
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -60,7 +60,7 @@ async fn removing_a_user_and_a_token_ends_their_sessions_and_websockets() {
     let me = |header: (&'static str, String)| {
         let port = gateway.port;
         async move {
-            auth_support::http(port, "GET", "/api/me", &[(header.0, &header.1)], "")
+            common::http(port, "GET", "/api/me", &[(header.0, &header.1)], "")
                 .await
                 .status
         }
@@ -106,7 +106,7 @@ async fn removing_a_user_and_a_token_ends_their_sessions_and_websockets() {
         "vera's WebSocket stays open"
     );
 
-    let audit = auth_support::http(
+    let audit = common::http(
         gateway.port,
         "GET",
         "/api/audit",
@@ -133,7 +133,7 @@ async fn removing_a_user_and_a_token_ends_their_sessions_and_websockets() {
     nix::sys::signal::raise(nix::sys::signal::Signal::SIGHUP).unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let audit = auth_support::http(
+        let audit = common::http(
             gateway.port,
             "GET",
             "/api/audit",

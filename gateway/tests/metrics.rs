@@ -6,7 +6,7 @@ mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::{Gateway, http, start_deploy};
+use common::{Gateway, Reply, http, start_deploy};
 
 /// `promtool check metrics` on `text`: `None` when promtool is not installed.
 fn promtool_check(text: &str) -> Option<(bool, String)> {
@@ -38,17 +38,19 @@ fn promtool_check(text: &str) -> Option<(bool, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_pass_promtool_and_say_each_figure_once_with_its_help() {
-    let gateway = Gateway::start("admin").await;
+    let gateway = Gateway::start_api("admin").await;
     let port = gateway.port;
     // A job, cancelled: every family (commits, events, jobs by state) has a sample.
     let id = start_deploy(port).await;
     assert_eq!(
-        http(port, "POST", &format!("/api/jobs/{id}/cancel"), "")
+        http(port, "POST", &format!("/api/jobs/{id}/cancel"), &[], "")
             .await
-            .0,
+            .status,
         202
     );
-    let (status, text) = http(port, "GET", "/metrics", "").await;
+    let Reply {
+        status, body: text, ..
+    } = http(port, "GET", "/metrics", &[], "").await;
     assert_eq!(status, 200);
     gateway.stop().await;
 
