@@ -202,7 +202,31 @@ impl EventBody {
         }
     }
 
-    /// Number of JSON fields the body adds after `kind`.
+    /// The body borrowed, for writing its JSON.
+    pub fn as_ref(&self) -> BodyRef<'_> {
+        match self {
+            EventBody::Line { host, stream, text } => BodyRef::Line {
+                host,
+                stream: *stream,
+                text,
+            },
+            EventBody::Host {
+                host,
+                state,
+                exit_code,
+            } => BodyRef::Host {
+                host,
+                state: *state,
+                exit_code: *exit_code,
+            },
+            EventBody::Job { state, reason } => BodyRef::Job {
+                state: *state,
+                reason: reason.as_deref(),
+            },
+            EventBody::Notice { text } => BodyRef::Notice { text },
+        }
+    }
+
     const fn field_count(&self) -> usize {
         match self {
             EventBody::Line { .. } | EventBody::Host { .. } => 3,
@@ -212,13 +236,60 @@ impl EventBody {
     }
 
     fn serialize_fields<S: SerializeStruct>(&self, s: &mut S) -> Result<(), S::Error> {
+        self.as_ref().serialize_fields(s)
+    }
+}
+
+/// An [`EventBody`] whose text borrows from elsewhere (a row the store reads), so its
+/// JSON is written without first copying the text into an owned body. Same encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyRef<'a> {
+    Line {
+        host: &'a str,
+        stream: Stream,
+        text: &'a str,
+    },
+    Host {
+        host: &'a str,
+        state: HostState,
+        exit_code: Option<i32>,
+    },
+    Job {
+        state: JobState,
+        reason: Option<&'a str>,
+    },
+    Notice {
+        text: &'a str,
+    },
+}
+
+impl BodyRef<'_> {
+    const fn kind(&self) -> EventKind {
         match self {
-            EventBody::Line { host, stream, text } => {
+            BodyRef::Line { .. } => EventKind::Line,
+            BodyRef::Host { .. } => EventKind::Host,
+            BodyRef::Job { .. } => EventKind::Job,
+            BodyRef::Notice { .. } => EventKind::Notice,
+        }
+    }
+
+    /// Number of JSON fields the body adds after `kind`.
+    const fn field_count(&self) -> usize {
+        match self {
+            BodyRef::Line { .. } | BodyRef::Host { .. } => 3,
+            BodyRef::Job { .. } => 2,
+            BodyRef::Notice { .. } => 1,
+        }
+    }
+
+    fn serialize_fields<S: SerializeStruct>(&self, s: &mut S) -> Result<(), S::Error> {
+        match self {
+            BodyRef::Line { host, stream, text } => {
                 s.serialize_field("host", host)?;
                 s.serialize_field("stream", stream)?;
                 s.serialize_field("text", text)
             }
-            EventBody::Host {
+            BodyRef::Host {
                 host,
                 state,
                 exit_code,
@@ -227,12 +298,42 @@ impl EventBody {
                 s.serialize_field("state", state)?;
                 s.serialize_field("exit_code", exit_code)
             }
-            EventBody::Job { state, reason } => {
+            BodyRef::Job { state, reason } => {
                 s.serialize_field("state", state)?;
                 s.serialize_field("reason", reason)
             }
-            EventBody::Notice { text } => s.serialize_field("text", text),
+            BodyRef::Notice { text } => s.serialize_field("text", text),
         }
+    }
+}
+
+/// Appends the JSON object of the event `job`/`seq`/`ts`/`body` to `out`, exactly as
+/// [`Event::write_json`] writes it.
+pub fn write_event_json(out: &mut Vec<u8>, job: JobId, seq: u64, ts: Timestamp, body: BodyRef<'_>) {
+    let event = EventRef { job, seq, ts, body };
+    // Writing into a Vec cannot fail, and every field has an infallible Serialize.
+    if let Err(e) = serde_json::to_writer(&mut *out, &event) {
+        unreachable!("serialising an event into memory failed: {e}");
+    }
+}
+
+/// The envelope of [`Event`] around a borrowed body.
+struct EventRef<'a> {
+    job: JobId,
+    seq: u64,
+    ts: Timestamp,
+    body: BodyRef<'a>,
+}
+
+impl Serialize for EventRef<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("Event", 4 + self.body.field_count())?;
+        s.serialize_field("kind", &self.body.kind())?;
+        s.serialize_field("job", &self.job)?;
+        s.serialize_field("seq", &self.seq)?;
+        s.serialize_field("ts", &self.ts)?;
+        self.body.serialize_fields(&mut s)?;
+        s.end()
     }
 }
 
@@ -287,13 +388,13 @@ impl Serialize for EventBody {
 
 impl Serialize for Event {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("Event", 4 + self.body.field_count())?;
-        s.serialize_field("kind", &self.body.kind())?;
-        s.serialize_field("job", &self.job)?;
-        s.serialize_field("seq", &self.seq)?;
-        s.serialize_field("ts", &self.ts)?;
-        self.body.serialize_fields(&mut s)?;
-        s.end()
+        EventRef {
+            job: self.job,
+            seq: self.seq,
+            ts: self.ts,
+            body: self.body.as_ref(),
+        }
+        .serialize(serializer)
     }
 }
 

@@ -14,8 +14,8 @@ pub mod spec;
 pub mod supervision;
 
 pub use event::{
-    Event, EventBody, EventKind, HostState, JobId, JobState, RunnerEvent, Stream, Timestamp,
-    TimestampError, UnknownName,
+    BodyRef, Event, EventBody, EventKind, HostState, JobId, JobState, RunnerEvent, Stream,
+    Timestamp, TimestampError, UnknownName, write_event_json,
 };
 pub use frame::{
     FrameCodec, FrameError, GatewayCodec, GatewayFrame, MAX_FRAME_BYTES, PROTOCOL_VERSION,

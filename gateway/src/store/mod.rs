@@ -5,6 +5,7 @@
 //! failing.
 
 mod checkpoint;
+mod rows;
 mod schema;
 mod writer;
 
@@ -12,7 +13,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use shipwatch_protocol::api::{AuditEntry, Counts, HostView, JobView};
 use shipwatch_protocol::{
@@ -435,45 +435,22 @@ impl Store {
     ) -> Result<Vec<CommittedEvent>, StoreError> {
         let filter = filter.clone();
         self.read(move |c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT seq, kind, host, stream, json FROM events \
-                 WHERE job = ?1 AND seq > ?2 ORDER BY seq",
-            )?;
-            let mut rows = stmt.query(params![job as i64, after as i64])?;
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {} FROM events WHERE job = ?1 AND seq > ?2 ORDER BY seq",
+                rows::SELECT
+            ))?;
+            let mut found = stmt.query(params![job as i64, after as i64])?;
+            let mut decoder = rows::Decoder::new(c, job);
             let mut out = Vec::with_capacity(limit.min(65_536));
-            let mut last_host: Option<Arc<str>> = None;
-            while let Some(r) = rows.next()? {
+            while let Some(r) = found.next()? {
                 if out.len() >= limit {
                     break;
                 }
-                let kind = kind_name(r.get_ref(1)?.as_str()?);
-                let host = r.get_ref(2)?.as_str_or_null()?;
-                let stream = match r.get_ref(3)?.as_str_or_null()? {
-                    Some(s) => Some(
-                        s.parse::<Stream>()
-                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    ),
-                    None => None,
-                };
-                if !filter_takes(&filter, kind, host, stream) {
+                let head = decoder.head(r)?;
+                if !filter_takes(&filter, head.kind, head.host.as_deref(), head.stream) {
                     continue;
                 }
-                // Lines of one host come in runs: share the name instead of reallocating.
-                let host = host.map(|h| match &last_host {
-                    Some(l) if &**l == h => l.clone(),
-                    _ => {
-                        let a: Arc<str> = Arc::from(h);
-                        last_host = Some(a.clone());
-                        a
-                    }
-                });
-                out.push(CommittedEvent {
-                    seq: r.get::<_, i64>(0)? as u64,
-                    kind,
-                    host,
-                    stream,
-                    json: Bytes::copy_from_slice(r.get_ref(4)?.as_blob()?),
-                });
+                out.push(decoder.event(r, head)?);
             }
             Ok(out)
         })

@@ -10,9 +10,12 @@ use std::sync::mpsc::{Receiver, Sender};
 use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension, params};
 use shipwatch_protocol::Report;
-use shipwatch_protocol::{Event, EventBody, JobId, JobSpec, JobState, RunnerEvent, Timestamp};
+use shipwatch_protocol::{
+    EventBody, JobId, JobSpec, JobState, RunnerEvent, Timestamp, write_event_json,
+};
 use tokio::sync::oneshot;
 
+use super::rows::Columns;
 use super::{Publisher, StoreError, StoreLimits, read_job};
 use crate::model::{CommittedBatch, CommittedEvent};
 
@@ -148,6 +151,7 @@ pub(super) fn spawn(
         visible,
         last_retry: std::time::Instant::now(),
         json: Vec::with_capacity(4096),
+        host_ids: HashMap::new(),
     };
     std::thread::Builder::new()
         .name("store-writer".into())
@@ -178,6 +182,8 @@ struct Writer {
     visible: UnrecordedJobs,
     last_retry: std::time::Instant,
     json: Vec<u8>,
+    /// `host_names` as committed: name → number.
+    host_ids: HashMap<Box<str>, i64>,
 }
 
 /// One job's events of the current group, published after the commit.
@@ -509,6 +515,8 @@ impl Writer {
     fn after_failure(&mut self, g: Group, mut touched: Vec<JobId>, error: rusqlite::Error) {
         tracing::error!(error = %Report(&error), "store commit failed; failing the jobs it carried");
         self.jobs.clear();
+        // Names numbered in the rolled-back transaction are not numbered after all.
+        self.host_ids.clear();
         let reason = format!("the gateway could not store its events: {error}");
         touched.sort_unstable();
         touched.dedup();
@@ -734,6 +742,10 @@ impl Writer {
         ts: Timestamp,
         body: EventBody,
     ) -> Result<u64, rusqlite::Error> {
+        let host_id = match body.host() {
+            Some(name) => Some(self.host_id(name)?),
+            None => None,
+        };
         let Some(meta) = self.jobs.get_mut(&job) else {
             return Err(rusqlite::Error::QueryReturnedNoRows);
         };
@@ -812,23 +824,24 @@ impl Writer {
                 _ => Arc::from(h),
             }
         });
-        let event = Event { job, seq, ts, body };
-        self.json.clear();
-        event.write_json(&mut self.json);
+        let columns = Columns::of(&body);
         self.conn
             .prepare_cached(
-                "INSERT INTO events (job, seq, kind, host, stream, ts, json) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO events (job, seq, ts, kind, host, text, state, exit_code) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?
             .execute(params![
                 job as i64,
                 seq as i64,
-                kind,
-                host.as_deref(),
-                stream.map(|s| s.as_str()),
                 ts.as_millis(),
-                &self.json[..]
+                columns.kind,
+                host_id,
+                columns.text,
+                columns.state,
+                columns.exit_code,
             ])?;
+        self.json.clear();
+        write_event_json(&mut self.json, job, seq, ts, body.as_ref());
         let committed = CommittedEvent {
             seq,
             kind,
@@ -845,6 +858,22 @@ impl Writer {
         });
         g.pending[i].events.push(committed);
         Ok(seq)
+    }
+
+    /// The number `host_names` gives `name`, given now if it has none.
+    fn host_id(&mut self, name: &str) -> Result<i64, rusqlite::Error> {
+        if let Some(&id) = self.host_ids.get(name) {
+            return Ok(id);
+        }
+        self.conn
+            .prepare_cached("INSERT OR IGNORE INTO host_names (name) VALUES (?1)")?
+            .execute([name])?;
+        let id = self
+            .conn
+            .prepare_cached("SELECT id FROM host_names WHERE name = ?1")?
+            .query_row([name], |r| r.get(0))?;
+        self.host_ids.insert(name.into(), id);
+        Ok(id)
     }
 
     /// Runs inside the group's transaction.
