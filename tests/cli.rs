@@ -684,40 +684,27 @@ fn on_a_terminal_the_status_line_never_shares_a_line_with_the_log() {
     assert_eq!(log, stored_lines(setup.port, id, |_| true));
 }
 
-/// A webhook receiver on loopback that answers 200 and keeps every body it got.
-fn receiver() -> (u16, mpsc::Receiver<Value>) {
-    use std::io::{Read, Write};
+/// A webhook receiver on loopback that answers 200 and keeps every body it got; over
+/// TLS with `tls`.
+fn receiver(tls: Option<std::sync::Arc<rustls::ServerConfig>>) -> (u16, mpsc::Receiver<Value>) {
+    use std::io::Write;
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind receiver");
     let port = listener.local_addr().expect("addr").port();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut got = Vec::new();
-            let mut buf = [0u8; 4096];
-            let body = loop {
-                let Ok(n) = stream.read(&mut buf) else {
-                    break None;
-                };
-                if n == 0 {
-                    break None;
-                }
-                got.extend_from_slice(&buf[..n]);
-                let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
-                    continue;
-                };
-                let head = String::from_utf8_lossy(&got[..end]).to_lowercase();
-                let length: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
-                if got.len() >= end + 4 + length {
-                    break Some(got[end + 4..end + 4 + length].to_vec());
-                }
+            let Ok(stream) = stream else { return };
+            let mut stream: Box<dyn ReadWrite> = match &tls {
+                None => Box::new(stream),
+                Some(config) => match rustls::ServerConnection::new(config.clone()) {
+                    Ok(tls) => Box::new(rustls::StreamOwned::new(tls, stream)),
+                    Err(_) => continue,
+                },
             };
+            let body = request_body(&mut stream);
             let _ = stream
                 .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            let _ = stream.flush();
             if let Some(body) = body.and_then(|b| serde_json::from_slice(&b).ok())
                 && tx.send(body).is_err()
             {
@@ -726,6 +713,64 @@ fn receiver() -> (u16, mpsc::Receiver<Value>) {
         }
     });
     (port, rx)
+}
+
+trait ReadWrite: std::io::Read + std::io::Write {}
+impl<T: std::io::Read + std::io::Write> ReadWrite for T {}
+
+/// The body of one HTTP/1.1 request read from `stream`; None when it breaks off (a TLS
+/// handshake the client refused, for one).
+fn request_body(stream: &mut impl std::io::Read) -> Option<Vec<u8>> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        got.extend_from_slice(&buf[..n]);
+        let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let head = String::from_utf8_lossy(&got[..end]).to_lowercase();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        if got.len() >= end + 4 + length {
+            return Some(got[end + 4..end + 4 + length].to_vec());
+        }
+    }
+}
+
+/// A TLS server config for 127.0.0.1 with a certificate issued by a CA made here, and
+/// that CA's PEM (what a gateway must trust to reach it).
+fn tls_server(ca_name: &str) -> (std::sync::Arc<rustls::ServerConfig>, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().expect("CA key");
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, ca_name);
+    let ca_cert = ca_params.self_signed(&ca_key).expect("CA certificate");
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().expect("server key");
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .expect("server params")
+        .signed_by(&key, &issuer)
+        .expect("server certificate");
+    let private = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.der().clone()], private)
+    .expect("server TLS config");
+    (std::sync::Arc::new(config), ca_cert.pem())
 }
 
 /// A receiver that accepts connections and never answers; counts them.
@@ -756,9 +801,16 @@ fn metric(port: u16, name: &str) -> f64 {
 fn webhooks_get_one_notification_per_matching_job_and_a_hanging_one_delays_nothing() {
     use std::sync::atomic::Ordering;
     let setup = Setup::new("");
-    let (good, bodies) = receiver();
+    let (good, bodies) = receiver(None);
     let (hang, hung) = hanging_receiver();
     let closed = free_port();
+    // https: one receiver whose CA the gateway trusts (SSL_CERT_FILE), one it does not.
+    let (trusted_tls, ca_pem) = tls_server("shipwatch test CA");
+    let (slack, slack_bodies) = receiver(Some(trusted_tls));
+    let (untrusted_tls, _) = tls_server("someone else's CA");
+    let (untrusted, untrusted_bodies) = receiver(Some(untrusted_tls));
+    let ca_file = setup.dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca_pem).expect("ca.pem");
     let tasks = format!(
         r#"[[tasks]]
 name = "quick"
@@ -776,6 +828,7 @@ script = "echo no >&2; exit 3"
 name = "other"
 hosts = ["fleet"]
 transport = "local"
+concurrency = 3
 script = "true"
 
 [[notify]]
@@ -791,10 +844,19 @@ on = ["succeeded", "failed", "cancelled", "lost"]
 url = "http://127.0.0.1:{closed}/hook"
 on = ["failed"]
 format = "slack"
+
+[[notify]]
+url = "https://127.0.0.1:{slack}/services/T1/B2/secret"
+on = ["failed"]
+format = "slack"
+
+[[notify]]
+url = "https://127.0.0.1:{untrusted}/hook"
+on = ["failed"]
 "#
     );
     setup.write_raw(&config_text(&setup, "runners = 1", 2, &tasks));
-    let _up = Guard(setup.up(&[]));
+    let _up = Guard(setup.up(&[("SSL_CERT_FILE", path_str(&ca_file))]));
     setup.wait_status("all running", |s| s.all_running(1));
     let port = setup.port;
 
@@ -837,20 +899,61 @@ format = "slack"
     assert_eq!(second["counts"]["failed"], 2);
     assert!(second["reason"].is_string(), "{second}");
 
-    // The closed port's delivery (broken's) fails after its retries and is counted; by
-    // then any duplicate to the good receiver would have come too.
-    wait_until("the failed delivery counted", DEADLINE, || {
-        metric(port, "shipwatch_notify_failed_total") >= 1.0
-    });
-    assert_eq!(metric(port, "shipwatch_notify_failed_total"), 1.0);
+    // Over https to a receiver whose CA is trusted, in Slack's shape.
+    let slack_body = slack_bodies
+        .recv_timeout(DEADLINE)
+        .expect("broken's notification over https");
+    let slack_text = slack_body["text"].as_str().unwrap_or_default();
     assert!(
-        bodies.try_recv().is_err(),
+        slack_text.contains(&format!("#{broken}>")) && slack_text.contains("broken failed"),
+        "{slack_body}"
+    );
+
+    // The closed port's and the untrusted certificate's deliveries (broken's) fail after
+    // their retries and are counted; by then any duplicate would have come too.
+    wait_until("the failed deliveries counted", DEADLINE, || {
+        metric(port, "shipwatch_notify_failed_total") >= 2.0
+    });
+    assert_eq!(metric(port, "shipwatch_notify_failed_total"), 2.0);
+    assert!(
+        untrusted_bodies.try_recv().is_err(),
+        "a receiver with an untrusted certificate got a notification"
+    );
+    assert!(
+        bodies.try_recv().is_err() && slack_bodies.try_recv().is_err(),
         "one notification per job, none for a task the hook does not take"
     );
-    assert_eq!(metric(port, "shipwatch_notify_sent_total"), 2.0);
+    assert_eq!(metric(port, "shipwatch_notify_sent_total"), 3.0);
+    let log = setup.log();
     assert!(
-        setup.log().contains("job end notification failed"),
+        log.contains("job end notification failed"),
         "{}",
         log_tail(&setup, 20)
     );
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&format!("127.0.0.1:{untrusted}")) && l.contains("UnknownIssuer")),
+        "{}",
+        log_tail(&setup, 20)
+    );
+    assert!(!log.contains("secret"), "a hook's path reached the log");
+
+    // The hanging hook holds quick's and broken's deliveries (~16 s each with retries);
+    // two more job ends wait behind them instead of each opening another connection.
+    for _ in 0..2 {
+        let out = cli(&setup, &["run", "other"]);
+        assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+        wait_job(port, job_id(&out), DEADLINE, "other to end", is_terminal);
+    }
+    let hook = format!("{{hook=\"127.0.0.1:{hang}\"}}");
+    wait_until(
+        "three deliveries waiting for the hanging hook",
+        DEADLINE,
+        || metric(port, &format!("shipwatch_notify_waiting{hook}")) == 3.0,
+    );
+    assert_eq!(
+        metric(port, &format!("shipwatch_notify_in_flight{hook}")),
+        2.0
+    );
+    assert!(hung.load(Ordering::SeqCst) >= 2);
 }

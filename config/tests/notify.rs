@@ -31,7 +31,7 @@ fn a_hook_defaults_to_json_on_failed_and_lost_for_every_task() {
 #[test]
 fn a_hook_limited_to_tasks_and_ends_wants_only_those() {
     let text = format!(
-        "{TASKS}\n[[notify]]\nurl = \"http://h/x\"\non = [\"succeeded\", \"cancelled\"]\nformat = \"slack\"\ntasks = [\"deploy\"]\n"
+        "{TASKS}\n[[notify]]\nurl = \"https://hooks.slack.com/services/T1/B2/x\"\non = [\"succeeded\", \"cancelled\"]\nformat = \"slack\"\ntasks = [\"deploy\"]\n"
     );
     let config = load_str(&text, "shipwatch.toml", Path::new("/srv")).unwrap();
     let hook = &config.notify[0];
@@ -43,7 +43,7 @@ fn a_hook_limited_to_tasks_and_ends_wants_only_those() {
 #[test]
 fn every_mistake_in_a_hook_is_reported_with_line_and_column() {
     let text = format!(
-        "{TASKS}\n[[notify]]\nurl = \"https://hooks.slack.com/x\"\non = [\"failed\", \"exploded\"]\nformat = \"xml\"\ntasks = [\"nope\"]\ncolour = 1\n"
+        "{TASKS}\n[[notify]]\nurl = \"hooks.slack.com/x\"\non = [\"failed\", \"exploded\"]\nformat = \"xml\"\ntasks = [\"nope\"]\ncolour = 1\n"
     );
     let errors = match load_str(&text, "shipwatch.toml", Path::new("/srv")) {
         Ok(_) => panic!("accepted"),
@@ -61,7 +61,7 @@ fn every_mistake_in_a_hook_is_reported_with_line_and_column() {
         Err(e) => e.0.iter().map(ToString::to_string).collect::<Vec<_>>(),
     };
     assert_eq!(errors.len(), 4, "{errors:#?}");
-    assert!(errors[0].starts_with("shipwatch.toml:12:7: notify[0].url = \"https://hooks.slack.com/x\": https webhooks are not supported"), "{errors:#?}");
+    assert!(errors[0].starts_with("shipwatch.toml:12:7: notify[0].url = \"hooks.slack.com/x\": expected an http:// or https:// URL"), "{errors:#?}");
     assert!(
         errors[1]
             .starts_with("shipwatch.toml:13:17: notify[0].on = \"exploded\": expected succeeded"),

@@ -31,6 +31,10 @@ pub(crate) const NOTIFY_SENT_TOTAL: &str = "shipwatch_notify_sent_total";
 pub(crate) const NOTIFY_FAILED_TOTAL: &str = "shipwatch_notify_failed_total";
 /// Job ends not notified because the queue was full.
 pub(crate) const NOTIFY_DROPPED_TOTAL: &str = "shipwatch_notify_dropped_total";
+/// Webhook deliveries under way, by hook (label `hook`, its host:port).
+pub(crate) const NOTIFY_IN_FLIGHT: &str = "shipwatch_notify_in_flight";
+/// Webhook deliveries waiting for one of their hook's few slots, by hook.
+pub(crate) const NOTIFY_WAITING: &str = "shipwatch_notify_waiting";
 
 /// The process-wide Prometheus recorder, installed on first use.
 fn prometheus() -> Option<&'static PrometheusHandle> {
@@ -88,7 +92,15 @@ pub fn install() {
     );
     describe_counter!(
         NOTIFY_DROPPED_TOTAL,
-        "Job ends not notified because the notification queue was full."
+        "Job ends not notified because the notification queue or their hook's queue was full."
+    );
+    describe_gauge!(
+        NOTIFY_IN_FLIGHT,
+        "[[notify]] deliveries under way (with their retries), by hook host:port; at most 2 each."
+    );
+    describe_gauge!(
+        NOTIFY_WAITING,
+        "[[notify]] deliveries waiting behind their hook's in-flight ones, by hook host:port."
     );
     // Shown as 0 from the start, so an alert on their rate has a series to read.
     for name in [NOTIFY_SENT_TOTAL, NOTIFY_FAILED_TOTAL, NOTIFY_DROPPED_TOTAL] {

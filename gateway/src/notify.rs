@@ -3,30 +3,45 @@
 //!
 //! The store's writer hands each job change to [`Notifier::job_changed`], which only
 //! tries to queue a finished job (never blocks; a full queue drops and counts). One
-//! task takes the queue and starts one delivery task per hook, each with a timeout and
-//! a few retries with backoff, so a receiver that hangs delays nothing but itself.
+//! task takes the queue and hands each matching hook its delivery through that hook's
+//! lane: a bounded queue and a task that runs at most [`IN_FLIGHT_PER_HOOK`] deliveries
+//! at once, each with a timeout and a few retries with backoff. So a receiver that hangs
+//! delays nothing but itself and holds a bounded number of tasks and connections; past
+//! its queue, its deliveries are dropped and counted.
+//!
+//! `https://` hooks are verified against the OS's trust store (rustls-native-certs), so
+//! an internal CA installed there (`update-ca-certificates`) is trusted; `SSL_CERT_FILE`
+//! or `SSL_CERT_DIR` in the gateway's environment replace that store.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use shipwatch_config::{Config, Notify, NotifyFormat};
 use shipwatch_protocol::api::JobView;
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::metrics::{NOTIFY_DROPPED_TOTAL, NOTIFY_FAILED_TOTAL, NOTIFY_SENT_TOTAL};
+use crate::metrics::{
+    NOTIFY_DROPPED_TOTAL, NOTIFY_FAILED_TOTAL, NOTIFY_IN_FLIGHT, NOTIFY_SENT_TOTAL, NOTIFY_WAITING,
+};
 use crate::model::CommittedBatch;
 use crate::store::Publisher;
 
 /// Finished jobs waiting for their notifications; past it they are dropped and counted.
 const QUEUE: usize = 1024;
+/// Deliveries one hook may have under way at once (Slack takes about one a second).
+const IN_FLIGHT_PER_HOOK: usize = 2;
+/// Deliveries one hook may have waiting behind those; past it they are dropped and counted.
+const WAITING_PER_HOOK: usize = 256;
 /// One attempt: connect, send, and read the status.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Attempts per hook and job; the waits between them double from [`FIRST_RETRY`].
@@ -34,6 +49,8 @@ const ATTEMPTS: u32 = 3;
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 /// Job ids already notified, so a job changed twice after its end is sent once.
 const REMEMBERED: usize = 4096;
+
+type HookClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Where finished jobs are handed for their webhooks.
 #[derive(Clone)]
@@ -85,16 +102,54 @@ impl Publisher for NotifyingPublisher {
     }
 }
 
+/// rustls on ring, trusting the OS's store (see the module header).
+fn tls_config() -> Result<rustls::ClientConfig, rustls::Error> {
+    let found = rustls_native_certs::load_native_certs();
+    for error in &found.errors {
+        tracing::warn!(error = %shipwatch_protocol::Report(error), "cannot read trusted CA certificates");
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    let (trusted, _unparsable) = roots.add_parsable_certificates(found.certs);
+    if trusted == 0 {
+        tracing::warn!(
+            "no trusted CA certificates (OS store, SSL_CERT_FILE or SSL_CERT_DIR): https webhooks will fail"
+        );
+    }
+    Ok(rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth())
+}
+
+/// One client for every hook, http or https.
+fn hook_client() -> Result<HookClient, rustls::Error> {
+    let mut http = HttpConnector::new();
+    http.set_connect_timeout(Some(ATTEMPT_TIMEOUT));
+    http.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls_config()?)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new()).build(connector))
+}
+
 async fn deliver_all(
     mut jobs: mpsc::Receiver<JobView>,
     config: watch::Receiver<Arc<Config>>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
 ) {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(ATTEMPT_TIMEOUT));
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build(connector);
+    let client = match hook_client() {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::error!(error = %shipwatch_protocol::Report(&error), "webhooks off: no TLS client");
+            return;
+        }
+    };
+    let mut lanes: HashMap<String, mpsc::Sender<Delivery>> = HashMap::new();
     let mut seen = HashSet::new();
     let mut order = VecDeque::new();
     loop {
@@ -115,6 +170,8 @@ async fn deliver_all(
             seen.remove(&old);
         }
         let config = config.borrow().clone();
+        // A hook a reload removed: dropping its sender ends its lane once it is idle.
+        lanes.retain(|url, _| config.notify.iter().any(|h| &h.url == url));
         let link = format!(
             "{}/jobs/{}",
             config.server.public_url.trim_end_matches('/'),
@@ -125,21 +182,77 @@ async fn deliver_all(
             .iter()
             .filter(|h| h.wants(&job.task, job.state.as_str()))
         {
-            let body = Bytes::from(payload(hook, &job, &link));
-            tracker.spawn(deliver(
-                client.clone(),
-                hook.url.clone(),
-                job.id,
-                body,
-                shutdown.clone(),
-            ));
+            let lane = lanes.entry(hook.url.clone()).or_insert_with(|| {
+                let (sender, queue) = mpsc::channel(WAITING_PER_HOOK);
+                tracker.spawn(hook_lane(
+                    client.clone(),
+                    hook.url.clone(),
+                    queue,
+                    shutdown.clone(),
+                ));
+                sender
+            });
+            let delivery = Delivery {
+                job: job.id,
+                body: Bytes::from(payload(hook, &job, &link)),
+            };
+            let hook_label = endpoint(&hook.url);
+            match lane.try_send(delivery) {
+                Ok(()) => metrics::gauge!(NOTIFY_WAITING, "hook" => hook_label).increment(1),
+                Err(_) => {
+                    metrics::counter!(NOTIFY_DROPPED_TOTAL).increment(1);
+                    tracing::warn!(
+                        job = job.id,
+                        hook = %hook_label,
+                        waiting = WAITING_PER_HOOK,
+                        "webhook has too many notifications waiting: job end not notified"
+                    );
+                }
+            }
         }
+    }
+}
+
+/// One job end for one hook.
+struct Delivery {
+    job: u64,
+    body: Bytes,
+}
+
+/// Delivers one hook's queue, at most [`IN_FLIGHT_PER_HOOK`] at a time, until the queue
+/// is closed (the hook left the config) and drained, or shutdown.
+async fn hook_lane(
+    client: HookClient,
+    url: String,
+    mut queue: mpsc::Receiver<Delivery>,
+    shutdown: CancellationToken,
+) {
+    let hook = endpoint(&url);
+    let waiting = metrics::gauge!(NOTIFY_WAITING, "hook" => hook.clone());
+    let in_flight = metrics::gauge!(NOTIFY_IN_FLIGHT, "hook" => hook);
+    let mut running = JoinSet::new();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            Some(_) = running.join_next(), if !running.is_empty() => in_flight.decrement(1),
+            next = queue.recv(), if running.len() < IN_FLIGHT_PER_HOOK => match next {
+                Some(d) => {
+                    waiting.decrement(1);
+                    in_flight.increment(1);
+                    running.spawn(deliver(client.clone(), url.clone(), d.job, d.body, shutdown.clone()));
+                }
+                None => break,
+            },
+        }
+    }
+    while running.join_next().await.is_some() {
+        in_flight.decrement(1);
     }
 }
 
 /// POSTs `body` to `url`, retrying a few times; logs and counts the outcome.
 async fn deliver(
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: HookClient,
     url: String,
     job: u64,
     body: Bytes,
