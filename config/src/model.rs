@@ -61,6 +61,8 @@ pub struct Server {
     pub run_dir: PathBuf,
     pub public_url: String,
     pub retention_days: u32,
+    /// Per job: bytes of line text (UTF-8, no newline) stored; later lines are counted,
+    /// not stored. Host, job and notice events do not count.
     pub max_log_bytes: u64,
 }
 

@@ -13,6 +13,8 @@ pub(crate) const WATCHER_OVERFLOWS_TOTAL: &str = "shipwatch_watcher_overflows_to
 pub(crate) const STORE_COMMIT_SECONDS: &str = "shipwatch_store_commit_seconds";
 /// Writes per committed group.
 pub(crate) const STORE_COMMIT_OPS: &str = "shipwatch_store_commit_ops";
+/// The writer truncating the WAL (between commits: lines wait meanwhile).
+pub(crate) const STORE_WAL_TRUNCATE_SECONDS: &str = "shipwatch_store_wal_truncate_seconds";
 /// WebSocket watchers of a job connected now.
 pub(crate) const WS_WATCHERS: &str = "shipwatch_ws_watchers";
 /// Those of them reading from the store.
@@ -70,6 +72,11 @@ pub fn install() {
         STORE_COMMIT_OPS,
         Unit::Count,
         "Writes (events, jobs, audit entries) committed per group."
+    );
+    describe_histogram!(
+        STORE_WAL_TRUNCATE_SECONDS,
+        Unit::Seconds,
+        "The store's writer checkpointing and truncating the WAL past its bound or when idle."
     );
     describe_gauge!(WS_WATCHERS, "WebSocket watchers of a job connected now.");
     describe_gauge!(

@@ -501,3 +501,69 @@ async fn a_full_disk_fails_the_job_with_a_reason_and_reads_go_on() {
         .unwrap();
     store.audit("alice", "start", None, "x").await.unwrap();
 }
+
+/// What a capped flood leaves on disk (issue 13): the database about its text and ~25
+/// bytes a line (it was ~195 a line with the JSON kept), the WAL bounded while the lines
+/// pour in (it grew with the job) and truncated once the writer idles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capped_flood_takes_about_its_text_on_disk_and_leaves_no_wal() {
+    const CAP: u64 = 10_000_000;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = open(dir.path(), CAP);
+    let hosts: Vec<String> = (1..=20).map(|i| format!("h-{i:02}")).collect();
+    let job = store
+        .create_job(spec(&hosts), BTreeMap::new(), "alice")
+        .await
+        .unwrap();
+    let wal = dir.path().join("shipwatch.db-wal");
+    let wal_len = || std::fs::metadata(&wal).map_or(0, |m| m.len());
+    let mut wal_peak = 0;
+    let mut rseq = 0;
+    let mut text_bytes = 0;
+    while text_bytes < CAP + 100_000 {
+        let host = &hosts[rseq as usize / 1_000 % hosts.len()];
+        let batch: Vec<RunnerEvent> = (0..1_000)
+            .map(|_| {
+                rseq += 1;
+                let text = format!("{rseq:08} a line of a flood 29");
+                text_bytes += text.len() as u64;
+                line(rseq, host, &text)
+            })
+            .collect();
+        store.append(job.id, batch).await.unwrap();
+        wal_peak = wal_peak.max(wal_len());
+    }
+    assert!(
+        store.dropped_lines(job.id).await.unwrap() > 0,
+        "the cap was reached"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while wal_len() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the WAL is still {} bytes after the writer idled",
+            wal_len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let db = std::fs::metadata(dir.path().join("shipwatch.db"))
+        .unwrap()
+        .len();
+    eprintln!("{CAP} bytes of text: database {db} bytes, WAL peak {wal_peak} bytes");
+    // 29-byte lines: ~58 bytes a line, 2.0× the text (6.7× before).
+    assert!(db < 5 * CAP / 2, "database {db} bytes for {CAP} of text");
+    assert!(
+        wal_peak < 12 * 1024 * 1024,
+        "WAL peaked at {wal_peak} bytes while the lines came"
+    );
+    let last = store
+        .read_events(job.id, rseq - 1_000, &EventFilter::default(), 10)
+        .await
+        .unwrap();
+    assert!(last.is_empty(), "lines past the cap are not stored");
+    let first = store
+        .read_events(job.id, 0, &EventFilter::default(), 1)
+        .await
+        .unwrap();
+    assert_eq!(first[0].host.as_deref(), Some("h-01"));
+}

@@ -42,7 +42,8 @@ impl Publisher for NoPublisher {
 /// The `[server]` limits the store enforces.
 #[derive(Debug, Clone, Copy)]
 pub struct StoreLimits {
-    /// Past this many bytes of line text a job's further lines are counted, not stored.
+    /// Past this many bytes of line text (UTF-8, no newline; nothing else counts) a
+    /// job's further lines are counted, not stored.
     pub max_log_bytes: u64,
     /// Finished jobs older than this many days are deleted by [`Store::sweep`].
     pub retention_days: u32,
@@ -151,7 +152,8 @@ impl Store {
         schema::migrate(&conn)?;
         let checkpoint = checkpoint::spawn(&path)?;
         let unrecorded = writer::UnrecordedJobs::default();
-        let writes = writer::spawn(conn, limits, publish, checkpoint, unrecorded.clone())?;
+        let wal = checkpoint::WalLimit::new(&path);
+        let writes = writer::spawn(conn, limits, publish, checkpoint, wal, unrecorded.clone())?;
         Ok(Store {
             inner: Arc::new(Inner {
                 path,

@@ -103,6 +103,9 @@ ALTER TABLE events_compact RENAME TO events;
 ",
 ];
 
+/// How long a statement waits for a lock another connection holds.
+pub(super) const BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// WAL so readers never wait for the writer; NORMAL sync is durable across a process
 /// crash (only an OS crash can lose the last transactions).
 pub(super) fn prepare_writer(conn: &Connection) -> Result<(), StoreError> {
@@ -111,9 +114,13 @@ pub(super) fn prepare_writer(conn: &Connection) -> Result<(), StoreError> {
     // Checkpoints run on their own thread (checkpoint.rs), never inside a commit; after
     // a burst the WAL is cut back to this size.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+    conn.pragma_update(
+        None,
+        "journal_size_limit",
+        super::checkpoint::WAL_MAX_BYTES as i64,
+    )?;
     conn.pragma_update(None, "foreign_keys", "OFF")?;
-    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! jobs), commits it in one transaction, then publishes each job's batch in `seq` order.
 //! No timer delays a lone line, and nothing is published before it is committed.
 
-use super::checkpoint::Checkpointer;
+use super::checkpoint::{Checkpointer, WalLimit};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, Sender};
@@ -135,6 +135,7 @@ pub(super) fn spawn(
     limits: StoreLimits,
     publish: Arc<dyn Publisher>,
     checkpoint: Checkpointer,
+    wal: WalLimit,
     visible: UnrecordedJobs,
 ) -> Result<Sender<Op>, StoreError> {
     let (tx, rx) = std::sync::mpsc::channel();
@@ -142,6 +143,7 @@ pub(super) fn spawn(
         conn,
         checkpoint,
         since_checkpoint: 0,
+        wal,
         limits,
         publish,
         jobs: HashMap::new(),
@@ -168,6 +170,8 @@ struct Writer {
     /// Asked for a checkpoint once about [`CHECKPOINT_BYTES`] have been committed.
     checkpoint: Checkpointer,
     since_checkpoint: usize,
+    /// Keeps the WAL file small (checkpoint.rs).
+    wal: WalLimit,
     limits: StoreLimits,
     publish: Arc<dyn Publisher>,
     jobs: HashMap<JobId, JobMeta>,
@@ -203,20 +207,28 @@ impl Writer {
     fn run(&mut self, rx: Receiver<Op>) {
         // Ends when every Store handle is gone.
         loop {
-            let first = if self.unrecorded.is_empty() {
-                match rx.recv() {
+            let wait = if self.unrecorded.is_empty() {
+                self.wal.idle_after()
+            } else {
+                Some(RETRY_FAILURES)
+            };
+            let first = match wait {
+                None => match rx.recv() {
                     Ok(op) => op,
                     Err(_) => break,
-                }
-            } else {
-                match rx.recv_timeout(RETRY_FAILURES) {
+                },
+                Some(wait) => match rx.recv_timeout(wait) {
                     Ok(op) => op,
                     Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                        self.record_failures();
+                        if self.unrecorded.is_empty() {
+                            self.wal.idle(&self.conn);
+                        } else {
+                            self.record_failures();
+                        }
                         continue;
                     }
                     Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-                }
+                },
             };
             let mut ops = vec![first];
             let mut weight = ops[0].weight();
@@ -456,6 +468,7 @@ impl Writer {
     }
 
     fn after_commit(&mut self, g: Group) {
+        self.wal.after_commit(&self.conn);
         self.since_checkpoint += g
             .pending
             .iter()
