@@ -171,9 +171,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
     dispatcher.wake();
 
     let app = http::router(state, hub);
-    let served = serve::serve(http, app, shutdown.clone())
-        .await
-        .map_err(GatewayError::Serve);
+    let served = serve::serve(
+        http,
+        app,
+        serve::Limits::for_this_process(),
+        shutdown.clone(),
+    )
+    .await
+    .map_err(GatewayError::Serve);
     shutdown.cancel();
     tracker.close();
     tracker.wait().await;

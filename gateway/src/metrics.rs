@@ -26,6 +26,8 @@ pub(crate) const JOBS: &str = "shipwatch_jobs";
 
 /// HTTP connections the gateway failed to accept (out of descriptors, typically).
 pub(crate) const HTTP_ACCEPT_ERRORS_TOTAL: &str = "shipwatch_http_accept_errors_total";
+/// HTTP connections closed at once because the cap of connections at once was reached.
+pub(crate) const HTTP_CONNECTIONS_REFUSED_TOTAL: &str = "shipwatch_http_connections_refused_total";
 
 /// Webhook notifications delivered (2xx).
 pub(crate) const NOTIFY_SENT_TOTAL: &str = "shipwatch_notify_sent_total";
@@ -87,6 +89,10 @@ pub fn install() {
     describe_counter!(
         HTTP_ACCEPT_ERRORS_TOTAL,
         "HTTP connections that could not be accepted (out of file descriptors: raise LimitNOFILE=); each waits in the backlog and is retried after 100 ms."
+    );
+    describe_counter!(
+        HTTP_CONNECTIONS_REFUSED_TOTAL,
+        "HTTP connections closed as soon as accepted: as many as the cap were speaking HTTP already (slow or idle clients); WebSockets do not count."
     );
     describe_gauge!(JOBS, "Jobs in the store, by state.");
     describe_counter!(
