@@ -684,6 +684,74 @@ fn on_a_terminal_the_status_line_never_shares_a_line_with_the_log() {
     assert_eq!(log, stored_lines(setup.port, id, |_| true));
 }
 
+/// `shipwatch ARGS` on a terminal of its own: script(1) gives it a pty, copies what it
+/// shows to `typescript` as it comes (-f), and passes what the test writes to its stdin
+/// on as typed keys, so a `\x03` is a real Ctrl-C from the terminal's line discipline.
+fn on_a_terminal(setup: &Setup, args: &str, typescript: &Path) -> std::process::Child {
+    Command::new("script")
+        .args(["-qfec", &format!("exec {BIN} {args}")])
+        .arg(typescript)
+        .current_dir(setup.dir.path())
+        .env_remove("SHIPWATCH_URL")
+        .env_remove("NO_COLOR")
+        .env("TERM", "xterm-256color")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("script from util-linux")
+}
+
+/// Types `keys` into a terminal started by [`on_a_terminal`] once it shows `when`.
+fn type_when(child: &mut std::process::Child, typescript: &Path, when: &str, keys: &str) {
+    use std::io::Write;
+    wait_until(&format!("the terminal to show {when:?}"), DEADLINE, || {
+        text(&std::fs::read(typescript).unwrap_or_default()).contains(when)
+    });
+    let stdin = child.stdin.as_mut().expect("script's stdin");
+    stdin.write_all(keys.as_bytes()).expect("type");
+    stdin.flush().expect("type");
+}
+
+#[test]
+fn on_a_terminal_ctrl_c_asks_and_only_yes_cancels_the_job() {
+    let setup = Setup::new("");
+    let dir = setup.dir.path().to_path_buf();
+    setup.write_raw(&config_text(&setup, "runners = 1", 20, &tasks(&dir)));
+    let _up = Guard(setup.up(&[]));
+    setup.wait_status("all running", |s| s.all_running(1));
+    let out = cli(&setup, &["run", "slow"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let id = job_id(&out);
+    let question = format!("cancel job {id} too?");
+
+    // Ctrl-C, then "no": only the watching stops (130); the job goes on.
+    let typescript = dir.join("no.typescript");
+    let mut tail = on_a_terminal(&setup, &format!("tail {id}"), &typescript);
+    type_when(&mut tail, &typescript, "waiting on web-0", "\x03");
+    type_when(&mut tail, &typescript, &question, "n\r");
+    assert_eq!(wait_exit(&mut tail, DEADLINE).code(), Some(130));
+    let shown = text(&std::fs::read(&typescript).expect("typescript"));
+    assert!(
+        shown.contains(&format!("stopped watching job {id}")),
+        "{shown:?}"
+    );
+    assert_eq!(job(setup.port, id)["state"], "running");
+
+    // Ctrl-C, then "y": the job is cancelled, followed to its end, and the exit says so (3).
+    let typescript = dir.join("yes.typescript");
+    let mut tail = on_a_terminal(&setup, &format!("tail {id}"), &typescript);
+    type_when(&mut tail, &typescript, "waiting on web-0", "\x03");
+    type_when(&mut tail, &typescript, &question, "y\r");
+    assert_eq!(wait_exit(&mut tail, DEADLINE).code(), Some(3));
+    assert_eq!(job(setup.port, id)["state"], "cancelled");
+    let shown = text(&std::fs::read(&typescript).expect("typescript"));
+    assert!(
+        shown.contains(&format!("cancel of job {id} requested")),
+        "{shown:?}"
+    );
+}
+
 /// A webhook receiver on loopback that answers 200 and keeps every body it got; over
 /// TLS with `tls`.
 fn receiver(tls: Option<std::sync::Arc<rustls::ServerConfig>>) -> (u16, mpsc::Receiver<Value>) {
