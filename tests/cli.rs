@@ -285,6 +285,14 @@ fn run_follow_tail_show_jobs_rerun_cancel_and_errors_on_the_real_binary() {
             "web-01",
         ],
     );
+    // A finished job's NDJSON is the server's own, byte for byte.
+    let (_, served) = http(
+        port,
+        "GET",
+        &format!("/api/jobs/{ok_id}/log?format=ndjson&host=web-01"),
+        "",
+    );
+    assert_eq!(text(&out.stdout), served);
     let events: Vec<Value> = text(&out.stdout)
         .lines()
         .map(|l| serde_json::from_str(l).expect("ndjson line"))
@@ -365,6 +373,9 @@ fn run_follow_tail_show_jobs_rerun_cancel_and_errors_on_the_real_binary() {
         rerun["spec"]["waves"],
         serde_json::json!([["web-18", "web-20"]])
     );
+    // The original's failure budget is the fleet's: the re-run may still lose one of the
+    // two, as the 20-host job might have (a re-run succeeds when the fleet would have).
+    assert_eq!(rerun["spec"]["max_failures"], 1);
     let out = cli(&setup, &["rerun", &rerun_id.to_string(), "--failed"]);
     assert_eq!(code(&out), 1);
     assert!(
@@ -436,6 +447,13 @@ fn run_follow_tail_show_jobs_rerun_cancel_and_errors_on_the_real_binary() {
     assert_eq!(code(&out), 1);
     let e = text(&out.stderr);
     assert!(e.contains("REV") && e.contains("[0-9a-f]{7}"), "{e}");
+    let out = cli(&setup, &["run", "ok20", "-p", "REVISION=1234abc"]);
+    assert_eq!(code(&out), 1);
+    let e = text(&out.stderr);
+    assert!(
+        e.contains("has no param \"REVISION\"") && e.contains("ok20 takes: REV"),
+        "{e}"
+    );
     assert_eq!(code(&cli(&setup, &["run"])), 2, "usage");
     assert_eq!(code(&cli(&setup, &["show", "deploy"])), 2, "not a job");
     let out = cli(&setup, &["--help"]);

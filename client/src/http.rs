@@ -101,6 +101,34 @@ impl ApiClient {
         mut sink: impl FnMut(Vec<shipwatch_protocol::Event>) -> Result<(), ClientError>,
     ) -> Result<Result<(), Refusal>, ClientError> {
         let url = self.server.url(path);
+        let mut pending: Vec<u8> = Vec::new();
+        self.get_streamed(path, |data| {
+            pending.extend_from_slice(data);
+            let Some(end) = pending.iter().rposition(|b| *b == b'\n') else {
+                return Ok(());
+            };
+            let events = pending[..end]
+                .split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(serde_json::from_slice)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|source| ClientError::Decode {
+                    url: url.clone(),
+                    source,
+                })?;
+            pending.drain(..=end);
+            sink(events)
+        })
+        .await
+    }
+
+    /// GET `path`, handing its body to `sink` in the pieces it arrives in.
+    pub async fn get_streamed(
+        &self,
+        path: &str,
+        mut sink: impl FnMut(&[u8]) -> Result<(), ClientError>,
+    ) -> Result<Result<(), Refusal>, ClientError> {
+        let url = self.server.url(path);
         let unreachable = |e: Box<dyn std::error::Error + Send + Sync>| ClientError::Unreachable {
             url: url.clone(),
             source: e,
@@ -123,27 +151,11 @@ impl ApiClient {
                 .to_bytes();
             return Ok(Err(refusal(status, &bytes)));
         }
-        let mut pending: Vec<u8> = Vec::new();
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|e| unreachable(Box::new(e)))?;
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            pending.extend_from_slice(&data);
-            let Some(end) = pending.iter().rposition(|b| *b == b'\n') else {
-                continue;
-            };
-            let events = pending[..end]
-                .split(|b| *b == b'\n')
-                .filter(|l| !l.is_empty())
-                .map(serde_json::from_slice)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|source| ClientError::Decode {
-                    url: url.clone(),
-                    source,
-                })?;
-            pending.drain(..=end);
-            sink(events)?;
+            if let Ok(data) = frame.into_data() {
+                sink(&data)?;
+            }
         }
         Ok(Ok(()))
     }

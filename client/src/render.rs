@@ -206,6 +206,11 @@ impl Printer {
         }
     }
 
+    /// Writes `bytes` as they are: the server's own NDJSON, passed through.
+    pub fn raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.out.write_all(bytes)
+    }
+
     /// Removes the status line, leaving only log lines on the terminal.
     pub fn finish(&mut self) -> std::io::Result<()> {
         if let Some(bar) = self.bar.take() {

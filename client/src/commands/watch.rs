@@ -8,7 +8,7 @@ use shipwatch_protocol::{JobId, JobState};
 
 use super::{RECONNECT_FOR, TailOptions, cancel, explain, job};
 use crate::follow::Follower;
-use crate::render::{Look, Printer};
+use crate::render::{Look, Output, Printer};
 use crate::{ApiClient, ClientError, Exit};
 
 /// Prints a job's events until it ends (or what is stored, with `no_follow`), then the
@@ -79,6 +79,18 @@ async fn print_stored(
         path.push_str(&format!("&stream={stream}"));
     }
     let hosts = &tail.filters.hosts;
+    // What the server sends is then exactly what to print: no decoding, no re-encoding.
+    let passthrough = tail.output == Output::Ndjson && hosts.len() <= 1 && tail.after == 0;
+    if passthrough {
+        let stored = api
+            .get_streamed(&path, |bytes| {
+                printer.raw(bytes).map_err(ClientError::Output)
+            })
+            .await?;
+        printer.finish().map_err(ClientError::Output)?;
+        return stored
+            .map_err(|refusal| explain(api, refusal, "reading a job's log", "the viewer role"));
+    }
     let stored = api
         .get_ndjson(&path, |events| {
             let keep: Vec<_> = events

@@ -111,6 +111,11 @@ pub(super) async fn rerun(
 
 /// The spec on `chosen` hosts only: each wave keeps its chosen hosts in their order and
 /// waves left empty go, so a canary stays first and the rollout order is the original's.
+///
+/// `max_failures` stays the original's count: it is the fleet's failure budget, and the
+/// hosts left out all ended ok, so a re-run of the failed ones succeeds exactly when the
+/// whole fleet would pass the original's limit (scaling it down to the smaller job would
+/// fail a re-run that leaves the fleet as healthy as the task asks).
 fn limited_to(mut spec: JobSpec, chosen: &HashSet<String>) -> JobSpec {
     spec.hosts.retain(|h| chosen.contains(&h.name));
     for wave in &mut spec.waves {
