@@ -106,7 +106,7 @@ fn out_of_descriptors_the_gateway_backs_off_serves_its_watchers_and_recovers() {
                 tokio::spawn(async move {
                     tokio::time::timeout(
                         Duration::from_secs(3),
-                        tokio_tungstenite::connect_async(url),
+                        shipwatch_wstest::connect(&url, &shipwatch_wstest::Options::default()),
                     )
                     .await
                     .ok()
@@ -118,7 +118,7 @@ fn out_of_descriptors_the_gateway_backs_off_serves_its_watchers_and_recovers() {
         let mut failed = 0;
         for f in flood {
             match f.await.expect("flood task") {
-                Some((ws, _)) => held.push(ws),
+                Some(ws) => held.push(ws),
                 None => failed += 1,
             }
         }

@@ -35,7 +35,7 @@ pub const SCENARIO_LIMIT: Duration = Duration::from_secs(300);
 pub(crate) const CONNECTING_AT_ONCE: usize = 256;
 
 /// CLOCK_REALTIME in nanoseconds, as linegen stamps its lines.
-pub(crate) fn now_nanos() -> u128 {
+pub fn now_nanos() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos())

@@ -17,7 +17,7 @@ pub(crate) fn bin(name: &str) -> PathBuf {
 }
 
 /// The task's script: linegen on every host; `@DIR@` becomes the system's temp dir.
-pub(crate) fn linegen_script(lines: u64, rate: u64, gated: bool) -> String {
+pub fn linegen_script(lines: u64, rate: u64, gated: bool) -> String {
     let gate = if gated { " --start-file @DIR@/go" } else { "" };
     format!(
         "exec {} --lines {lines} --rate {rate} --size 100{gate}",
@@ -26,14 +26,31 @@ pub(crate) fn linegen_script(lines: u64, rate: u64, gated: bool) -> String {
 }
 
 /// A running `shipwatch up` in a temp dir; stopped (SIGTERM) when dropped.
-pub(crate) struct System {
+pub struct System {
     pub(crate) dir: tempfile::TempDir,
-    pub(crate) port: u16,
+    pub port: u16,
     pub(crate) up: Child,
+    /// Sent as `Authorization: Bearer` with every request the bench itself makes.
+    token: Option<String>,
 }
 
+/// What [`System::start`] lets in: everyone, as admin.
+const ANONYMOUS_ADMIN: &str = "[auth]\nanonymous = \"admin\"\n";
+
 impl System {
-    pub(crate) fn start(hosts: usize, script: &str) -> Result<System, Error> {
+    /// `hosts` hosts `h-01`… in group and task `load` running `script`, everyone admin.
+    pub fn start(hosts: usize, script: &str) -> Result<System, Error> {
+        System::start_with(hosts, script, ANONYMOUS_ADMIN, None)
+    }
+
+    /// [`System::start`] with `access` (the `[auth]` section, users and tokens) in the
+    /// config instead, the bench's own requests carrying `token`.
+    pub fn start_with(
+        hosts: usize,
+        script: &str,
+        access: &str,
+        token: Option<&str>,
+    ) -> Result<System, Error> {
         let dir = tempfile::Builder::new().prefix("swb").tempdir_in("/tmp")?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
@@ -50,9 +67,7 @@ max_log_bytes = 1073741824
 [supervisor]
 runners = 1
 
-[auth]
-anonymous = "admin"
-
+{access}
 [hosts]
 load = [{hosts}]
 
@@ -107,7 +122,12 @@ script = '''{script}'''
             }
         }
         let up = command.spawn()?;
-        let mut system = System { dir, port, up };
+        let mut system = System {
+            dir,
+            port,
+            up,
+            token: token.map(str::to_owned),
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !system.http("GET", "/healthz", "").is_ok_and(|r| r.0 == 200) {
             if Instant::now() > deadline {
@@ -143,17 +163,18 @@ script = '''{script}'''
         std::fs::File::create(self.dir.path().join("go")).map(drop)
     }
 
-    pub(crate) fn http(
-        &self,
-        method: &str,
-        path: &str,
-        body: &str,
-    ) -> Result<(u16, String), Error> {
+    /// One request with `Connection: close` (and the system's token); status and body.
+    pub fn http(&self, method: &str, path: &str, body: &str) -> Result<(u16, String), Error> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let auth = self
+            .token
+            .as_ref()
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
         write!(
             stream,
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}\
              Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         )?;
@@ -171,7 +192,8 @@ script = '''{script}'''
         Ok((code, body))
     }
 
-    pub(crate) fn create_job(&mut self) -> Result<u64, Error> {
+    /// Starts task `load`; its job id.
+    pub fn create_job(&mut self) -> Result<u64, Error> {
         let (code, body) = self.http("POST", "/api/jobs", r#"{"task":"load"}"#)?;
         if code != 201 {
             return Err(self.fail(format!("create job: {code} {body}")));

@@ -5,40 +5,23 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+pub(crate) use shipwatch_wstest::Socket;
+use shipwatch_wstest::{End, Frame, Limit, Options, next_frame};
 use tokio::sync::Semaphore;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::histogram::Histogram;
 use crate::scan::{Cursor, KIND_KEY, STATE_KEY, Scanner, excerpt};
 use crate::{CONNECTING_AT_ONCE, Error, now_nanos};
 
-pub(crate) type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
-
-/// A WebSocket client. The kernel receive buffer is fixed at 256 KiB: left to autotune,
-/// a thousand loopback sockets each grow theirs toward 32 MiB, the kernel hits TCP
-/// memory pressure and retransmits, and the bench measures that instead of the gateway.
-/// `read_buffer` is tungstenite's own (128 KiB by default, zero-filled per socket).
+/// A WebSocket client. The kernel receive buffer is fixed at 256 KiB (see
+/// [`shipwatch_wstest::Options::recv_buffer`]); `read_buffer` is tungstenite's own.
 pub(crate) async fn connect(url: &str, read_buffer: usize) -> Result<Socket, Error> {
-    let port = url
-        .split(':')
-        .nth(2)
-        .and_then(|p| p.split('/').next())
-        .and_then(|p| p.parse::<u16>().ok())
-        .ok_or("no port in url")?;
-    let socket = tokio::net::TcpSocket::new_v4()?;
-    socket.set_recv_buffer_size(256 * 1024)?;
-    let stream = socket
-        .connect(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
-        .await?;
-    let config = WebSocketConfig::default()
-        .read_buffer_size(read_buffer)
-        .max_message_size(None)
-        .max_frame_size(None);
-    let (socket, _) =
-        tokio_tungstenite::client_async_with_config(url, stream, Some(config)).await?;
-    Ok(socket)
+    let options = Options {
+        recv_buffer: Some(256 * 1024),
+        read_buffer: Some(read_buffer),
+        ..Options::default()
+    };
+    Ok(shipwatch_wstest::connect(url, &options).await?)
 }
 
 /// What one watcher saw; every count is checked as it arrives.
@@ -274,43 +257,22 @@ pub(crate) async fn watch(w: Watcher) -> Result<Seen, String> {
             .map_err(|e| fail(format!("hold: {e}")))?;
     }
     loop {
-        let message = match tokio::time::timeout(w.stall, socket.next()).await {
-            Err(_) => {
+        let text = match next_frame(&mut socket, Limit::Idle(w.stall)).await {
+            Frame::Text(text) => text,
+            Frame::End(End::Deadline) => {
                 return Err(fail(format!(
                     "nothing for {:?} after seq {} ({} lines)",
                     w.stall, seen.last_seq, seen.lines
                 )));
             }
-            Ok(None) | Ok(Some(Err(_))) if w.resume => {
+            Frame::End(End::Eof | End::Failed(_)) if w.resume => {
                 socket = reconnect(&url(seen.last_seq), w.read_buffer)
                     .await
                     .map_err(|e| fail(format!("resume after seq {}: {e}", seen.last_seq)))?;
                 seen.resumes += 1;
                 continue;
             }
-            Ok(None) => break,
-            Ok(Some(Err(e))) => {
-                return Err(fail(format!(
-                    "after seq {} ({} lines): {e}",
-                    seen.last_seq, seen.lines
-                )));
-            }
-            Ok(Some(Ok(message))) => message,
-        };
-        match message {
-            Message::Text(text) => {
-                seen.frame(&scan, text.as_bytes(), now_nanos())
-                    .map_err(fail)?;
-                w.progress.store(seen.last_seq, Ordering::Relaxed);
-                if permit.take().is_some() {
-                    w.ready.fetch_add(1, Ordering::Relaxed);
-                }
-                if let Some(pause) = w.pause {
-                    tokio::time::sleep(pause).await;
-                }
-            }
-            Message::Binary(_) => return Err(fail("a binary frame".into())),
-            Message::Close(Some(frame)) if u16::from(frame.code) == 4008 => {
+            Frame::End(End::Closed(Some(4008))) => {
                 seen.reconnects += 1;
                 if seen.reconnects > MAX_RECONNECTS {
                     return Err(fail(format!("closed 4008 {MAX_RECONNECTS} times")));
@@ -318,12 +280,28 @@ pub(crate) async fn watch(w: Watcher) -> Result<Seen, String> {
                 socket = connect(&url(seen.last_seq), w.read_buffer)
                     .await
                     .map_err(|e| fail(format!("reconnect after seq {}: {e}", seen.last_seq)))?;
+                continue;
             }
-            Message::Close(frame) => {
-                seen.close = frame.map(|f| u16::from(f.code));
+            Frame::End(End::Closed(code)) => {
+                seen.close = code;
                 break;
             }
-            _ => {}
+            Frame::End(End::Eof) => break,
+            Frame::End(other) => {
+                return Err(fail(format!(
+                    "after seq {} ({} lines): {other}",
+                    seen.last_seq, seen.lines
+                )));
+            }
+        };
+        seen.frame(&scan, text.as_bytes(), now_nanos())
+            .map_err(fail)?;
+        w.progress.store(seen.last_seq, Ordering::Relaxed);
+        if permit.take().is_some() {
+            w.ready.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(pause) = w.pause {
+            tokio::time::sleep(pause).await;
         }
     }
     Ok(seen)

@@ -5,8 +5,7 @@ use std::time::Duration;
 mod common;
 
 use common::{Gateway, Reply, http, start_deploy};
-use futures_util::StreamExt;
-use tokio_tungstenite::tungstenite::Message;
+use shipwatch_wstest::{After, End, Limit, Options, read_events};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_are_created_validated_listed_cancelled_and_watched() {
@@ -61,30 +60,26 @@ async fn jobs_are_created_validated_listed_cancelled_and_watched() {
 
     // Watch it, then cancel the queued job: the final job event arrives and the socket
     // closes with 1000.
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{port}/ws/jobs/{id}?after=0"))
-            .await
-            .unwrap();
+    let url = format!("ws://127.0.0.1:{port}/ws/jobs/{id}?after=0");
+    let mut ws = shipwatch_wstest::connect(&url, &Options::default())
+        .await
+        .unwrap();
     let Reply { status, .. } = http(port, "POST", &format!("/api/jobs/{id}/cancel"), &[], "").await;
     assert_eq!(status, 202);
     let mut last_state = None;
-    let code = loop {
-        let msg = tokio::time::timeout(Duration::from_secs(20), ws.next())
-            .await
-            .expect("no close within 20 s");
-        match msg {
-            Some(Ok(Message::Text(t))) => {
-                let evs: Vec<serde_json::Value> = serde_json::from_str(&t).unwrap();
-                for e in evs {
-                    if e["kind"] == "job" {
-                        last_state = Some(e["state"].as_str().unwrap().to_string());
-                    }
-                }
+    let end = read_events(&mut ws, Limit::Idle(Duration::from_secs(20)), |evs| {
+        for e in evs {
+            if e["kind"] == "job" {
+                last_state = Some(e["state"].as_str().unwrap().to_string());
             }
-            Some(Ok(Message::Close(f))) => break f.map(|f| u16::from(f.code)),
-            Some(Ok(_)) => {}
-            other => panic!("{other:?}"),
         }
+        After::Read
+    })
+    .await;
+    let code = match end {
+        End::Closed(code) => code,
+        End::Deadline => panic!("no close within 20 s"),
+        other => panic!("{other}"),
     };
     assert_eq!(code, Some(1000));
     assert_eq!(last_state.as_deref(), Some("cancelled"));

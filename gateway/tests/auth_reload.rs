@@ -6,44 +6,25 @@ mod common;
 use std::time::Duration;
 
 use common::{Gateway, TOKENS, config_text};
-use futures_util::StreamExt;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use shipwatch_wstest::{After, End, Limit, Options, Socket, read_frames};
 
-async fn open_ws(
-    port: u16,
-    header: (&str, &str),
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
-    let mut request = format!("ws://127.0.0.1:{port}/ws/jobs")
-        .into_client_request()
-        .unwrap();
-    request.headers_mut().insert(
-        tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(header.0.as_bytes()).unwrap(),
-        header.1.parse().unwrap(),
-    );
-    let (socket, response) = tokio_tungstenite::connect_async(request).await.unwrap();
-    assert_eq!(response.status().as_u16(), 101);
-    socket
+/// `/ws/jobs` opened with `header` (Cookie or Authorization).
+async fn open_ws(port: u16, header: (&str, &str)) -> Socket {
+    let options = Options {
+        headers: vec![(header.0.to_owned(), header.1.to_owned())],
+        ..Options::default()
+    };
+    shipwatch_wstest::connect(&format!("ws://127.0.0.1:{port}/ws/jobs"), &options)
+        .await
+        .expect("the upgrade answers 101")
 }
 
 /// The close code the server sends within `within`.
-async fn close_code<S>(socket: &mut S, within: Duration) -> Option<u16>
-where
-    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    tokio::time::timeout(within, async {
-        while let Some(message) = socket.next().await {
-            match message {
-                Ok(Message::Close(frame)) => return frame.map(|f| u16::from(f.code)),
-                Ok(_) => continue,
-                Err(_) => return None,
-            }
-        }
-        None
-    })
-    .await
-    .ok()
-    .flatten()
+async fn close_code(socket: &mut Socket, within: Duration) -> Option<u16> {
+    match read_frames(socket, Limit::within(within), |_| After::Read).await {
+        End::Closed(code) => code,
+        _ => None,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

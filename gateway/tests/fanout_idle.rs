@@ -8,9 +8,8 @@ use common::*;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use shipwatch_gateway::fanout::Hub;
-use tokio_tungstenite::tungstenite::Message;
+use shipwatch_wstest::{Frame, Limit, Options, next_frame};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -43,20 +42,17 @@ fn idle_socket_watchers_cost_little_memory() {
             .unwrap();
         let base = rss_kib();
         let mut clients = Vec::with_capacity(n);
-        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
-            .read_buffer_size(4096)
-            .write_buffer_size(0);
+        let options = Options {
+            read_buffer: Some(4096),
+            write_buffer: Some(0),
+            ..Options::default()
+        };
         for _ in 0..n {
             let url = format!("ws://127.0.0.1:{port}/ws/jobs/{job}");
-            let (mut ws, _) =
-                tokio_tungstenite::connect_async_with_config(url, Some(config), false)
-                    .await
-                    .unwrap();
+            let mut ws = shipwatch_wstest::connect(&url, &options).await.unwrap();
             // Each is live once it has its replay.
-            let first = tokio::time::timeout(Duration::from_secs(30), ws.next())
-                .await
-                .expect("no replay within 30 s");
-            assert!(matches!(first, Some(Ok(Message::Text(_)))), "{first:?}");
+            let first = next_frame(&mut ws, Limit::Idle(Duration::from_secs(30))).await;
+            assert!(matches!(first, Frame::Text(_)), "{first:?}");
             clients.push(ws);
         }
         assert_eq!(hub.watchers(), n as u64);
@@ -74,10 +70,11 @@ fn idle_socket_watchers_cost_little_memory() {
             .await
             .unwrap();
         for ws in &mut clients {
-            let next = tokio::time::timeout(Duration::from_secs(30), ws.next())
-                .await
-                .expect("an idle watcher missed a line");
-            assert!(matches!(next, Some(Ok(Message::Text(_)))), "{next:?}");
+            let next = next_frame(ws, Limit::Idle(Duration::from_secs(30))).await;
+            assert!(
+                matches!(next, Frame::Text(_)),
+                "an idle watcher missed a line: {next:?}"
+            );
         }
         shutdown.cancel();
     });

@@ -12,10 +12,9 @@ use common::*;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use shipwatch_gateway::fanout::Hub;
 use shipwatch_protocol::JobState;
-use tokio_tungstenite::tungstenite::Message;
+use shipwatch_wstest::{After, End, Limit, Options, read_frames};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -94,35 +93,31 @@ fn socket_watchers_each_get_every_event_once_in_order() {
             // the 32 MiB autotuning ceiling here, 1,000 loopback sockets pushed the kernel
             // into TCP memory pressure (nstat: ~9,000 RTO timeouts per run) and the
             // watchers stalled on retransmits, not on the gateway.
-            let tcp = tokio::net::TcpSocket::new_v4().unwrap();
-            tcp.set_recv_buffer_size(RCVBUF).unwrap();
-            let tcp = tcp.connect(([127, 0, 0, 1], port).into()).await.unwrap();
-            let (mut ws, _) = tokio_tungstenite::client_async(url, tcp).await.unwrap();
+            let options = Options {
+                recv_buffer: Some(RCVBUF),
+                ..Options::default()
+            };
+            let mut ws = shipwatch_wstest::connect(&url, &options).await.unwrap();
             tasks.push(tokio::spawn(async move {
                 let mut next = 1u64;
                 let mut lat_us = Vec::new();
-                loop {
-                    let msg = tokio::time::timeout(Duration::from_secs(60), ws.next())
-                        .await
-                        .expect("watcher stalled for 60 s");
-                    match msg {
-                        Some(Ok(Message::Text(t))) => {
-                            let evs: Vec<Seq> = serde_json::from_str(&t).unwrap();
-                            let now = base.elapsed().as_nanos();
-                            for e in evs {
-                                assert_eq!(e.seq, next, "gap or duplicate");
-                                next += 1;
-                                if let Some(sent) = e.text.and_then(|t| t.parse::<u128>().ok()) {
-                                    lat_us.push(((now - sent) / 1000) as u64);
-                                }
-                            }
+                let end = read_frames(&mut ws, Limit::Idle(Duration::from_secs(60)), |t| {
+                    let evs: Vec<Seq> = serde_json::from_str(t).unwrap();
+                    let now = base.elapsed().as_nanos();
+                    for e in evs {
+                        assert_eq!(e.seq, next, "gap or duplicate");
+                        next += 1;
+                        if let Some(sent) = e.text.and_then(|t| t.parse::<u128>().ok()) {
+                            lat_us.push(((now - sent) / 1000) as u64);
                         }
-                        Some(Ok(Message::Close(f))) => {
-                            return (next - 1, f.map(|f| u16::from(f.code)), lat_us);
-                        }
-                        Some(Ok(_)) => {}
-                        other => panic!("watcher: {other:?}"),
                     }
+                    After::Read
+                })
+                .await;
+                match end {
+                    End::Closed(code) => (next - 1, code, lat_us),
+                    End::Deadline => panic!("watcher stalled for 60 s"),
+                    other => panic!("watcher: {other}"),
                 }
             }));
         }

@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests of the whole system: a config with local-transport
-//! hosts, API calls over `support::http`, WebSocket watchers that reconnect with
-//! `after=` their last seq, the job's stored log, and the process table.
+//! hosts, API calls over `support::http`, WebSocket watchers (on `shipwatch_wstest`, the
+//! one reader) that reconnect with `after=` their last seq, the job's stored log, and the
+//! process table.
 //!
 //! Used together with `tests/support` (the supervisor's `Setup`, `ctl status`, waits).
 
@@ -12,9 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use serde_json::Value;
-use tokio_tungstenite::tungstenite::Message;
+use shipwatch_wstest::{After, Limit, Options, read_events};
 
 use crate::support::Setup;
 use crate::support::http;
@@ -265,9 +265,9 @@ pub async fn follow(
             "ws://127.0.0.1:{port}/ws/jobs/{job}?after={last}{sep}{}",
             plan.query
         );
-        let Ok(Ok((mut ws, _))) = tokio::time::timeout(
+        let Ok(Ok(mut ws)) = tokio::time::timeout(
             Duration::from_secs(10),
-            tokio_tungstenite::connect_async(&url),
+            shipwatch_wstest::connect(&url, &Options::default()),
         )
         .await
         else {
@@ -277,7 +277,7 @@ pub async fn follow(
         };
         seen.connects += 1;
         let mut this_connection = 0usize;
-        let end = read_events(&mut ws, give_up, |values| {
+        let end = read_events(&mut ws, Limit::At(give_up), |values| {
             for value in &values {
                 let event = Event::from_json(value);
                 if event.seq <= last {
@@ -292,14 +292,15 @@ pub async fn follow(
             progress.store(last, Ordering::SeqCst);
             this_connection += values.len();
             if plan.churn_every.is_some_and(|n| this_connection >= n) {
-                AfterFrame::Close("churn")
+                After::Close("churn")
             } else if let Some(pause) = plan.slow {
-                AfterFrame::Pause(pause)
+                After::Pause(pause)
             } else {
-                AfterFrame::Read
+                After::Read
             }
         })
-        .await;
+        .await
+        .to_string();
         let done = end == "close 1000" || end == "deadline";
         seen.ends.push(end);
         if done {
@@ -428,19 +429,21 @@ pub async fn watch_once(
     deadline: Duration,
 ) -> (Vec<Value>, String) {
     let give_up = tokio::time::Instant::now() + deadline;
-    let mut ws =
-        match tokio::time::timeout_at(give_up, tokio_tungstenite::connect_async(&url)).await {
-            Ok(Ok((ws, _))) => ws,
-            Ok(Err(e)) => return (Vec::new(), format!("connect {e}")),
-            Err(_) => return (Vec::new(), "deadline".into()),
-        };
+    let options = Options::default();
+    let connect = shipwatch_wstest::connect(&url, &options);
+    let mut ws = match tokio::time::timeout_at(give_up, connect).await {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => return (Vec::new(), format!("connect {e}")),
+        Err(_) => return (Vec::new(), "deadline".into()),
+    };
     let mut events = Vec::new();
-    let end = read_events(&mut ws, give_up, |values| {
+    let end = read_events(&mut ws, Limit::At(give_up), |values| {
         events.extend(values);
         progress.store(events.len() as u64, Ordering::SeqCst);
-        AfterFrame::Read
+        After::Read
     })
-    .await;
+    .await
+    .to_string();
     (events, end)
 }
 
@@ -487,59 +490,4 @@ pub fn jobs_run_under(ancestor: i32) -> std::collections::BTreeSet<u64> {
         }
     }
     jobs
-}
-
-/// What [`read_events`] does after handing a frame's events over.
-pub enum AfterFrame {
-    Read,
-    /// A slow reader: wait this long before the next frame.
-    Pause(Duration),
-    /// Close the connection; this is how it ended.
-    Close(&'static str),
-}
-
-/// The one WebSocket reader of these tests: reads `ws` until the connection ends, giving
-/// each text frame's events (a JSON array, or one event) to `on_events`. Returns how it
-/// ended: `close CODE`, `close none`, `eof`, `error …`, `bad frame …`, `deadline`, or
-/// what `on_events` closed it with.
-pub async fn read_events<S>(
-    ws: &mut tokio_tungstenite::WebSocketStream<S>,
-    give_up: tokio::time::Instant,
-    mut on_events: impl FnMut(Vec<Value>) -> AfterFrame,
-) -> String
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    loop {
-        let msg = match tokio::time::timeout_at(give_up, ws.next()).await {
-            Err(_) => return "deadline".into(),
-            Ok(msg) => msg,
-        };
-        match msg {
-            Some(Ok(Message::Text(text))) => {
-                let values = match serde_json::from_str::<Value>(&text) {
-                    Ok(Value::Array(values)) => values,
-                    Ok(value) => vec![value],
-                    Err(e) => return format!("bad frame {e}: {text}"),
-                };
-                match on_events(values) {
-                    AfterFrame::Read => {}
-                    AfterFrame::Pause(pause) => tokio::time::sleep(pause).await,
-                    AfterFrame::Close(why) => {
-                        let _ = ws.close(None).await;
-                        return why.to_owned();
-                    }
-                }
-            }
-            Some(Ok(Message::Close(frame))) => {
-                return match frame {
-                    Some(f) => format!("close {}", u16::from(f.code)),
-                    None => "close none".to_owned(),
-                };
-            }
-            Some(Ok(_)) => {}
-            Some(Err(e)) => return format!("error {e}"),
-            None => return "eof".into(),
-        }
-    }
 }

@@ -8,60 +8,24 @@
 //! Prints markdown rows. Needs target/release/{shipwatch,linegen} beside this binary
 //! (bench/auth.sh builds them).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use shipwatch_bench::system::{System, linegen_script};
+use shipwatch_bench::{Error, now_nanos};
+use shipwatch_wstest::{After, End, Limit, Options, read_events};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-type Error = Box<dyn std::error::Error + Send + Sync>;
 
 const TOKEN: &str = "swt_benchbenchbenchbenchbenchbenchbenchbenchbenchbenchbenchbenchbench";
 
-fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from(name));
-    exe.parent().unwrap_or(Path::new(".")).join(name)
-}
-
-/// `shipwatch up` in a temp dir with a token, a user and a linegen task; SIGTERM on drop.
-struct System {
-    _dir: tempfile::TempDir,
-    port: u16,
-    up: Child,
-}
-
-impl System {
-    fn start(lines: u64, rate: u64) -> Result<System, Error> {
-        use shipwatch_gateway::auth::secret::hash;
-        let dir = tempfile::Builder::new().prefix("swa").tempdir_in("/tmp")?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let config = format!(
-            r#"[server]
-listen = "127.0.0.1:{port}"
-data_dir = "./data"
-run_dir = "./run"
-
-[supervisor]
-runners = 1
-
-[auth]
+/// `shipwatch up` with one host running linegen, anonymous viewers, a user and a token
+/// (the bench's own requests carry it).
+fn start_system(lines: u64, rate: u64) -> Result<System, Error> {
+    use shipwatch_gateway::auth::secret::hash;
+    let access = format!(
+        r#"[auth]
 anonymous = "viewer"
-
-[hosts]
-load = ["h-01"]
-
-[[tasks]]
-name = "load"
-hosts = ["load"]
-transport = "local"
-script = "exec {linegen} --lines {lines} --rate {rate} --size 100"
 
 [[users]]
 name = "alice"
@@ -73,83 +37,10 @@ name = "bench"
 token_hash = "{token}"
 role = "operator"
 "#,
-            linegen = bin("linegen").display(),
-            password = hash(b"the right one")?,
-            token = hash(TOKEN.as_bytes())?,
-        );
-        std::fs::write(dir.path().join("shipwatch.toml"), config)?;
-        let log = std::fs::File::create(dir.path().join("up.log"))?;
-        let up = Command::new(bin("shipwatch"))
-            .args(["up", "-c", "shipwatch.toml"])
-            .current_dir(dir.path())
-            .env("SHIPWATCH_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()?;
-        let system = System {
-            _dir: dir,
-            port,
-            up,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while system
-            .http("GET", "/healthz", None, "")
-            .map_or(true, |r| r.0 != 200)
-        {
-            if Instant::now() > deadline {
-                return Err("the system never answered /healthz".into());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(system)
-    }
-
-    fn http(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: &str,
-    ) -> Result<(u16, String), Error> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
-        let auth = token
-            .map(|t| format!("Authorization: Bearer {t}\r\n"))
-            .unwrap_or_default();
-        write!(
-            s,
-            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        )?;
-        let mut out = String::new();
-        s.read_to_string(&mut out)?;
-        let status = out.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-        Ok((
-            status,
-            out.split_once("\r\n\r\n")
-                .map(|x| x.1.to_string())
-                .unwrap_or_default(),
-        ))
-    }
-
-    fn create_job(&self) -> Result<u64, Error> {
-        let (status, body) = self.http("POST", "/api/jobs", Some(TOKEN), r#"{"task":"load"}"#)?;
-        if status != 201 {
-            return Err(format!("POST /api/jobs: {status} {body}").into());
-        }
-        let job: serde_json::Value = serde_json::from_str(&body)?;
-        job["id"].as_u64().ok_or_else(|| "no job id".into())
-    }
-}
-
-impl Drop for System {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe {
-            libc::kill(self.up.id() as i32, libc::SIGTERM);
-        }
-        let _ = self.up.wait();
-    }
+        password = hash(b"the right one")?,
+        token = hash(TOKEN.as_bytes())?,
+    );
+    System::start_with(1, &linegen_script(lines, rate, false), &access, Some(TOKEN))
 }
 
 /// Keep-alive GETs of `path` on one connection until `stop`; counts answers with 200.
@@ -234,7 +125,7 @@ async fn rate_of(
 }
 
 async fn rps(secs: u64, conns: usize) -> Result<(), Error> {
-    let system = System::start(10, 0)?;
+    let mut system = start_system(10, 0)?;
     system.create_job()?;
     // Warm up: the token is verified (argon2) once, then known by its SHA-256.
     rate_of(system.port, Some(TOKEN), 1, conns).await?;
@@ -258,36 +149,33 @@ async fn rps(secs: u64, conns: usize) -> Result<(), Error> {
     Ok(())
 }
 
-fn now_nanos() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
-}
-
 /// Line latencies (µs) of one watcher over a whole job.
 async fn watch(port: u16, job: u64) -> Result<Vec<u64>, Error> {
     let url = format!("ws://127.0.0.1:{port}/ws/jobs/{job}?kinds=line");
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await?;
+    let mut socket = shipwatch_wstest::connect(&url, &Options::default()).await?;
     let mut latencies = Vec::new();
-    while let Some(message) = socket.next().await {
-        let text = match message? {
-            tokio_tungstenite::tungstenite::Message::Text(t) => t,
-            tokio_tungstenite::tungstenite::Message::Close(_) => break,
-            _ => continue,
-        };
-        let now = now_nanos();
-        let events: serde_json::Value = serde_json::from_str(&text)?;
-        for e in events.as_array().into_iter().flatten() {
-            let stamp = e["text"]
-                .as_str()
-                .and_then(|t| t.split(' ').nth(1))
-                .and_then(|s| s.parse::<u128>().ok());
-            if let Some(sent) = stamp {
-                latencies.push((now.saturating_sub(sent) / 1000) as u64);
+    let end = read_events(
+        &mut socket,
+        Limit::Idle(Duration::from_secs(60)),
+        |events| {
+            let now = now_nanos();
+            for e in events {
+                let stamp = e["text"]
+                    .as_str()
+                    .and_then(|t| t.split(' ').nth(1))
+                    .and_then(|s| s.parse::<u128>().ok());
+                if let Some(sent) = stamp {
+                    latencies.push((now.saturating_sub(sent) / 1000) as u64);
+                }
             }
-        }
+            After::Read
+        },
+    )
+    .await;
+    match end {
+        End::Closed(_) | End::Eof => Ok(latencies),
+        other => Err(format!("watcher of job {job}: {other}").into()),
     }
-    Ok(latencies)
 }
 
 fn percentile(v: &mut [u64], p: f64) -> f64 {
@@ -345,7 +233,7 @@ async fn flood(rate: u64, secs: u64, clients: usize) -> Result<(), Error> {
     );
     println!("|---|---|---|---|---|");
     for with_flood in [false, true] {
-        let system = System::start(rate * secs, rate)?;
+        let mut system = start_system(rate * secs, rate)?;
         let job = system.create_job()?;
         let watcher = tokio::spawn(watch(system.port, job));
         let stop = Arc::new(AtomicBool::new(false));

@@ -4,9 +4,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
+use shipwatch_wstest::{After, End, Limit, read_frames};
 use tokio::sync::Semaphore;
-use tokio_tungstenite::tungstenite::Message;
 
 use crate::procfs::CpuSnapshot;
 use crate::report::{Row, thousands};
@@ -20,20 +19,17 @@ pub(crate) async fn drain(url: &str) -> Result<(Duration, u64, u64, Option<u16>)
     let began = Instant::now();
     let mut socket = connect(url, read_buffer()).await?;
     let (mut frames, mut bytes) = (0u64, 0u64);
-    let mut close = None;
-    while let Some(message) = tokio::time::timeout(Duration::from_secs(60), socket.next()).await? {
-        match message? {
-            Message::Text(text) => {
-                frames += 1;
-                bytes += text.len() as u64;
-            }
-            Message::Close(frame) => {
-                close = frame.map(|f| u16::from(f.code));
-                break;
-            }
-            _ => {}
-        }
-    }
+    let end = read_frames(&mut socket, Limit::Idle(Duration::from_secs(60)), |text| {
+        frames += 1;
+        bytes += text.len() as u64;
+        After::Read
+    })
+    .await;
+    let close = match end {
+        End::Closed(code) => code,
+        End::Eof => None,
+        other => return Err(format!("replay after {frames} frames: {other}").into()),
+    };
     Ok((began.elapsed(), frames, bytes, close))
 }
 

@@ -105,25 +105,25 @@ pub async fn http_bytes(
 
 /// The status of a WebSocket upgrade at `path` with `headers`: 101 when it opened.
 pub async fn ws_status(port: u16, path: &str, headers: &[(&str, &str)]) -> u16 {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut request = format!("ws://127.0.0.1:{port}{path}")
-        .into_client_request()
-        .unwrap();
-    for (name, value) in headers {
-        request.headers_mut().insert(
-            tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-            value.parse().unwrap(),
-        );
-    }
+    use shipwatch_wstest::{ConnectError, Options};
+    use tokio_tungstenite::tungstenite::Error;
+    let options = Options {
+        headers: headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect(),
+        ..Options::default()
+    };
+    let url = format!("ws://127.0.0.1:{port}{path}");
     match tokio::time::timeout(
         Duration::from_secs(20),
-        tokio_tungstenite::connect_async(request),
+        shipwatch_wstest::connect(&url, &options),
     )
     .await
     .expect("an upgrade answer in time")
     {
-        Ok((_socket, response)) => response.status().as_u16(),
-        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Ok(_socket) => 101,
+        Err(ConnectError::WebSocket(Error::Http(response))) => response.status().as_u16(),
         Err(other) => panic!("WebSocket {path}: {other}"),
     }
 }
