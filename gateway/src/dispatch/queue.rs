@@ -1,0 +1,230 @@
+//! The queue side of dispatch: queued jobs, oldest first, go to idle runners as their
+//! task's `concurrency` allows; a job whose runner went away waits [`GRACE`](super::GRACE)
+//! for it, then is `lost`, or queued again once if nothing says it started.
+
+use shipwatch_protocol::api::Counts;
+use shipwatch_protocol::{EventBody, GatewayFrame, JobId, JobState, Report};
+
+use super::{Dispatcher, Running};
+use crate::store::StoreError;
+
+/// What an orphaned job's grace ends in when no runner took it back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Expiry {
+    /// `lost`: something of it may have run.
+    Lost,
+    /// Queued again (once) when nothing says it started; else `lost`.
+    RequeueIfUnstarted,
+}
+
+impl Dispatcher {
+    /// Jobs a previous gateway left `running` wait [`GRACE`](super::GRACE) for their runner to come back.
+    pub(super) async fn adopt_running_jobs(&self) -> Result<(), StoreError> {
+        for job in self.inner.store.jobs_in_state(&[JobState::Running]).await? {
+            // Every host still pending: nothing of the job reached the store from a runner.
+            // Its runner may have dropped it unstarted when our connection broke (a runner
+            // starts nothing before its Started frame is written), so unless a runner
+            // takes it back within the grace it is queued again rather than lost.
+            let untouched = job.counts
+                == Counts {
+                    pending: job.counts.pending,
+                    ..Counts::default()
+                };
+            self.lock().running.insert(
+                job.id,
+                Running {
+                    task: job.task.clone(),
+                    conn: None,
+                    epoch: 0,
+                    started: !untouched,
+                },
+            );
+            self.start_grace(
+                job.id,
+                0,
+                format!(
+                    "its runner did not reconnect within {} s of the gateway restarting",
+                    self.inner.grace.as_secs()
+                ),
+                Expiry::RequeueIfUnstarted,
+            );
+        }
+        Ok(())
+    }
+
+    pub(super) fn start_grace(&self, job: JobId, epoch: u64, reason: String, expiry: Expiry) {
+        let me = self.clone();
+        let grace = self.inner.grace;
+        let shutdown = self.inner.shutdown.clone();
+        self.inner.tracker.spawn(async move {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(grace) => {}
+            }
+            let orphan = me
+                .lock()
+                .running
+                .get(&job)
+                .filter(|r| r.conn.is_none() && r.epoch == epoch)
+                .map(|r| r.started);
+            if orphan == Some(false) && expiry == Expiry::RequeueIfUnstarted {
+                me.requeue_unstarted(job, "the gateway restarted before its runner started it")
+                    .await;
+            } else if orphan.is_some() {
+                tracing::warn!(job, %reason, "job lost");
+                match me.end_job(job, JobState::Lost, &reason).await {
+                    Ok(()) | Err(StoreError::Finished { .. }) => {}
+                    Err(error) => {
+                        tracing::error!(job, error = %Report(&error), "cannot mark a job lost")
+                    }
+                }
+            }
+        });
+    }
+
+    pub(super) async fn assign_loop(self) {
+        loop {
+            tokio::select! {
+                _ = self.inner.shutdown.cancelled() => return,
+                _ = self.inner.wake.notified() => {}
+            }
+            if let Err(error) = self.assign_some().await {
+                tracing::error!(error = %Report(&error), "cannot read the job queue");
+            }
+        }
+    }
+
+    /// Hands queued jobs, oldest first, to idle runners while the tasks' limits allow.
+    async fn assign_some(&self) -> Result<(), StoreError> {
+        if !self
+            .lock()
+            .runners
+            .values()
+            .any(|r| r.job.is_none() && !r.draining)
+        {
+            return Ok(());
+        }
+        let queued = self.inner.store.jobs_in_state(&[JobState::Queued]).await?;
+        for job in queued {
+            let conn = {
+                let mut st = self.lock();
+                let limit = self
+                    .inner
+                    .config
+                    .borrow()
+                    .tasks
+                    .iter()
+                    .find(|t| t.name == job.task)
+                    .map_or(1, |t| t.concurrency);
+                let running = st.running.values().filter(|r| r.task == job.task).count();
+                if limit != 0 && running >= limit as usize {
+                    continue;
+                }
+                let Some((&conn, runner)) = st
+                    .runners
+                    .iter_mut()
+                    .filter(|(_, r)| r.job.is_none() && !r.draining)
+                    .min_by_key(|(c, _)| **c)
+                else {
+                    return Ok(());
+                };
+                runner.job = Some(job.id);
+                st.running.insert(
+                    job.id,
+                    Running {
+                        task: job.task.clone(),
+                        conn: Some(conn),
+                        epoch: 0,
+                        started: false,
+                    },
+                );
+                conn
+            };
+            let marked = self
+                .inner
+                .store
+                .gateway_event(
+                    job.id,
+                    EventBody::Job {
+                        state: JobState::Running,
+                        reason: None,
+                    },
+                )
+                .await;
+            let sent = {
+                let mut st = self.lock();
+                if let Err(error) = marked {
+                    // Cancelled meanwhile, or the store failed: free the runner again.
+                    tracing::info!(job = job.id, error = %Report(&error), "not assigning job");
+                    st.running.remove(&job.id);
+                    if let Some(r) = st.runners.get_mut(&conn) {
+                        r.job = None;
+                    }
+                    continue;
+                }
+                let runner = st.runners.get(&conn);
+                let sent = match (runner, job.spec) {
+                    (Some(r), Some(spec)) => {
+                        r.tx.send(GatewayFrame::Assign {
+                            job: job.id,
+                            spec: Box::new(spec),
+                        })
+                        .is_ok()
+                    }
+                    _ => false,
+                };
+                if sent {
+                    tracing::info!(job = job.id, task = %job.task, runner = runner.map(|r| r.index), "job assigned");
+                }
+                sent
+            };
+            if !sent {
+                // The runner vanished between choosing and sending: it never saw the job.
+                self.requeue_unstarted(job.id, "its runner disconnected as the job was assigned")
+                    .await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts a job its runner never started back in the queue, or makes it `lost` when it
+    /// was put back once already.
+    pub(super) async fn requeue_unstarted(&self, job: JobId, why: &str) {
+        let again = {
+            let mut st = self.lock();
+            // Started after all, or already dealt with by whoever saw the runner go first.
+            if st.running.get(&job).is_none_or(|r| r.started) {
+                return;
+            }
+            st.running.remove(&job);
+            st.requeued.insert(job)
+        };
+        let (state, reason) = if again {
+            (JobState::Queued, format!("{why}; queued again"))
+        } else {
+            (
+                JobState::Lost,
+                format!("{why}, the second runner to be given it; not queued a third time"),
+            )
+        };
+        tracing::warn!(job, %reason, "job not started by its runner");
+        // Not end_job: once queued, the job may be assigned again before the store
+        // answers, and that assignment's entry in `running` must stay.
+        let result = self
+            .inner
+            .store
+            .gateway_event(
+                job,
+                EventBody::Job {
+                    state,
+                    reason: Some(reason),
+                },
+            )
+            .await;
+        self.wake();
+        match result {
+            Ok(_) | Err(StoreError::Finished { .. }) => {}
+            Err(error) => tracing::error!(job, error = %Report(&error), "cannot requeue a job"),
+        }
+    }
+}
