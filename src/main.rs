@@ -199,7 +199,9 @@ struct ConfigArgs {
 /// Which server a client command talks to, as whom.
 #[derive(Args)]
 struct ClientArgs {
-    /// The gateway's URL [default: public_url of the local config, else http://127.0.0.1:8080]
+    /// The gateway's URL, http:// or https:// (certificates checked against the OS's CA
+    /// store; SSL_CERT_FILE replaces it) [default: public_url of the local config, else
+    /// http://127.0.0.1:8080]
     #[arg(long, env = "SHIPWATCH_URL", value_name = "URL")]
     server: Option<String>,
     /// API token, sent as `Authorization: Bearer`.

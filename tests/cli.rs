@@ -859,6 +859,83 @@ fn tls_server(ca_name: &str) -> (std::sync::Arc<rustls::ServerConfig>, String) {
     (std::sync::Arc::new(config), ca_cert.pem())
 }
 
+/// A TLS-terminating proxy on loopback in front of `backend` (as a load balancer in front
+/// of a gateway would be), with `config`'s certificate; it serves for the test's life.
+fn tls_proxy(config: std::sync::Arc<rustls::ServerConfig>, backend: u16) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+    let port = listener.local_addr().expect("addr").port();
+    listener.set_nonblocking(true).expect("nonblocking");
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("proxy runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("proxy listener");
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            while let Ok((client, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut client) = acceptor.accept(client).await else {
+                        return;
+                    };
+                    let Ok(mut gateway) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", backend)).await
+                    else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut gateway).await;
+                });
+            }
+        });
+    });
+    port
+}
+
+#[test]
+fn the_client_follows_over_https_when_it_trusts_the_certificate_and_refuses_otherwise() {
+    let setup = Setup::new("");
+    let dir = setup.dir.path().to_path_buf();
+    setup.write_raw(&config_text(&setup, "runners = 1", 20, &tasks(&dir)));
+    let _up = Guard(setup.up(&[]));
+    setup.wait_status("all running", |s| s.all_running(1));
+    let (tls, ca_pem) = tls_server("shipwatch test CA");
+    let (_, other_ca_pem) = tls_server("someone else's CA");
+    let (ca, other_ca) = (dir.join("ca.pem"), dir.join("other-ca.pem"));
+    std::fs::write(&ca, ca_pem).expect("ca.pem");
+    std::fs::write(&other_ca, other_ca_pem).expect("other-ca.pem");
+    let server = format!("https://127.0.0.1:{}", tls_proxy(tls, setup.port));
+    let over_https = |trust: &Path, args: &[&str]| {
+        cli_command(&setup, None, args)
+            .args(["--server", &server])
+            .env("SSL_CERT_FILE", trust)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run shipwatch")
+    };
+
+    // HTTPS for the API, WSS for the log: every line once, and the page link is https.
+    let out = over_https(&ca, &["run", "ok20", "--follow"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(code(&out), 0, "{stderr}");
+    let id = announced_id(&stderr);
+    assert!(stderr.contains(&format!("{server}/jobs/{id}")), "{stderr}");
+    assert_eq!(
+        printed_lines(&stdout),
+        stored_lines(setup.port, id, |_| true)
+    );
+
+    // A certificate from a CA it does not trust: refused, naming the URL it tried.
+    let out = over_https(&other_ca, &["tasks"]);
+    assert_eq!(code(&out), 1);
+    let e = text(&out.stderr);
+    assert!(
+        e.contains(&format!("cannot reach the server at {server}/api/tasks"))
+            && e.contains("UnknownIssuer"),
+        "{e}"
+    );
+}
+
 /// A receiver that accepts connections and never answers; counts them.
 fn hanging_receiver() -> (u16, std::sync::Arc<std::sync::atomic::AtomicU64>) {
     use std::sync::atomic::Ordering;

@@ -61,6 +61,8 @@ pub enum ClientError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    #[error("cannot set up TLS")]
+    Tls(#[source] rustls::Error),
     #[error("cannot write the output")]
     Output(#[source] std::io::Error),
 }

@@ -119,8 +119,10 @@ impl Follower {
                 .headers_mut()
                 .insert(http::header::AUTHORIZATION, value);
         }
-        match tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(request)).await
-        {
+        let tls = tokio_tungstenite::Connector::Rustls(self.api.tls());
+        let handshake =
+            tokio_tungstenite::connect_async_tls_with_config(request, None, false, Some(tls));
+        match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
             Err(_) => Err(Connect::Retry(
                 format!(
                     "no WebSocket handshake within {} s",

@@ -1,10 +1,18 @@
-//! A small HTTP/1.1 client for the gateway's JSON API, on hyper.
+//! A small HTTP/1.1 client for the gateway's JSON API, on hyper, over TLS (rustls on
+//! ring) for an `https://` server.
+//!
+//! An https server's certificate is checked against the OS's trust store, so an
+//! internal CA installed there is trusted; `SSL_CERT_FILE` / `SSL_CERT_DIR` replace the
+//! store (rustls-native-certs). The WebSocket uses the same TLS settings.
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode, header};
+use std::sync::Arc;
+
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -30,20 +38,35 @@ pub struct ApiClient {
     server: Server,
     /// Sent as `Authorization: Bearer …`; never logged.
     token: Option<String>,
-    http: Client<HttpConnector, Full<Bytes>>,
+    /// What both HTTP and the WebSocket trust for an https server.
+    tls: Arc<rustls::ClientConfig>,
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl ApiClient {
     /// A client for `server`, sending `token` with every request.
-    pub fn new(server: Server, token: Option<String>) -> ApiClient {
+    pub fn new(server: Server, token: Option<String>) -> Result<ApiClient, ClientError> {
+        let tls = Arc::new(tls_config(&server)?);
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(10)));
         connector.set_nodelay(true);
-        ApiClient {
+        connector.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*tls).clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
+        Ok(ApiClient {
             server,
             token,
+            tls,
             http: Client::builder(TokioExecutor::new()).build(connector),
-        }
+        })
+    }
+
+    /// The TLS settings, for the WebSocket.
+    pub fn tls(&self) -> Arc<rustls::ClientConfig> {
+        self.tls.clone()
     }
 
     pub fn server(&self) -> &Server {
@@ -235,6 +258,26 @@ impl ApiClient {
                 secs: REQUEST_TIMEOUT.as_secs(),
             })?
     }
+}
+
+/// rustls on ring trusting the OS's store; a plain http server reads no roots at all.
+fn tls_config(server: &Server) -> Result<rustls::ClientConfig, ClientError> {
+    let mut roots = rustls::RootCertStore::empty();
+    if server.is_https() {
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        if roots.is_empty() {
+            return Err(ClientError::Usage(format!(
+                "no trusted CA certificates to check {server} with \
+                 (the OS's store, or SSL_CERT_FILE / SSL_CERT_DIR)"
+            )));
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(ClientError::Tls)?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// A refusal from a non-2xx answer, whatever its body held.

@@ -6,24 +6,21 @@ use shipwatch_protocol::JobId;
 
 use crate::ClientError;
 
-/// A gateway's base URL, `http://host:port` plus any path prefix, without a trailing slash.
+/// A gateway's base URL, `http://host:port` (or `https://`) plus any path prefix, without
+/// a trailing slash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Server {
     base: String,
 }
 
 impl Server {
-    /// Accepts `http://host[:port][/prefix]`; `https` needs a TLS proxy-free build and is
-    /// refused with a message saying so.
+    /// Accepts `http://host[:port][/prefix]` and the same with `https`.
     pub fn parse(url: &str) -> Result<Server, ClientError> {
         let url = url.trim().trim_end_matches('/');
-        let Some(rest) = url.strip_prefix("http://") else {
-            if url.starts_with("https://") {
-                return Err(ClientError::Usage(format!(
-                    "{url}: this client speaks plain http only; reach the gateway's listen address \
-                     (e.g. over an ssh tunnel) with --server http://…"
-                )));
-            }
+        let Some(rest) = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"))
+        else {
             return Err(ClientError::Usage(format!(
                 "{url:?} is not a server URL like http://127.0.0.1:8080"
             )));
@@ -36,14 +33,19 @@ impl Server {
         })
     }
 
+    /// Whether it is reached over TLS.
+    pub fn is_https(&self) -> bool {
+        self.base.starts_with("https://")
+    }
+
     /// `http://host:port/prefix` + `path` (which starts with `/`).
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    /// The same as [`Server::url`] with the `ws://` scheme.
+    /// The same as [`Server::url`] with the `ws://` (or `wss://`) scheme.
     pub fn ws_url(&self, path: &str) -> String {
-        format!("ws://{}{path}", &self.base["http://".len()..])
+        format!("ws{}{path}", &self.base["http".len()..])
     }
 
     /// The link of a job's page.
@@ -145,14 +147,15 @@ mod tests {
     }
 
     #[test]
-    fn servers_are_plain_http_and_give_ws_urls() {
+    fn servers_are_http_or_https_and_give_ws_or_wss_urls() {
         let s = Server::parse("http://127.0.0.1:8080/").unwrap();
         assert_eq!(s.ws_url("/ws/jobs/1"), "ws://127.0.0.1:8080/ws/jobs/1");
-        assert!(matches!(
-            Server::parse("https://x"),
-            Err(ClientError::Usage(_))
-        ));
+        assert!(!s.is_https());
+        let s = Server::parse("https://ship.example/sw").unwrap();
+        assert_eq!(s.ws_url("/ws/jobs/1"), "wss://ship.example/sw/ws/jobs/1");
+        assert!(s.is_https());
         assert!(Server::parse("127.0.0.1:8080").is_err());
+        assert!(Server::parse("ftp://x").is_err());
     }
 
     #[test]

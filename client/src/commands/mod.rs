@@ -155,7 +155,7 @@ fn connect(options: &Options, job: Option<&JobRef>) -> Result<ApiClient, ClientE
         }
         (None, None) => Server::parse(&options.default_server)?,
     };
-    Ok(ApiClient::new(server, token))
+    ApiClient::new(server, token)
 }
 
 /// Turns a refusal into an error that says what to do: who is needed for `action`.
