@@ -50,9 +50,6 @@ pub enum GatewayError {
     Serve(#[source] std::io::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// Said plainly rather than quietly serving from SQLite instead.
-    #[error("store.url = {url}: this gateway cannot use PostgreSQL yet; leave store.url empty")]
-    NoPostgres { url: String },
 }
 
 /// What every HTTP handler and background task of the gateway shares.
@@ -80,11 +77,6 @@ const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
 /// Serves until `shutdown` is cancelled.
 pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), GatewayError> {
-    if let shipwatch_config::StoreLocation::Postgres(url) = &config.store {
-        return Err(GatewayError::NoPostgres {
-            url: url.to_string(),
-        });
-    }
     let limits = StoreLimits {
         max_log_bytes: config.server.max_log_bytes,
         retention_days: config.server.retention_days,
@@ -93,6 +85,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
     nofile::raise_soft_limit();
     let hub = fanout::Hub::new(shutdown.clone());
     let data_dir = config.server.data_dir.clone();
+    let location = config.store.clone();
     let (config_tx, config_rx) = watch::channel(Arc::new(config));
     let tracker = TaskTracker::new();
     // Stops the notifier however this function returns, also on an early error.
@@ -102,7 +95,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
         inner: hub.clone(),
         notifier: notify::Notifier::start(config_rx.clone(), &tracker, notifier_stop),
     };
-    let store = Store::open(&data_dir, limits, Arc::new(publisher))?;
+    let store = Store::open_at(&location, &data_dir, limits, Arc::new(publisher)).await?;
     let config = config_rx.borrow().clone();
     let addr = config.server.listen;
     let http = TcpListener::bind(addr)
@@ -164,7 +157,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Gate
         });
     }
 
-    tracing::info!(%addr, runners = %socket_path.display(), db = %store.path().display(), "gateway listening");
+    tracing::info!(%addr, runners = %socket_path.display(), store = %store.location(), "gateway listening");
     if let Err(error) = shipwatch_protocol::supervision::notify_ready() {
         tracing::warn!(error = %Report(&error), "could not tell the supervisor we are ready");
     }

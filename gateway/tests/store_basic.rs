@@ -1,4 +1,5 @@
-//! The store against real SQLite files: gapless seq, rseq dedupe, caps, retention, faults.
+//! The store on each engine (a real SQLite file, a real PostgreSQL server): gapless seq,
+//! rseq dedupe, caps, retention, failed commits; a full disk on SQLite.
 
 mod common;
 
@@ -27,15 +28,39 @@ impl Publisher for Recorder {
     }
 }
 
-fn open(dir: &std::path::Path, max_log_bytes: u64) -> (Store, Arc<Recorder>) {
+async fn open(site: &StoreSite, max_log_bytes: u64) -> (Store, Arc<Recorder>) {
     let rec = Arc::new(Recorder::default());
-    (store(dir, max_log_bytes, rec.clone()), rec)
+    (site.open(max_log_bytes, rec.clone()).await, rec)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seq_is_gapless_per_job_under_concurrent_jobs() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, rec) = open(dir.path(), u64::MAX);
+/// Runs each test on both engines, as `NAME::sqlite` and `NAME::postgres`.
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::Engine::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(super::Engine::Postgres).await
+            }
+        }
+    )*};
+}
+
+on_both_engines!(
+    seq_is_gapless_per_job_under_concurrent_jobs,
+    resent_events_are_stored_once,
+    host_and_job_events_update_counts_and_filters_apply,
+    lines_past_max_log_bytes_are_counted_with_one_notice,
+    retention_sweep_deletes_old_finished_jobs_only,
+    a_failed_commit_fails_the_job_and_reads_go_on,
+);
+
+async fn seq_is_gapless_per_job_under_concurrent_jobs(engine: Engine) {
+    let site = StoreSite::new(engine);
+    let (store, rec) = open(&site, u64::MAX).await;
     let mut tasks = Vec::new();
     for j in 0..4 {
         let job = store
@@ -85,10 +110,9 @@ async fn seq_is_gapless_per_job_under_concurrent_jobs() {
     assert_eq!(frame.len(), b.events.len());
 }
 
-#[tokio::test]
-async fn resent_events_are_stored_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, _) = open(dir.path(), u64::MAX);
+async fn resent_events_are_stored_once(engine: Engine) {
+    let site = StoreSite::new(engine);
+    let (store, _) = open(&site, u64::MAX).await;
     let job = store
         .create_job(spec(&["a"]), BTreeMap::new(), "alice")
         .await
@@ -125,7 +149,7 @@ async fn resent_events_are_stored_once() {
     assert_eq!(texts, ["x", "x", "x", "x", "x", "y", "y", "y"]);
     // Survives reopening: the dedupe state is in the file.
     drop(store);
-    let (store, _) = open(dir.path(), u64::MAX);
+    let (store, _) = open(&site, u64::MAX).await;
     assert_eq!(
         store
             .append(job.id, (7..=9).map(|i| line(i, "a", "z")).collect())
@@ -136,10 +160,9 @@ async fn resent_events_are_stored_once() {
     assert_eq!(store.last_seq(job.id).await.unwrap(), 9);
 }
 
-#[tokio::test]
-async fn host_and_job_events_update_counts_and_filters_apply() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, rec) = open(dir.path(), u64::MAX);
+async fn host_and_job_events_update_counts_and_filters_apply(engine: Engine) {
+    let site = StoreSite::new(engine);
+    let (store, rec) = open(&site, u64::MAX).await;
     let job = store
         .create_job(spec(&["a", "b"]), BTreeMap::new(), "alice")
         .await
@@ -221,10 +244,9 @@ async fn host_and_job_events_update_counts_and_filters_apply() {
     assert_eq!(store.jobs(10, None).await.unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn lines_past_max_log_bytes_are_counted_with_one_notice() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, _) = open(dir.path(), 10);
+async fn lines_past_max_log_bytes_are_counted_with_one_notice(engine: Engine) {
+    let site = StoreSite::new(engine);
+    let (store, _) = open(&site, 10).await;
     let job = store
         .create_job(spec(&["a"]), BTreeMap::new(), "alice")
         .await
@@ -255,10 +277,9 @@ async fn lines_past_max_log_bytes_are_counted_with_one_notice() {
     assert_eq!(store.last_seq(job.id).await.unwrap(), 4);
 }
 
-#[tokio::test]
-async fn retention_sweep_deletes_old_finished_jobs_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, _) = open(dir.path(), u64::MAX);
+async fn retention_sweep_deletes_old_finished_jobs_only(engine: Engine) {
+    let site = StoreSite::new(engine);
+    let (store, _) = open(&site, u64::MAX).await;
     let done = store
         .create_job(spec(&["a"]), BTreeMap::new(), "alice")
         .await
@@ -295,10 +316,9 @@ async fn retention_sweep_deletes_old_finished_jobs_only() {
     assert!(store.job(queued.id).await.unwrap().is_some());
 }
 
-#[tokio::test]
-async fn a_failed_commit_fails_the_job_and_reads_go_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, rec) = open(dir.path(), u64::MAX);
+async fn a_failed_commit_fails_the_job_and_reads_go_on(engine: Engine) {
+    let site = StoreSite::new(engine);
+    let (store, rec) = open(&site, u64::MAX).await;
     let job = store
         .create_job(spec(&["a"]), BTreeMap::new(), "alice")
         .await
@@ -385,8 +405,8 @@ async fn a_failed_commit_fails_the_job_and_reads_go_on() {
 /// write that needs a new page fails with SQLITE_FULL) until room returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_fails_the_job_with_a_reason_and_reads_go_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, rec) = open(dir.path(), u64::MAX);
+    let site = StoreSite::new(Engine::Sqlite);
+    let (store, rec) = open(&site, u64::MAX).await;
     let job = store
         .create_job(spec(&["a", "b"]), BTreeMap::new(), "alice")
         .await
@@ -508,8 +528,9 @@ async fn a_full_disk_fails_the_job_with_a_reason_and_reads_go_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_capped_flood_takes_about_its_text_on_disk_and_leaves_no_wal() {
     const CAP: u64 = 10_000_000;
-    let dir = tempfile::tempdir().unwrap();
-    let (store, _) = open(dir.path(), CAP);
+    let site = StoreSite::new(Engine::Sqlite);
+    let dir = &site.dir;
+    let (store, _) = open(&site, CAP).await;
     let hosts: Vec<String> = (1..=20).map(|i| format!("h-{i:02}")).collect();
     let job = store
         .create_job(spec(&hosts), BTreeMap::new(), "alice")

@@ -93,6 +93,24 @@ impl Checker<'_> {
     }
 }
 
+impl PostgresUrl {
+    /// Reads `text` as `[store] url` is read, with only the URL's own password (tests and
+    /// tools that are handed a URL rather than a config).
+    pub fn parse(text: &str) -> Result<PostgresUrl, String> {
+        let parsed = parse(text.trim())?;
+        let (password, password_from) = settle_password(None, None, parsed.password);
+        Ok(PostgresUrl {
+            user: parsed.user,
+            host: parsed.host,
+            port: parsed.port,
+            dbname: parsed.dbname,
+            connect_timeout: parsed.connect_timeout,
+            password: password.map(Secret::new),
+            password_from,
+        })
+    }
+}
+
 /// The file's password, else the URL's, else the environment's (when not empty): libpq's
 /// order, where the environment is the fallback.
 fn settle_password(

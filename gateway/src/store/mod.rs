@@ -1,10 +1,18 @@
-//! The SQLite store (DESIGN §1, §5): one writer thread owns the write connection and
+//! The store (DESIGN §1, §5, §11): one writer thread owns the write connection and
 //! commits whatever is queued in one transaction, assigning each job's gapless `seq`, and
 //! only then hands each job's batch to the [`Publisher`]; readers use their own
 //! connections on blocking threads, so reads keep working while the writer is busy or
 //! failing.
+//!
+//! [`Store`] is the one interface, over two engines: the embedded SQLite file of one box
+//! (this module, `writer`, `schema`, `checkpoint`) and a PostgreSQL database several
+//! gateways share (`pg/`). It is a handle, not a trait: writes are the same [`writer::Op`]s
+//! on the same channel whichever writer thread takes them, so every write method is
+//! shared; each read asks PostgreSQL when the store is there and SQLite otherwise. Callers
+//! never know which engine they have, and no `dyn` future sits on the event path.
 
 mod checkpoint;
+mod pg;
 mod rows;
 mod schema;
 mod writer;
@@ -19,6 +27,8 @@ use shipwatch_protocol::{
     EventBody, HostState, JobId, JobSpec, JobState, RunnerEvent, Stream, Timestamp,
 };
 use tokio::sync::oneshot;
+
+use shipwatch_config::{PostgresUrl, StoreLocation};
 
 use crate::model::{CommittedBatch, CommittedEvent, EventFilter};
 
@@ -62,6 +72,12 @@ pub enum StoreError {
     Sqlite(#[from] rusqlite::Error),
     #[error("unexpected stored value")]
     Value(#[from] rusqlite::types::FromSqlError),
+    /// PostgreSQL's own words (connection refused, a constraint) say what happened.
+    #[error(transparent)]
+    Postgres(#[from] postgres::Error),
+    /// A commit failed; its error was logged once and the job's reason names it.
+    #[error("the store could not commit: {0}")]
+    Commit(String),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("the database schema is version {found}, newer than this binary's {known}")]
@@ -129,6 +145,8 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     /// Job failures the writer could not record yet; reads show them.
     unrecorded: writer::UnrecordedJobs,
+    /// Set when the store is PostgreSQL: reads go there and `readers` stays empty.
+    postgres: Option<Arc<pg::Postgres>>,
 }
 
 /// Readers kept open between requests.
@@ -160,13 +178,73 @@ impl Store {
                 writes,
                 readers: Mutex::new(Vec::new()),
                 unrecorded,
+                postgres: None,
             }),
         })
     }
 
-    /// The database file.
+    /// Opens the store `[store]` names: SQLite in `data_dir`, or the PostgreSQL database
+    /// (connecting and migrating it first).
+    pub async fn open_at(
+        location: &StoreLocation,
+        data_dir: &Path,
+        limits: StoreLimits,
+        publish: Arc<dyn Publisher>,
+    ) -> Result<Store, StoreError> {
+        match location {
+            StoreLocation::Sqlite => Store::open(data_dir, limits, publish),
+            StoreLocation::Postgres(url) => Store::open_postgres(url, limits, publish).await,
+        }
+    }
+
+    /// Connects to the PostgreSQL database at `url`, brings its schema up to date and
+    /// starts the writer thread, which runs until every handle is dropped.
+    pub async fn open_postgres(
+        url: &PostgresUrl,
+        limits: StoreLimits,
+        publish: Arc<dyn Publisher>,
+    ) -> Result<Store, StoreError> {
+        let url = url.clone();
+        // Connecting blocks (on the client's own runtime): not on an async thread.
+        tokio::task::spawn_blocking(move || {
+            let (postgres, client) = pg::Postgres::open(&url)?;
+            let unrecorded = writer::UnrecordedJobs::default();
+            let writes = pg::writer::spawn(
+                client,
+                postgres.config.clone(),
+                limits,
+                publish,
+                unrecorded.clone(),
+            )?;
+            Ok(Store {
+                inner: Arc::new(Inner {
+                    path: PathBuf::new(),
+                    writes,
+                    readers: Mutex::new(Vec::new()),
+                    unrecorded,
+                    postgres: Some(Arc::new(postgres)),
+                }),
+            })
+        })
+        .await?
+    }
+
+    /// The SQLite database file; empty for PostgreSQL.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// Where the store is, for logs: the file, or the URL without its password.
+    pub fn location(&self) -> String {
+        match &self.inner.postgres {
+            Some(pg) => pg.shown.clone(),
+            None => self.inner.path.display().to_string(),
+        }
+    }
+
+    /// The PostgreSQL side, when the store is there.
+    fn pg(&self) -> Option<&Arc<pg::Postgres>> {
+        self.inner.postgres.as_ref()
     }
 
     async fn write<T>(
@@ -267,6 +345,9 @@ impl Store {
 
     /// The stored session whose id hashes to `id_hash`.
     pub async fn session(&self, id_hash: [u8; 32]) -> Result<Option<SessionRow>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.read(move |c| pg::read::session(c, id_hash)).await;
+        }
         self.read(move |c| {
             Ok(c.prepare_cached(
                 "SELECT user, created_ms, seen_ms FROM sessions WHERE id_hash = ?1",
@@ -337,6 +418,9 @@ impl Store {
 
     /// One job with its hosts and spec.
     pub async fn job(&self, id: JobId) -> Result<Option<JobView>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.read(move |c| pg::read::job(c, id, true)).await;
+        }
         self.read(move |c| read_job(c, id, true)).await
     }
 
@@ -373,6 +457,11 @@ impl Store {
         limit: u32,
         before: Option<JobId>,
     ) -> Result<Vec<JobView>, StoreError> {
+        if let Some(pg) = self.pg() {
+            let mut jobs = pg.read(move |c| pg::read::jobs(c, limit, before)).await?;
+            self.show_unrecorded(&mut jobs);
+            return Ok(jobs);
+        }
         self.read(move |c| {
             let mut stmt =
                 c.prepare_cached("SELECT id FROM jobs WHERE id < ?1 ORDER BY id DESC LIMIT ?2")?;
@@ -401,6 +490,15 @@ impl Store {
     /// Jobs in one of `states`, oldest first (dispatch: queued and running at start).
     pub async fn jobs_in_state(&self, states: &[JobState]) -> Result<Vec<JobView>, StoreError> {
         let states: Vec<&'static str> = states.iter().map(|s| s.as_str()).collect();
+        if let Some(pg) = self.pg() {
+            let mut jobs = pg
+                .read(move |c| pg::read::jobs_in_state(c, &states))
+                .await?;
+            if let Ok(unrecorded) = self.inner.unrecorded.lock() {
+                jobs.retain(|j| !unrecorded.contains_key(&j.id));
+            }
+            return Ok(jobs);
+        }
         self.read(move |c| {
             let mut stmt = c.prepare_cached("SELECT id FROM jobs WHERE state = ?1 ORDER BY id")?;
             let mut out = Vec::new();
@@ -436,6 +534,11 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<CommittedEvent>, StoreError> {
         let filter = filter.clone();
+        if let Some(pg) = self.pg() {
+            return pg
+                .read(move |c| pg::read::events(c, job, after, &filter, limit))
+                .await;
+        }
         self.read(move |c| {
             let mut stmt = c.prepare_cached(&format!(
                 "SELECT {} FROM events WHERE job = ?1 AND seq > ?2 ORDER BY seq",
@@ -461,6 +564,11 @@ impl Store {
 
     /// The job's highest committed `seq` (0 when it has none).
     pub async fn last_seq(&self, job: JobId) -> Result<u64, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg
+                .read(move |c| pg::read::job_number(c, job, pg::read::JobNumber::LastSeq))
+                .await;
+        }
         self.read(move |c| {
             let v: Option<i64> = c
                 .prepare_cached("SELECT last_seq FROM jobs WHERE id = ?1")?
@@ -482,6 +590,11 @@ impl Store {
         limit: u32,
         before: Option<i64>,
     ) -> Result<Vec<AuditEntry>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg
+                .read(move |c| pg::read::audit_page(c, limit, before))
+                .await;
+        }
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT id, ts, actor, action, job, detail, addr, outcome FROM audit \
@@ -512,6 +625,11 @@ impl Store {
             .lock()
             .map(|u| u.keys().copied().collect())
             .unwrap_or_default();
+        if let Some(pg) = self.pg() {
+            return pg
+                .read(move |c| pg::read::jobs_by_state(c, &unrecorded))
+                .await;
+        }
         self.read(move |c| {
             let mut stmt = c.prepare_cached("SELECT state, count(*) FROM jobs GROUP BY state")?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))?;
@@ -522,18 +640,8 @@ impl Store {
                     .prepare_cached("SELECT state FROM jobs WHERE id = ?1")?
                     .query_row([id as i64], |r| r.get(0))
                     .optional()?;
-                let Some(stored) = stored.filter(|s| s != JobState::Failed.as_str()) else {
-                    continue;
-                };
-                if let Some((_, n)) = counts.iter_mut().find(|(s, _)| *s == stored) {
-                    *n = n.saturating_sub(1);
-                }
-                match counts
-                    .iter_mut()
-                    .find(|(s, _)| s == JobState::Failed.as_str())
-                {
-                    Some((_, n)) => *n += 1,
-                    None => counts.push((JobState::Failed.as_str().to_owned(), 1)),
+                if let Some(stored) = stored {
+                    count_as_failed(&mut counts, &stored);
                 }
             }
             Ok(counts)
@@ -543,6 +651,11 @@ impl Store {
 
     /// Lines of a job counted but not stored past `max_log_bytes`.
     pub async fn dropped_lines(&self, job: JobId) -> Result<u64, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg
+                .read(move |c| pg::read::job_number(c, job, pg::read::JobNumber::DroppedLines))
+                .await;
+        }
         self.read(move |c| {
             let v: Option<i64> = c
                 .prepare_cached("SELECT dropped_lines FROM jobs WHERE id = ?1")?
@@ -551,6 +664,23 @@ impl Store {
             v.map(|v| v as u64).ok_or(StoreError::NoSuchJob(job))
         })
         .await
+    }
+}
+
+/// Moves one job stored as `stored` to the failed count: a failure not recorded yet.
+fn count_as_failed(counts: &mut Vec<(String, u64)>, stored: &str) {
+    if stored == JobState::Failed.as_str() {
+        return;
+    }
+    if let Some((_, n)) = counts.iter_mut().find(|(s, _)| s == stored) {
+        *n = n.saturating_sub(1);
+    }
+    match counts
+        .iter_mut()
+        .find(|(s, _)| s == JobState::Failed.as_str())
+    {
+        Some((_, n)) => *n += 1,
+        None => counts.push((JobState::Failed.as_str().to_owned(), 1)),
     }
 }
 

@@ -20,9 +20,9 @@ use super::{Publisher, StoreError, StoreLimits, read_job};
 use crate::model::{CommittedBatch, CommittedEvent};
 
 /// Events committed together at most (a group may exceed it by one op's events).
-const GROUP_EVENTS: usize = 1_000;
+pub(super) const GROUP_EVENTS: usize = 1_000;
 /// How often recording a job's failure is retried while the disk stays full.
-const RETRY_FAILURES: std::time::Duration = std::time::Duration::from_secs(1);
+pub(super) const RETRY_FAILURES: std::time::Duration = std::time::Duration::from_secs(1);
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -88,7 +88,7 @@ impl Op {
         }
     }
 
-    fn weight(&self) -> usize {
+    pub(super) fn weight(&self) -> usize {
         match self {
             Op::Append { events, .. } => events.len(),
             _ => 1,
@@ -481,22 +481,8 @@ impl Writer {
         }
         for p in g.pending {
             let state = self.jobs.get(&p.job).map_or(JobState::Running, |m| m.state);
-            let len: usize = p.events.iter().map(|e| e.json.len() + 1).sum();
-            let mut frame = Vec::with_capacity(len + 1);
-            frame.push(b'[');
-            for (i, e) in p.events.iter().enumerate() {
-                if i > 0 {
-                    frame.push(b',');
-                }
-                frame.extend_from_slice(&e.json);
-            }
-            frame.push(b']');
-            self.publish.publish(Arc::new(CommittedBatch {
-                job: p.job,
-                events: p.events,
-                frame: Bytes::from(frame),
-                job_state: state,
-            }));
+            self.publish
+                .publish(Arc::new(committed_batch(p.job, p.events, state)));
         }
         let mut changed = g.changed;
         changed.dedup();
@@ -907,6 +893,30 @@ impl Writer {
             tracing::info!(jobs = ids.len(), "retention sweep deleted old jobs");
         }
         Ok(ids.len() as u64)
+    }
+}
+
+/// One job's committed events as the fan-out takes them, with their frame made once.
+pub(super) fn committed_batch(
+    job: JobId,
+    events: Vec<CommittedEvent>,
+    job_state: JobState,
+) -> CommittedBatch {
+    let len: usize = events.iter().map(|e| e.json.len() + 1).sum();
+    let mut frame = Vec::with_capacity(len + 1);
+    frame.push(b'[');
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            frame.push(b',');
+        }
+        frame.extend_from_slice(&e.json);
+    }
+    frame.push(b']');
+    CommittedBatch {
+        job,
+        events,
+        frame: Bytes::from(frame),
+        job_state,
     }
 }
 

@@ -66,6 +66,58 @@ pub fn store(data_dir: &Path, max_log_bytes: u64, publish: Arc<dyn Publisher>) -
     .unwrap()
 }
 
+/// The engines a store can be on; the store's tests run on each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// Where a test's store lives (a temp dir, or a private PostgreSQL server's fresh
+/// database), so it can be opened, dropped and opened again on the same data.
+pub struct StoreSite {
+    pub dir: tempfile::TempDir,
+    postgres: Option<(shipwatch_pgtest::Postgres, shipwatch_config::PostgresUrl)>,
+}
+
+impl StoreSite {
+    pub fn new(engine: Engine) -> StoreSite {
+        let postgres = (engine == Engine::Postgres).then(|| {
+            let server = shipwatch_pgtest::Postgres::start();
+            let url = shipwatch_config::PostgresUrl::parse(&server.database()).unwrap();
+            (server, url)
+        });
+        StoreSite {
+            dir: tempfile::tempdir().unwrap(),
+            postgres,
+        }
+    }
+
+    /// `[store]` as a config would say it.
+    pub fn location(&self) -> shipwatch_config::StoreLocation {
+        match &self.postgres {
+            Some((_, url)) => shipwatch_config::StoreLocation::Postgres(url.clone()),
+            None => shipwatch_config::StoreLocation::Sqlite,
+        }
+    }
+
+    /// The private server, when the site is PostgreSQL.
+    pub fn server(&self) -> Option<&shipwatch_pgtest::Postgres> {
+        self.postgres.as_ref().map(|(server, _)| server)
+    }
+
+    /// A store here keeping `max_log_bytes` of lines per job, publishing to `publish`.
+    pub async fn open(&self, max_log_bytes: u64, publish: Arc<dyn Publisher>) -> Store {
+        let limits = StoreLimits {
+            max_log_bytes,
+            retention_days: 30,
+        };
+        Store::open_at(&self.location(), self.dir.path(), limits, publish)
+            .await
+            .unwrap()
+    }
+}
+
 /// A store in `data_dir` with no log cap, publishing to `hub`.
 pub fn unlimited_store(data_dir: &Path, hub: &Arc<Hub>) -> Store {
     store(data_dir, u64::MAX, hub.clone())
