@@ -41,6 +41,17 @@ pub enum ConfigSource {
 }
 
 impl ConfigSource {
+    /// The config read when none is named (DESIGN §3): `./shipwatch.toml` when it
+    /// exists, else `/etc/shipwatch/shipwatch.toml`.
+    pub fn default_file() -> ConfigSource {
+        let local = PathBuf::from("shipwatch.toml");
+        if local.exists() {
+            ConfigSource::File(local)
+        } else {
+            ConfigSource::File(PathBuf::from("/etc/shipwatch/shipwatch.toml"))
+        }
+    }
+
     /// The file a user edits for this source (`<demo>` for the embedded one).
     pub fn label(&self) -> String {
         match self {

@@ -191,6 +191,29 @@ pub async fn request(run_dir: &Path, request: &Request) -> Result<Response, Supe
     serde_json::from_str(&line).map_err(SupervisorError::Json)
 }
 
+/// `shipwatch ctl`: sends `request` to the supervisor of `run_dir` (on a runtime of its
+/// own) and prints its answer: with `json` the whole response; for a status, its message
+/// and the process table; else the message, on stderr when the request failed. Whether
+/// the supervisor did what was asked.
+pub fn ctl(run_dir: &Path, request: &Request, json: bool) -> Result<bool, SupervisorError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(SupervisorError::Runtime)?;
+    let response = runtime.block_on(self::request(run_dir, request))?;
+    if json {
+        println!("{}", response.to_json_pretty());
+    } else if matches!(request, Request::Status) {
+        println!("{}", response.message);
+        print!("{}", format_table(&response.processes));
+    } else if response.ok {
+        println!("{}", response.message);
+    } else {
+        eprintln!("{}", response.message);
+    }
+    Ok(response.ok)
+}
+
 /// `ctl status` as a table: NAME STATE PID UPTIME RESTARTS LAST-EXIT.
 pub fn format_table(processes: &[ProcessStatus]) -> String {
     let mut out = format!(
