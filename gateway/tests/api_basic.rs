@@ -53,6 +53,12 @@ async fn jobs_are_created_validated_listed_cancelled_and_watched() {
     assert!(list["jobs"][0].get("hosts").is_none());
     let Reply { body, .. } = http(port, "GET", "/api/tasks", &[], "").await;
     assert!(body.contains("REVISION"), "{body}");
+    let tasks = serde_json::from_str::<serde_json::Value>(&body).unwrap();
+    assert_eq!(tasks["tasks"][0]["may_run"], true, "admin may run: {body}");
+    assert_eq!(
+        tasks["tasks"][0]["allow"],
+        serde_json::json!(["operator", "admin"])
+    );
     assert_eq!(
         http(port, "GET", "/api/jobs/999", &[], "").await.status,
         404
@@ -182,7 +188,15 @@ async fn a_viewer_reads_but_may_not_start_cancel_or_read_the_audit() {
     );
     assert_eq!(http(port, "GET", "/api/audit", &[], "").await.status, 403);
     assert_eq!(http(port, "GET", "/api/jobs", &[], "").await.status, 200);
-    assert_eq!(http(port, "GET", "/api/tasks", &[], "").await.status, 200);
+    let tasks = http(port, "GET", "/api/tasks", &[], "").await;
+    assert_eq!(tasks.status, 200);
+    // The page offers Run from this, so it must say no to a viewer.
+    let body = tasks.json();
+    assert_eq!(body["tasks"][0]["may_run"], false, "{body}");
+    assert_eq!(
+        body["tasks"][0]["allow"],
+        serde_json::json!(["operator", "admin"])
+    );
 
     gateway.stop().await;
 }
@@ -235,4 +249,110 @@ async fn rerun_copies_the_stored_spec_and_refuses_when_nothing_can_be_rerun() {
         "{audit}"
     );
     gateway.stop().await;
+}
+
+/// `GET /api/jobs/{id}/log?after=N`: exactly the events after N, across the store's
+/// pages, in both formats and with the filters, so a reader that holds seqs up to N
+/// (the page's gap fill) reads on from there instead of from seq 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_reads_on_after_a_seq() {
+    use common::{config, line, line_on, serve_api, short_tempdir, spec, unlimited_store};
+    use shipwatch_gateway::fanout::{Hub, PAGE_EVENTS};
+    use shipwatch_protocol::Stream;
+
+    let dir = short_tempdir("log-after");
+    let cfg = config(dir.path());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let hub = Hub::new(shutdown.clone());
+    let store = unlimited_store(&cfg.server.data_dir, &hub);
+    let port = serve_api(
+        cfg,
+        &store,
+        &hub,
+        tokio_util::task::TaskTracker::new(),
+        &shutdown,
+    )
+    .await;
+    let job = store
+        .create_job(spec(&["web-01", "web-02"]), Default::default(), "test")
+        .await
+        .unwrap()
+        .id;
+    // More than a page, every tenth line from web-02 on stderr.
+    let total = PAGE_EVENTS as u64 + 500;
+    let events = (1..=total)
+        .map(|k| match k % 10 {
+            0 => line_on(k, "web-02", Stream::Stderr, &format!("e{k}")),
+            _ => line(k, "web-01", &format!("o{k}")),
+        })
+        .collect();
+    store.append(job, events).await.unwrap();
+
+    let seqs = |body: &str| -> Vec<u64> {
+        body.lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let log = format!("/api/jobs/{job}/log");
+    let (status, body) = get(port, &format!("{log}?format=ndjson&after=10")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(seqs(&body), (11..=total).collect::<Vec<_>>());
+    let (_, body) = get(port, &format!("{log}?format=ndjson")).await;
+    assert_eq!(seqs(&body).len() as u64, total, "no after= is from seq 1");
+    let (_, body) = get(port, &format!("{log}?format=ndjson&after={total}")).await;
+    assert_eq!(body, "", "nothing after the last seq");
+
+    // Filters and the text format go on from the same place.
+    let near_end = total - 25;
+    let (_, body) = get(
+        port,
+        &format!("{log}?format=ndjson&stream=stderr&after={near_end}"),
+    )
+    .await;
+    let want: Vec<u64> = (near_end + 1..=total).filter(|k| k % 10 == 0).collect();
+    assert_eq!(seqs(&body), want);
+    let (_, body) = get(port, &format!("{log}?host=web-02&after={near_end}")).await;
+    let texts: Vec<&str> = body
+        .lines()
+        .map(|l| l.split_once("| ").unwrap().1)
+        .collect();
+    let want: Vec<String> = want.iter().map(|k| format!("e{k}")).collect();
+    assert_eq!(texts, want, "{body}");
+
+    let bad = http(port, "GET", &format!("{log}?after=-1"), &[], "").await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert_eq!(bad.json()["field"], "after");
+    shutdown.cancel();
+}
+
+/// GET `path`: the status and the body, de-chunked (the log is streamed).
+async fn get(port: u16, path: &str) -> (u16, String) {
+    let reply = http(port, "GET", path, &[], "").await;
+    let chunked = reply
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
+    let body = if chunked {
+        dechunked(&reply.body)
+    } else {
+        reply.body.clone()
+    };
+    (reply.status, body)
+}
+
+/// A chunked HTTP/1.1 body (the log is streamed) as its plain content.
+fn dechunked(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap();
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = &rest[n + 2..];
+    }
+    out
 }

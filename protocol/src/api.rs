@@ -111,6 +111,13 @@ pub struct TaskView {
     /// Running jobs of this task at once; more is refused with 409.
     pub concurrency: u32,
     pub params: Vec<ParamView>,
+    /// The roles that may start it, as the gateway applies the task's `allow` (admin
+    /// always; a viewer never).
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Whether whoever asked may start it: the page offers Run only then.
+    #[serde(default)]
+    pub may_run: bool,
 }
 
 /// One param of a task.

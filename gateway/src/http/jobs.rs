@@ -138,13 +138,16 @@ pub(super) async fn cancel(
 
 #[derive(Deserialize)]
 pub(super) struct LogQuery {
+    /// Only events with a larger seq: where a reader that holds the log up to a seq
+    /// goes on (the page's gap fill), without reading the job again from seq 1.
+    after: Option<String>,
     host: Option<String>,
     stream: Option<String>,
     format: Option<String>,
 }
 
-/// The job's log, streamed from the store a page at a time: text lines
-/// ([`LogLine`]) or, with `format=ndjson`, every event as stored.
+/// The job's log after `after=` (default 0), streamed from the store a page at a time:
+/// text lines ([`LogLine`]) or, with `format=ndjson`, every event as stored.
 pub(super) async fn log(
     State(http): State<HttpState>,
     _who: Principal,
@@ -165,6 +168,16 @@ pub(super) async fn log(
             ));
         }
     };
+    let after = match q.after.as_deref() {
+        None => 0,
+        Some(a) => a.parse::<u64>().map_err(|_| {
+            ApiError::on_field(
+                StatusCode::BAD_REQUEST,
+                "after",
+                format!("after must be a seq (0 or more), not {a:?}"),
+            )
+        })?,
+    };
     let streams = match q.stream.as_deref() {
         None => None,
         Some(s) => Some(vec![s.parse::<Stream>().map_err(|e| {
@@ -181,7 +194,7 @@ pub(super) async fn log(
         streams,
     };
     let store = http.gateway.store.clone();
-    let pages = stream::unfold(Some(0u64), move |after| {
+    let pages = stream::unfold(Some(after), move |after| {
         let store = store.clone();
         let filter = filter.clone();
         async move {
