@@ -4,6 +4,7 @@
 // viewport in the DOM and touches the DOM at most once per animation frame.
 
 import { segments, plain } from './ansi.js';
+import { timeParser } from './ndjson.js';
 
 /** A typed array that grows by doubling. */
 class Column {
@@ -36,24 +37,36 @@ class Column {
 
 const STDERR = 1;
 
-/** Every line event of one job, in seq order, as columns. */
+/** Live lines are joined into a chunk once this many have come. */
+const SEAL_LINES = 4096;
+
+/**
+ * Every line event of one job, in seq order, as columns; the text of each run of lines
+ * joined into one string (a chunk: `text`, line k at off[k] up to off[k + 1] - 1, and the
+ * same as `plain`/`poff` for search when escapes make it differ), so a million lines are
+ * a few hundred strings, and a search is one regular expression per chunk. Lines that
+ * came live wait in `open` until SEAL_LINES of them are joined.
+ */
 export class LogModel {
   constructor() {
     this.seq = new Column(Float64Array);
     this.ts = new Column(Float64Array);
     this.host = new Column(Uint16Array);
     this.stream = new Column(Uint8Array);
-    this.text = [];
+    this.chunks = [];
+    this.open = [];
+    this.openStart = 0;
     this.hosts = [];
     this.hostIds = new Map();
     /** Highest seq applied, of any kind of event. */
     this.lastSeq = 0;
-    this.day = '\0'; // no day yet: matches no timestamp
-    this.dayStart = 0;
+    /** Milliseconds of an event's `ts`. */
+    this.time = timeParser();
+    this.lastChunk = null;
   }
 
   get length() {
-    return this.text.length;
+    return this.seq.n;
   }
 
   hostId(name) {
@@ -71,22 +84,50 @@ export class LogModel {
     this.ts.push(this.time(ev.ts));
     this.host.push(this.hostId(ev.host || ''));
     this.stream.push(ev.stream === 'stderr' ? STDERR : 0);
-    this.text.push(ev.text);
+    this.open.push(ev.text);
+    if (this.open.length >= SEAL_LINES) this.seal();
   }
 
-  /** A batch of lines in columns (from the loader worker); `hosts` maps its host ids. */
+  /** Joins the open lines into a chunk. */
+  seal() {
+    const lines = this.open;
+    const n = lines.length;
+    if (!n) return;
+    const off = new Uint32Array(n + 1);
+    let styled = false;
+    for (let k = 0; k < n; k++) {
+      const t = lines[k];
+      off[k + 1] = off[k] + t.length + 1;
+      if (!styled && (t.indexOf('\x1b') >= 0 || t.indexOf('\r') >= 0)) styled = true;
+    }
+    let plainText = null;
+    let poff = null;
+    if (styled) {
+      const parts = lines.map(plain);
+      poff = new Uint32Array(n + 1);
+      for (let k = 0; k < n; k++) poff[k + 1] = poff[k] + parts[k].length + 1;
+      plainText = `${parts.join('\n')}\n`;
+    }
+    this.chunks.push({ start: this.openStart, n, text: `${lines.join('\n')}\n`, off, plain: plainText, poff });
+    this.open = [];
+    this.openStart = this.length;
+  }
+
+  /** A batch of lines in columns (ndjson.js); `hosts` maps its host ids to names. */
   addColumns(b, hosts) {
-    const n = b.seq.length;
+    this.seal();
+    const n = b.n;
     const ids = new Uint16Array(hosts.length);
     for (let k = 0; k < hosts.length; k++) ids[k] = this.hostId(hosts[k]);
+    const start = this.length;
     this.seq.pushAll(b.seq);
     this.ts.pushAll(b.ts);
     this.stream.pushAll(b.stream);
     const hostIds = b.host;
     for (let k = 0; k < n; k++) hostIds[k] = ids[hostIds[k]];
     this.host.pushAll(hostIds);
-    const text = this.text;
-    for (let k = 0; k < n; k++) text.push(b.text[k]);
+    this.chunks.push({ start, n, text: b.text, off: b.off, plain: b.plain, poff: b.poff });
+    this.openStart = this.length;
   }
 
   isStderr(i) {
@@ -97,19 +138,28 @@ export class LogModel {
     return this.hosts[this.host.a[i]];
   }
 
-  /** Milliseconds of an RFC 3339 `…THH:MM:SS.mmmZ` time without a Date per line. */
-  time(ts) {
-    if (ts.length === 24 && ts.charCodeAt(19) === 46 && ts.charCodeAt(23) === 90) {
-      if (!ts.startsWith(this.day)) {
-        this.day = ts.slice(0, 11);
-        this.dayStart = Date.parse(`${this.day}00:00:00.000Z`);
-      }
-      const d = (k) => ts.charCodeAt(k) - 48;
-      return this.dayStart +
-        ((d(11) * 10 + d(12)) * 3600 + (d(14) * 10 + d(15)) * 60 + d(17) * 10 + d(18)) * 1000 +
-        d(20) * 100 + d(21) * 10 + d(22);
+  /** The chunk holding line `i` (not an open one). */
+  chunkOf(i) {
+    const last = this.lastChunk;
+    if (last && i >= last.start && i < last.start + last.n) return last;
+    const cs = this.chunks;
+    let lo = 0;
+    let hi = cs.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (cs[mid].start <= i) lo = mid;
+      else hi = mid - 1;
     }
-    return Date.parse(ts);
+    this.lastChunk = cs[lo];
+    return cs[lo];
+  }
+
+  /** Line `i`'s text as it came. */
+  textAt(i) {
+    if (i >= this.openStart) return this.open[i - this.openStart];
+    const c = this.chunkOf(i);
+    const k = i - c.start;
+    return c.text.slice(c.off[k], c.off[k + 1] - 1);
   }
 
   /** The index of the line with this seq, or of the first line after it. */
@@ -125,9 +175,15 @@ export class LogModel {
     return lo;
   }
 
+  /** Line `i` as search sees it: its final redraw, without escapes. */
   plainText(i) {
-    const t = this.text[i];
-    return t.indexOf('\x1b') < 0 && t.indexOf('\r') < 0 ? t : plain(t);
+    if (i >= this.openStart) {
+      const t = this.open[i - this.openStart];
+      return t.indexOf('\x1b') < 0 && t.indexOf('\r') < 0 ? t : plain(t);
+    }
+    const c = this.chunkOf(i);
+    const k = i - c.start;
+    return c.plain ? c.plain.slice(c.poff[k], c.poff[k + 1] - 1) : c.text.slice(c.off[k], c.off[k + 1] - 1);
   }
 }
 
@@ -209,9 +265,10 @@ export class LogSearch {
     this.error = null;
     this.matches = new Column(Int32Array);
     this.current = -1;
-    this.scannedPos = 0;
+    this.scannedLine = 0;
     this.version = 0;
     this.running = null;
+    this.runningVersion = -1;
   }
 
   /** Starts a new search; resolves once the whole view has been scanned. */
@@ -222,11 +279,15 @@ export class LogSearch {
     this.version++;
     this.matches = new Column(Int32Array);
     this.current = -1;
-    this.scannedPos = 0;
+    this.scannedLine = 0;
     if (query !== '') {
       try {
         this.re = new RegExp(regex ? query : query.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'), caseSensitive ? 'u' : 'iu');
         this.highlight = new RegExp(this.re.source, `${this.re.flags}g`);
+        // One pass over a chunk's joined lines; with `m`, ^ and $ are a line's ends.
+        this.chunkRe = new RegExp(this.re.source, `${this.re.flags}gm`);
+        // A lookbehind could see the line before; its matches are checked line by line.
+        this.verify = regex && /\(\?<[=!]/.test(query);
       } catch (e) {
         this.error = e.message.replace(/^Invalid regular expression: /, '');
       }
@@ -234,35 +295,74 @@ export class LogSearch {
     return this.scan();
   }
 
-  /** Scans what is not scanned yet, in slices that never hold the main thread 40 ms. */
+  /** Scans what is not scanned yet, in slices that never hold the main thread 30 ms. */
   scan() {
     if (!this.re) {
       this.onChange();
       return Promise.resolve();
     }
-    if (this.running) return this.running;
+    if (this.running) {
+      if (this.runningVersion === this.version) return this.running;
+      return this.running.then(() => this.scan());
+    }
     const version = this.version;
+    this.runningVersion = version;
     this.running = (async () => {
-      while (version === this.version && this.scannedPos < this.filter.length) {
-        const deadline = performance.now() + 40;
-        const end = this.filter.length;
-        const re = this.re;
-        const { model, filter } = this;
-        let pos = this.scannedPos;
-        while (pos < end) {
-          const i = filter.at(pos);
-          if (re.test(model.plainText(i))) this.matches.push(i);
-          pos++;
-          if ((pos & 1023) === 0 && performance.now() > deadline) break;
-        }
-        this.scannedPos = pos;
+      const model = this.model;
+      while (version === this.version && this.scannedLine < model.length) {
+        const deadline = performance.now() + 30;
+        while (this.scannedLine < model.length && performance.now() < deadline) this.scanSome(deadline);
         this.onChange();
-        if (pos < end) await yieldToBrowser();
+        if (version === this.version && this.scannedLine < model.length) await yieldToBrowser();
       }
     })().finally(() => {
       this.running = null;
     });
     return this.running;
+  }
+
+  /** Scans on from `scannedLine`: the rest of its chunk, or open lines one by one. */
+  scanSome(deadline) {
+    const m = this.model;
+    const from = this.scannedLine;
+    const { filter } = this;
+    const active = filter.active;
+    if (from >= m.openStart) {
+      const end = m.length;
+      let i = from;
+      while (i < end) {
+        if ((!active || filter.passes(i)) && this.re.test(m.plainText(i))) this.matches.push(i);
+        i++;
+        if ((i & 1023) === 0 && performance.now() > deadline) break;
+      }
+      this.scannedLine = i;
+      return;
+    }
+    const c = m.chunkOf(from);
+    const str = c.plain || c.text;
+    const off = c.plain ? c.poff : c.off;
+    const g = this.chunkRe;
+    let k = from - c.start;
+    let found = 0;
+    g.lastIndex = off[k];
+    while (k < c.n) {
+      const mt = g.exec(str);
+      if (!mt) {
+        k = c.n;
+        break;
+      }
+      k = lineAt(off, mt.index, k, c.n);
+      if (k >= c.n) break;
+      const lineEnd = off[k + 1] - 1;
+      const i = c.start + k;
+      let ok = mt.index + mt[0].length <= lineEnd && !this.verify;
+      if (!ok) ok = this.re.test(str.slice(off[k], lineEnd));
+      if (ok && (!active || filter.passes(i))) this.matches.push(i);
+      k++;
+      if (k < c.n) g.lastIndex = off[k];
+      if ((++found & 255) === 0 && performance.now() > deadline) break;
+    }
+    this.scannedLine = c.start + k;
   }
 
   get count() {
@@ -296,6 +396,18 @@ export class LogSearch {
   get currentLine() {
     return this.current >= 0 ? this.matches.a[this.current] : -1;
   }
+}
+
+/** The line k (from `k` on, below `n`) whose text holds offset `at`; n past the end. */
+function lineAt(off, at, k, n) {
+  let lo = k;
+  let hi = n;
+  while (lo < hi) {
+    const mid = (lo + hi + 1) >> 1;
+    if (off[mid] <= at) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
 }
 
 function yieldToBrowser() {
@@ -527,7 +639,7 @@ export class LogView {
     text.className = 't';
     el.marked = -1;
     if (!probe) {
-      this.fill(text, m.text[i]);
+      this.fill(text, m.textAt(i));
       if (this.search.re && this.search.highlight) el.marked = this.search.version;
     } else {
       text.textContent = 'x';

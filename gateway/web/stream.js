@@ -3,6 +3,7 @@
 // the REST log before anything after it is applied, and a seq already applied is dropped.
 
 import { wsUrl } from './api.js';
+import { readLog, batchEvents } from './ndjson.js';
 
 export class JobStream {
   /**
@@ -134,29 +135,13 @@ export class JobStream {
   }
 }
 
-/** Events with last < seq < upTo, read from GET /api/jobs/{id}/log?format=ndjson. */
+/** Events with last < seq < upTo, read from the REST log on from `last`. */
 async function gap(id, last, upTo) {
-  const ctl = new AbortController();
-  const res = await fetch(`/api/jobs/${id}/log?format=ndjson`, { credentials: 'same-origin', signal: ctl.signal });
-  if (!res.ok) throw new Error(`log: HTTP ${res.status}`);
-  const reader = res.body.getReader();
-  const dec = new TextDecoder();
   const out = [];
-  let buf = '';
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (value) buf += dec.decode(value, { stream: true });
-    const lines = buf.split('\n');
-    buf = lines.pop();
-    for (const line of lines) {
-      if (!line) continue;
-      const ev = JSON.parse(line);
-      if (ev.seq > last && ev.seq < upTo) out.push(ev);
-      if (ev.seq >= upTo - 1) {
-        ctl.abort();
-        return out;
-      }
-    }
-    if (done) return out;
-  }
+  const names = [];
+  await readLog(id, last, (b) => {
+    for (const name of b.hosts) names.push(name);
+    for (const ev of batchEvents(b, names, id)) if (ev.seq < upTo) out.push(ev);
+  }, { stopAt: upTo - 1 });
+  return out;
 }
