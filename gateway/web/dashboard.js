@@ -27,7 +27,7 @@ export async function show(main, who) {
     h('h1', { class: 'sr-only' }, 'Dashboard'),
     h('section', { class: 'tasks', 'aria-labelledby': 'tasks-title' },
       h('h2', { id: 'tasks-title' }, 'Tasks'),
-      h('div', { class: 'task-list' }, tasks.tasks.map((t) => taskCard(t, canRun)))),
+      h('div', { class: 'task-list' }, tasks.tasks.map((t) => taskCard(t, typeof t.may_run === 'boolean' ? t.may_run : canRun)))),
     h('section', { class: 'jobs-pane', 'aria-labelledby': 'jobs-title' },
       h('h2', { id: 'jobs-title' }, 'Jobs'),
       h('div', { class: 'table-wrap' }, table), empty, older));
@@ -72,6 +72,7 @@ export async function show(main, who) {
   });
 }
 
+/** One task's region; Run only when the server says this visitor may start it. */
 function taskCard(task, canRun) {
   const id = (p) => `task-${task.name}-${p}`;
   const formError = h('p', { class: 'form-error', role: 'alert' });

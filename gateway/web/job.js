@@ -11,16 +11,21 @@ const HOST_STATES = ['running', 'ok', 'failed', 'timeout', 'unreachable', 'cance
 const PREFS = 'shipwatch.log';
 
 export async function show(main, id, who) {
-  const job = await api(`/api/jobs/${id}`);
-  const page = new JobPage(main, job, who);
+  const [job, tasks] = await Promise.all([api(`/api/jobs/${id}`), api('/api/tasks').catch(() => null)]);
+  // Cancel and Re-run only for who may start the task (one removed from the config
+  // since leaves its jobs to any operator, as the server decides).
+  const task = tasks && tasks.tasks.find((t) => t.name === job.task);
+  const mayRun = task && typeof task.may_run === 'boolean' ? task.may_run : mayAct(who, 'operator');
+  const page = new JobPage(main, job, who, mayRun);
   page.start();
 }
 
 class JobPage {
-  constructor(main, job, who) {
+  constructor(main, job, who, mayRun) {
     this.main = main;
     this.job = job;
     this.who = who;
+    this.mayRun = mayRun;
     this.hosts = new Map();
     for (const hv of job.hosts || []) {
       this.hosts.set(hv.host, {
@@ -382,7 +387,7 @@ class JobPage {
 
   renderActions() {
     const job = this.job;
-    const may = mayAct(this.who, 'operator');
+    const may = this.mayRun;
     const want = [];
     if (may && !TERMINAL.has(job.state)) want.push('Cancel');
     const failed = [...this.hosts.values()].some((x) => BAD_HOST.has(x.state));
