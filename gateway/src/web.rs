@@ -4,10 +4,10 @@
 //! file: a new binary gets new asset URLs, so browsers may cache them forever, and the
 //! ES modules' relative imports (`./log.js`) stay under the same digest. The HTML shell,
 //! the one unhashed document, carries that prefix (templated once at start-up) and is
-//! never cached. The routes `/`, `/jobs/{id}` and `/login` all get the shell; the page's
-//! modules pick the view from the URL. The CSP the page is written for (no inline script
-//! or style) comes with every response from `auth::guard`. This module never touches
-//! jobs or the store.
+//! never cached. The routes `/`, `/jobs/{id}`, `/audit` and `/login` all get the shell;
+//! the page's modules pick the view from the URL. The CSP the page is written for (no
+//! inline script or style) comes with every response from `auth::guard`. This module
+//! never touches jobs or the store.
 
 use std::sync::OnceLock;
 
@@ -33,6 +33,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/", get(shell))
         .route("/login", get(shell))
         .route("/jobs/{id}", get(shell))
+        .route("/audit", get(shell))
         .route("/assets/{digest}/{*path}", get(asset))
         .route("/favicon.ico", get(favicon))
 }

@@ -1,4 +1,5 @@
-// The page's entry: who is here, then the view the URL asks for (/, /jobs/{id}, /login).
+// The page's entry: who is here, then the view the URL asks for (/, /jobs/{id}, /audit,
+// /login).
 
 import { api, whoAmI } from './api.js';
 import { h, errorView } from './ui.js';
@@ -13,6 +14,7 @@ async function start() {
   try {
     if (path === '/login') (await import('./login.js')).show(main, who);
     else if (job) await (await import('./job.js')).show(main, Number(job[1]), who);
+    else if (path === '/audit') await (await import('./audit.js')).show(main, who);
     else await (await import('./dashboard.js')).show(main, who);
   } catch (e) {
     if (e && e.status === 401) (await import('./api.js')).toLogin();
@@ -29,6 +31,7 @@ function showWho(who) {
     return;
   }
   const anonymous = who.anonymous === true || (who.anonymous === undefined && who.user === 'anonymous');
+  if (who.role === 'admin') nav.append(h('a', { href: '/audit' }, 'Audit'));
   nav.append(h('span', { class: 'me' }, anonymous ? 'not logged in' : who.user, who.role ? h('span', { class: 'role' }, who.role) : null));
   if (anonymous) {
     if (!onLogin) nav.append(h('a', { href: `/login?next=${encodeURIComponent(location.pathname + location.search)}` }, 'Log in'));
