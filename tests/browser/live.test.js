@@ -1,5 +1,6 @@
 // A job page while things happen: cancel from another browser, a reload, a gateway killed
-// with SIGKILL mid-job, hostile text, re-running the failed hosts.
+// with SIGKILL mid-job, hostile text and colours, re-running the failed hosts, line
+// permalinks and filters kept in the URL.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -110,7 +111,7 @@ test('markup and ANSI escapes in a line render as text', async () => {
   const texts = await out.locator('.t').allTextContents();
   assert.deepEqual(texts, [
     '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">',
-    'red <b>not bold</b> plain orange link',
+    'red <b>not bold</b> plain orange blue on green link',
     'progress 100%',
   ]);
   assert.equal(await err.locator('.t').textContent(), '& &amp; &lt;');
@@ -118,6 +119,15 @@ test('markup and ANSI escapes in a line render as text', async () => {
   assert.equal(await page.locator('[role="log"] script, [role="log"] img, [role="log"] b').count(), 0);
   // The colour survives as a class, and the stderr line says so in text.
   assert.equal(await out.nth(1).locator('.fg-1').textContent(), 'red <b>not bold</b>');
+  // 256 colours and true colour as CSS colours (38;5;208 is xterm's orange, 48;5;22 a
+  // dark green), set through the CSSOM: the CSP allows no style attribute in markup.
+  const colours = await out.nth(1).locator('.t span').evaluateAll((spans) => spans.map((el) => ({
+    text: el.textContent, color: getComputedStyle(el).color, background: getComputedStyle(el).backgroundColor,
+  })));
+  const seg = (text) => colours.find((c) => c.text === text);
+  assert.equal(seg('orange')?.color, 'rgb(255, 135, 0)', JSON.stringify(colours));
+  assert.equal(seg('blue on green')?.color, 'rgb(0, 128, 255)', JSON.stringify(colours));
+  assert.equal(seg('blue on green')?.background, 'rgb(0, 95, 0)', JSON.stringify(colours));
   assert.match(await err.textContent(), /err/);
   assert.deepEqual(page.problems, []);
   await page.context().close();
@@ -165,4 +175,86 @@ test('phone and dark mode screenshots of a finished deploy', async () => {
   await dark.getByRole('button', { name: 'Next failed host' }).click();
   await screenshot(dark, 'job-dark');
   await dark.context().close();
+});
+
+/** Whether the log row with `seq` is wholly inside the log's box. */
+function rowInView(page, seq) {
+  return page.evaluate((n) => {
+    const log = document.querySelector('[role="log"]');
+    const row = log.querySelector(`[data-seq="${n}"]`);
+    if (!row) return false;
+    const r = row.getBoundingClientRect();
+    const box = log.getBoundingClientRect();
+    return r.top >= box.top - 1 && r.bottom <= box.bottom + 1;
+  }, seq);
+}
+
+test('#seq=N scrolls to that line and marks it; a line number is its permalink', async () => {
+  const id = await startJob(sw, 'slow');
+  await ended(sw, id, 60000);
+  const { lines } = await apiLog(sw, id);
+  const early = lines[20].seq;
+  const page = await newPage(browser);
+  await page.goto(`${sw.url}/jobs/${id}#seq=${early}`);
+  await settled(sw, page, id);
+  await waitFor(() => rowInView(page, early), { what: `line ${early} in view` });
+  const target = page.locator(`[role="log"] [data-seq="${early}"]`);
+  assert.match(await target.getAttribute('class'), /(^| )target( |$)/);
+  // The end of the log is far below: opening the link did not follow the tail.
+  assert.equal(await rowInView(page, lines[lines.length - 1].seq), false);
+  assert.equal(await page.locator('[role="log"] .line.target').count(), 1);
+
+  // Clicking another line's number makes that the permalink and marks it instead.
+  const next = lines[24].seq;
+  await page.locator(`[role="log"] [data-seq="${next}"] a.ln`).click();
+  await waitFor(() => page.evaluate(() => location.hash), { what: 'hash' });
+  assert.equal(new URL(page.url()).hash, `#seq=${next}`);
+  await page.locator(`[role="log"] .line.target[data-seq="${next}"]`).waitFor();
+  assert.equal(await page.locator('[role="log"] .line.target').count(), 1);
+
+  // Shared: a fresh browser opening the link lands on the same line.
+  const other = await newPage(browser);
+  await other.goto(page.url());
+  await other.locator(`[role="log"] .line.target[data-seq="${next}"]`).waitFor();
+  await waitFor(() => rowInView(other, next), { what: `line ${next} in view` });
+  assert.deepEqual([...page.problems, ...other.problems], []);
+  await page.context().close();
+  await other.context().close();
+});
+
+test('host and stream filters live in the URL and survive a reload', async () => {
+  const id = await startJob(sw, 'flaky');
+  await ended(sw, id);
+  const page = await open(id);
+  await settled(sw, page, id);
+  const hosts = page.getByRole('group', { name: 'Hosts' });
+  await hosts.getByRole('button', { name: /^web-03/ }).click();
+  await page.getByLabel('Stream').selectOption('stderr');
+  await waitFor(() => {
+    const q = new URL(page.url()).searchParams;
+    return q.get('host') === 'web-03' && q.get('stream') === 'stderr';
+  }, { what: 'the filters in the URL' });
+  const rowsNow = async () => page.$$eval('[role="log"] [data-seq]', (rows) => rows.map((r) => `${r.dataset.host} ${r.dataset.stream} ${r.querySelector('.t').textContent}`));
+  const want = ['web-03 stderr error: disk full on web-03'];
+  await waitFor(async () => JSON.stringify(await rowsNow()) === JSON.stringify(want), { what: 'only web-03 stderr' });
+
+  await page.reload();
+  await settled(sw, page, id);
+  await waitFor(async () => JSON.stringify(await rowsNow()) === JSON.stringify(want), { what: 'the filters after a reload' });
+  assert.equal(await page.getByLabel('Stream').inputValue(), 'stderr');
+  assert.equal(await hosts.getByRole('button', { name: /^web-03/ }).getAttribute('aria-pressed'), 'true');
+  assert.equal(await hosts.getByRole('button', { name: /^db-02/ }).getAttribute('aria-pressed'), 'false');
+
+  // Shift+click adds a host; that survives a reload too.
+  await hosts.getByRole('button', { name: /^db-02/ }).click({ modifiers: ['Shift'] });
+  await waitFor(() => new URL(page.url()).searchParams.get('host') === 'web-03,db-02', { what: 'two hosts in the URL' });
+  await page.reload();
+  await settled(sw, page, id);
+  const both = ['web-03 stderr error: disk full on web-03', 'db-02 stderr error: disk full on db-02'];
+  await waitFor(async () => JSON.stringify((await rowsNow()).sort()) === JSON.stringify([...both].sort()), { what: 'both hosts after a reload' });
+  // And "Show everything" drops both from the URL.
+  await page.getByRole('button', { name: 'Show everything' }).click();
+  await waitFor(() => !new URL(page.url()).search, { what: 'a URL without filters' });
+  assert.deepEqual(page.problems, []);
+  await page.context().close();
 });

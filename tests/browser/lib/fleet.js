@@ -79,7 +79,7 @@ hosts = ["web-01"]
 transport = "local"
 script = '''
 printf '%s\\n' '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
-printf '\\e[31mred <b>not bold</b>\\e[0m plain \\e[38;5;208morange\\e[0m \\e]8;;http://x\\alink\\e]8;;\\a\\n'
+printf '\\e[31mred <b>not bold</b>\\e[0m plain \\e[38;5;208morange\\e[0m \\e[38;2;0;128;255;48;5;22mblue on green\\e[0m \\e]8;;http://x\\alink\\e]8;;\\a\\n'
 printf 'progress 10%%\\rprogress 55%%\\rprogress 100%%\\n'
 echo "& &amp; &lt;" >&2
 '''
