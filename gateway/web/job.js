@@ -235,11 +235,16 @@ class JobPage {
     }
     // The worker's own host numbers, translated as they come.
     const hosts = [];
+    // Marks for whoever profiles the page (the browser tests print them).
+    let first = true;
     worker.onmessage = ({ data }) => {
       if (data.type === 'batch') {
+        if (first) performance.mark('shipwatch:first-batch');
+        first = false;
         for (const name of data.hosts) hosts.push(name);
         this.applyBatch(data, hosts);
       } else {
+        performance.mark('shipwatch:log-loaded');
         worker.terminate();
         if (data.type === 'error' && data.status === 401) return toLogin();
         this.stream.start();
