@@ -4,7 +4,6 @@
 mod e2e_support;
 mod support;
 
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,41 +43,10 @@ script = 'echo "small on $SHIPWATCH_HOST"'
         go = go.display()
     );
     setup.write_raw(&config_text(&setup, "runners = 1", 2, &tasks));
-    let data = dir.join("data");
-    std::fs::create_dir_all(&data).expect("data dir");
-
-    // Root may mount in a new mount namespace; anyone else in a new user namespace too.
-    let root = is_root();
-    let log = std::fs::File::create(dir.join("up.log")).expect("log");
-    let mut command = Command::new("unshare");
-    command.arg(if root { "-m" } else { "-rm" }).args([
-        "sh",
-        "-c",
-        "mount -t tmpfs -o \"$1\" tmpfs \"$2\" && head -c \"$3\"M /dev/zero > \"$2/ballast\" \
-         && exec \"$4\" up -c \"$5\"",
-        "sh",
-        TMPFS,
-        path_str(&data),
-        &BALLAST_MB.to_string(),
-        BIN,
-        path_str(&setup.config_path()),
-    ]);
-    command
-        .current_dir(&dir)
-        .env("SHIPWATCH_LOG", "info")
-        .env_remove("NOTIFY_SOCKET")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log);
-    let up = Guard(command.spawn().expect("unshare (util-linux) runs"));
+    let (_up, ballast) = up_on_small_disk(&setup, TMPFS, BALLAST_MB, &[]);
     setup.wait_status("all running", |s| s.all_running(1));
     let port = setup.port;
-    // The ballast, as the supervisor's mount namespace sees it.
-    let ballast = format!("/proc/{}/root{}/ballast", up.0.id(), data.display());
-    assert!(
-        std::path::Path::new(&ballast).exists(),
-        "no ballast at {ballast}"
-    );
+    assert!(ballast.exists(), "no ballast at {}", ballast.display());
 
     let id = create_job(port, &json!({"task": "flood"}));
     let rt = runtime();
@@ -142,18 +110,6 @@ script = 'echo "small on $SHIPWATCH_HOST"'
         "the next job: {last:#}\n{}",
         log_tail(&setup, 60)
     );
-}
-
-/// Effective uid 0, read from /proc (the root package has no libc/nix dependency).
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
 }
 
 #[test]

@@ -491,3 +491,64 @@ pub fn jobs_run_under(ancestor: i32) -> std::collections::BTreeSet<u64> {
     }
     jobs
 }
+
+/// Effective uid 0, read from /proc (the root package has no libc dependency).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// `shipwatch up` in its own mount namespace (`unshare`) with its data_dir on a tmpfs of
+/// `tmpfs` options (e.g. `size=10m`) holding a ballast file of `ballast_mb` MiB, so the
+/// store really fills up; returns the supervisor and the ballast's path as this process
+/// sees it (delete it to make room). Its log goes to `up.log` as with [`Setup::up`].
+pub fn up_on_small_disk(
+    setup: &Setup,
+    tmpfs: &str,
+    ballast_mb: u32,
+    env: &[(&str, &str)],
+) -> (crate::support::Guard, std::path::PathBuf) {
+    use std::process::{Command, Stdio};
+    let dir = setup.dir.path();
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    // Root may mount in a new mount namespace; anyone else in a new user namespace too.
+    let log = std::fs::File::create(dir.join("up.log")).expect("log");
+    let mut command = Command::new("unshare");
+    command.arg(if is_root() { "-m" } else { "-rm" }).args([
+        "sh",
+        "-c",
+        "mount -t tmpfs -o \"$1\" tmpfs \"$2\" && head -c \"$3\"M /dev/zero > \"$2/ballast\" \
+         && exec \"$4\" up -c \"$5\"",
+        "sh",
+        tmpfs,
+        crate::support::path_str(&data),
+        &ballast_mb.to_string(),
+        crate::support::BIN,
+        crate::support::path_str(&setup.config_path()),
+    ]);
+    command
+        .current_dir(dir)
+        .env("SHIPWATCH_LOG", "info")
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let up = crate::support::Guard(command.spawn().expect("unshare (util-linux) runs"));
+    // The ballast, as the supervisor's mount namespace sees it (once it is mounted).
+    let ballast = std::path::PathBuf::from(format!(
+        "/proc/{}/root{}/ballast",
+        up.0.id(),
+        data.display()
+    ));
+    (up, ballast)
+}

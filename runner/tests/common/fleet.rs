@@ -89,6 +89,79 @@ fn keygen(path: &Path) -> Result<(), String> {
     }
 }
 
+impl Fleet {
+    /// One more sshd with this fleet's keys and user, on `listen:port`, its config and log
+    /// named `name` in the fleet's dir. `wrap` goes before sshd (`ip netns exec NS` runs it
+    /// in a network namespace). The caller owns the daemon; it also dies with the thread
+    /// that started it.
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn extra_sshd(
+        &self,
+        name: &str,
+        listen: &str,
+        port: u16,
+        wrap: &[&str],
+    ) -> Result<std::process::Child, String> {
+        spawn_sshd(&self.dir, &self.user, name, listen, port, wrap)
+    }
+
+    /// The known_hosts line of this fleet's host key for `[address]:port`.
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn known_host(&self, address: &str, port: u16) -> String {
+        let key = std::fs::read_to_string(self.dir.join("host_key.pub")).unwrap_or_default();
+        let key = key.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+        format!("[{address}]:{port} {key}\n")
+    }
+}
+
+/// Writes `name.conf` for an sshd of the fleet's keys on `listen:port` and starts it in
+/// the foreground, with PDEATHSIG=SIGKILL from the calling thread.
+fn spawn_sshd(
+    dir: &Path,
+    user: &str,
+    name: &str,
+    listen: &str,
+    port: u16,
+    wrap: &[&str],
+) -> Result<std::process::Child, String> {
+    let cfg = dir.join(format!("{name}.conf"));
+    std::fs::write(
+        &cfg,
+        format!(
+            "Port {port}\nListenAddress {listen}\nHostKey {hk}\nAuthorizedKeysFile {ak}\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
+             PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\nPidFile none\n\
+             AllowUsers {user}\nLogLevel ERROR\nMaxSessions 200\nMaxStartups 200\n",
+            hk = dir.join("host_key").display(),
+            ak = dir.join("authorized_keys").display(),
+        ),
+    )
+    .map_err(|e| e.to_string())?;
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).map_err(|e| e.to_string())?;
+    let mut cmd = match wrap.split_first() {
+        Some((program, args)) => {
+            let mut cmd = Command::new(program);
+            cmd.args(args).arg(SSHD);
+            cmd
+        }
+        None => Command::new(SSHD),
+    };
+    cmd.args(["-D", "-e", "-f"])
+        .arg(&cfg)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log);
+    // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                .map_err(std::io::Error::from)
+        });
+    }
+    cmd.spawn().map_err(|e| format!("{SSHD}: {e}"))
+}
+
 fn start(n: usize) -> Result<Fleet, String> {
     let dir = tempfile::Builder::new()
         .prefix("swf")
@@ -125,36 +198,7 @@ fn start(n: usize) -> Result<Fleet, String> {
     let mut known = String::new();
     for i in 0..n {
         let port = free_port().map_err(|e| e.to_string())?;
-        let cfg = dir.join(format!("sshd_{i}.conf"));
-        std::fs::write(
-            &cfg,
-            format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nAuthorizedKeysFile {ak}\n\
-                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
-                 PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\nPidFile none\n\
-                 AllowUsers {user}\nLogLevel ERROR\nMaxSessions 200\nMaxStartups 200\n",
-                hk = host_key.display(),
-                ak = dir.join("authorized_keys").display(),
-            ),
-        )
-        .map_err(|e| e.to_string())?;
-        let log =
-            std::fs::File::create(dir.join(format!("sshd_{i}.log"))).map_err(|e| e.to_string())?;
-        let mut cmd = Command::new(SSHD);
-        cmd.args(["-D", "-e", "-f"])
-            .arg(&cfg)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            use std::os::unix::process::CommandExt;
-            cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                    .map_err(std::io::Error::from)
-            });
-        }
-        cmd.spawn().map_err(|e| format!("{SSHD}: {e}"))?;
+        spawn_sshd(&dir, &user, &format!("sshd_{i}"), "127.0.0.1", port, &[])?;
         known.push_str(&format!("[127.0.0.1]:{port} {host_pub}\n"));
         ports.push(port);
     }
