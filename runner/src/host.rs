@@ -510,6 +510,44 @@ async fn start_master(
     })
 }
 
+/// Ends every ssh master whose control socket is in `dir` (`ssh -O exit`), all at once,
+/// each given a few seconds; a socket nobody answers on any more is removed.
+pub async fn exit_masters(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut exits = JoinSet::new();
+    for entry in entries.flatten() {
+        let socket = entry.path();
+        exits.spawn(async move {
+            let mut cmd = Command::new("ssh");
+            cmd.arg("-o")
+                .arg(format!("ControlPath={}", socket.display()))
+                .args(["-O", "exit", "--", "shipwatch-master"])
+                .env_remove(shipwatch_protocol::supervision::READY_FD_ENV)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true);
+            let exited = match tokio::time::timeout(Duration::from_secs(5), cmd.status()).await {
+                Ok(Ok(status)) => status.success(),
+                _ => false,
+            };
+            if !exited {
+                let _ = std::fs::remove_file(&socket);
+            }
+            exited
+        });
+    }
+    let mut ended = 0;
+    while let Some(done) = exits.join_next().await {
+        ended += usize::from(done.unwrap_or(false));
+    }
+    if ended > 0 {
+        tracing::debug!(ended, dir = %dir.display(), "ssh masters ended");
+    }
+}
+
 /// Waits for every pipe reader of a host; cancel-safe, so waiting again after a timeout
 /// picks up where it stopped.
 async fn all_done(readers: &mut JoinSet<()>) {

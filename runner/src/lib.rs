@@ -46,18 +46,21 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), RunnerError> {
     let run_dir = config.server.run_dir.clone();
-    let control_dir = run_dir.join("ssh");
+    // Each runner its own masters: a master outlives the ssh that started it (`-f`), so
+    // the runner that started it ends it (`-O exit`) when it stops, and the next runner of
+    // the same index ends those its killed predecessor left.
+    let control_dir = run_dir.join("ssh").join(index.to_string());
     let io = |source| RunnerError::ControlDir {
         index,
         path: control_dir.clone(),
         source,
     };
-    std::fs::create_dir_all(&control_dir).map_err(io)?;
-    {
+    for dir in [run_dir.join("ssh"), control_dir.clone()] {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&control_dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(io)?;
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
     }
+    host::exit_masters(&control_dir).await;
     let drain = CancellationToken::new();
     let mut usr2 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2())
         .map_err(|source| RunnerError::Signals { index, source })?;
@@ -82,7 +85,7 @@ pub async fn run(
         socket: run_dir.join("runners.sock"),
         index,
         hosts: HostContext {
-            control_dir,
+            control_dir: control_dir.clone(),
             control_persist_secs: 60,
         },
         max_buffer_bytes: 64 << 20,
@@ -93,6 +96,7 @@ pub async fn run(
         stop_timeout: config.supervisor.stop_timeout.mul_f64(0.8),
     };
     let result = client::serve(cfg, Codec::default, shutdown, drain).await;
+    host::exit_masters(&control_dir).await;
     signals_done.cancel();
     tracker.wait().await;
     tracing::info!(index, "runner stopped");
