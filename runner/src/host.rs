@@ -6,8 +6,8 @@
 //! connection drops, the runner dies) it kills the script's whole process group, TERM
 //! then KILL. That stops remote processes without a pty, so stdout and stderr stay two
 //! pipes. The wrapper marks its start and the script's exit status on stderr with a
-//! random per-run token, which tells "ssh could not connect" (255, no start marker) apart
-//! from a script that exits 255.
+//! random per-run token, which tells "ssh could not connect or lost the connection" (255,
+//! no exit marker: `unreachable`) apart from a script that exits 255 (`failed`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -407,9 +407,17 @@ pub async fn run_host(
             exit_code: Some(code),
         };
     }
-    let started = started_rx.try_recv().is_ok();
+    // No exit marker and ssh's 255: ssh could not connect, or lost the connection
+    // mid-script (the host crashed, its network vanished). A script's own `exit 255`
+    // brings its marker and is `failed` above.
     let code = status.and_then(|s| s.code());
-    if run.transport == Transport::Ssh && code == Some(255) && !started {
+    if run.transport == Transport::Ssh && code == Some(255) {
+        let started = started_rx.try_recv().is_ok();
+        tracing::debug!(
+            host,
+            started,
+            "ssh exited 255 without the script's exit status"
+        );
         return HostOutcome {
             state: HostState::Unreachable,
             exit_code: Some(255),
