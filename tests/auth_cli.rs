@@ -143,16 +143,8 @@ fn the_log_of_logins_tokens_and_failures_holds_no_secret() {
     let stdout = String::from_utf8(made.stdout).unwrap();
     let (token, block) = stdout.split_once('\n').unwrap();
     let setup = Setup::new("runners = 1");
-    let rest = format!(
-        r#"[hosts]
-web = ["web-01"]
-
-[[tasks]]
-name = "deploy"
-hosts = ["web"]
-transport = "local"
-script = "echo hi"
-
+    let text = format!(
+        r#"{}
 [auth]
 anonymous = "none"
 
@@ -161,9 +153,10 @@ name = "alice"
 password_hash = "{password_hash}"
 role = "operator"
 
-{block}"#
+{block}"#,
+        setup.config_text("runners = 1")
     );
-    setup.write_raw(&setup.config_with("runners = 1", &rest));
+    setup.write_raw(&text);
     let _up = Guard(setup.up(&[("SHIPWATCH_LOG", "debug,hyper=info,tokio=info")]));
     let port = setup.port;
     wait_until("the gateway answers", DEADLINE, || {
