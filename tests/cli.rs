@@ -666,18 +666,8 @@ fn on_a_terminal_the_status_line_never_shares_a_line_with_the_log() {
     let _up = Guard(setup.up(&[]));
     setup.wait_status("all running", |s| s.all_running(1));
     let typescript = dir.join("typescript");
-    let command = format!("{BIN} run ok20 --follow");
-    let out = Command::new("script")
-        .args(["-qfec", &command])
-        .arg(&typescript)
-        .current_dir(&dir)
-        .env_remove("SHIPWATCH_URL")
-        .env_remove("NO_COLOR")
-        .env("TERM", "xterm-256color")
-        .stdin(Stdio::null())
-        .output()
-        .expect("script from util-linux");
-    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let mut follow = on_a_terminal(&setup, "run ok20 --follow", &typescript);
+    assert_eq!(wait_exit(&mut follow, DEADLINE).code(), Some(0));
     let raw = std::fs::read(&typescript).expect("typescript");
     let raw_text = text(&raw);
     assert!(

@@ -45,6 +45,18 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// Every host of the job, whatever its state.
+    pub fn total(&self) -> u32 {
+        self.pending
+            + self.running
+            + self.ok
+            + self.failed
+            + self.timeout
+            + self.unreachable
+            + self.cancelled
+            + self.skipped
+    }
+
     /// The counter of hosts in `state`.
     pub fn of_mut(&mut self, state: HostState) -> &mut u32 {
         match state {

@@ -54,14 +54,7 @@ pub(super) async fn jobs(api: &ApiClient, query: &JobsQuery) -> Result<Exit, Cli
     let mut table = vec![["ID", "TASK", "STATE", "HOSTS OK", "BY", "CREATED"].map(String::from)];
     for j in &found {
         let c = &j.counts;
-        let total = c.pending
-            + c.running
-            + c.ok
-            + c.failed
-            + c.timeout
-            + c.unreachable
-            + c.cancelled
-            + c.skipped;
+        let total = c.total();
         table.push([
             j.id.to_string(),
             j.task.clone(),

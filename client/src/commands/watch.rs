@@ -132,14 +132,7 @@ fn ask_to_cancel(printer: &Printer, id: JobId) -> bool {
 /// The one-line end of a followed job, then its failed hosts with their exit codes.
 fn summary(job: &JobView) {
     let c = &job.counts;
-    let total = c.pending
-        + c.running
-        + c.ok
-        + c.failed
-        + c.timeout
-        + c.unreachable
-        + c.cancelled
-        + c.skipped;
+    let total = c.total();
     let mut parts = vec![format!("{} ok", c.ok)];
     for (n, what) in [
         (c.failed, "failed"),
