@@ -12,6 +12,7 @@ pub mod frame;
 pub mod report;
 pub mod spec;
 pub mod supervision;
+pub mod timestamp;
 
 pub use event::{
     BodyRef, Event, EventBody, EventKind, HostState, JobId, JobState, RunnerEvent, Stream,
