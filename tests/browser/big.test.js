@@ -5,7 +5,9 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startShipwatch, launch, newPage, waitFor, screenshot } from './lib/harness.js';
+import fs from 'node:fs';
+import path from 'node:path';
+import { startShipwatch, launch, newPage, screenshot, ARTIFACTS } from './lib/harness.js';
 import { fleet } from './lib/fleet.js';
 import { startJob, ended } from './lib/page.js';
 
@@ -64,6 +66,22 @@ async function stopFrames(page) {
   });
 }
 
+/** A CPU profile of the page (BIG_PROFILE=1): start, then stop into artifacts/NAME.cpuprofile. */
+async function startProfile(page) {
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('Profiler.enable');
+  await cdp.send('Profiler.setSamplingInterval', { interval: 500 });
+  await cdp.send('Profiler.start');
+  return cdp;
+}
+
+async function stopProfile(page, cdp, name) {
+  const { profile } = await cdp.send('Profiler.stop');
+  fs.mkdirSync(ARTIFACTS, { recursive: true });
+  fs.writeFileSync(path.join(ARTIFACTS, `${name}.cpuprofile`), JSON.stringify(profile));
+  await cdp.detach();
+}
+
 async function heapMB(page) {
   const cdp = await page.context().newCDPSession(page);
   await cdp.send('HeapProfiler.enable');
@@ -71,6 +89,62 @@ async function heapMB(page) {
   const { usedSize } = await cdp.send('Runtime.getHeapUsage');
   await cdp.detach();
   return Math.round(usedSize / 1048576);
+}
+
+/**
+ * In the page from its first script on: the moment (performance.now(), which counts from
+ * the navigation's start) the log first holds 1,000,000 lines with the last one wholly
+ * in view, checked every frame, so the figure holds no test-driver polling.
+ */
+function markLastLineInView() {
+  const check = () => {
+    const log = document.querySelector('[role="log"]');
+    if (log && log.dataset.lineCount === '1000000') {
+      const rows = log.querySelectorAll('[data-seq]');
+      const last = rows[rows.length - 1];
+      if (last && last.textContent.includes('line 1000000 of')) {
+        const r = last.getBoundingClientRect();
+        const box = log.getBoundingClientRect();
+        if (r.top >= box.top && r.bottom <= box.bottom + 1) {
+          window.lastLineInView = performance.now();
+          return;
+        }
+      }
+    }
+    requestAnimationFrame(check);
+  };
+  requestAnimationFrame(check);
+}
+
+/** Records, in the page, when the next Enter in the search box went down and when the
+ * current match holding `text` was first wholly in view after it. */
+function markMatchInView(page, text) {
+  return page.evaluate((want) => {
+    const box = document.querySelector('[role="searchbox"], input[type="search"]');
+    window.match = {};
+    box.addEventListener('keydown', (ev) => {
+      if (ev.key !== 'Enter') return;
+      window.match.down = performance.now();
+      const check = () => {
+        const cur = document.querySelector('[role="log"] [aria-current="true"]');
+        if (cur && cur.textContent.includes(want)) {
+          const r = cur.getBoundingClientRect();
+          const log = document.querySelector('[role="log"]').getBoundingClientRect();
+          if (r.top >= log.top && r.bottom <= log.bottom) {
+            window.match.shown = performance.now();
+            return;
+          }
+        }
+        requestAnimationFrame(check);
+      };
+      requestAnimationFrame(check);
+    }, { capture: true, once: true });
+  }, text);
+}
+
+function spread(values) {
+  const v = [...values].sort((x, y) => x - y);
+  return `min ${v[0].toFixed(2)}, median ${v[Math.floor(v.length / 2)].toFixed(2)}, max ${v[v.length - 1].toFixed(2)} over ${v.length}`;
 }
 
 test('a finished 1,000,000-line job: last line in view, search 700,000 lines up, scrolling, heap', async () => {
@@ -81,21 +155,37 @@ test('a finished 1,000,000-line job: last line in view, search 700,000 lines up,
   const job = (await sw.api(`/api/jobs/${id}`)).json;
   assert.equal(job.state, 'succeeded');
 
-  const page = await newPage(browser);
-  const opened = Date.now();
-  await page.goto(`${sw.url}/jobs/${id}`);
-  await page.waitForFunction(() => {
-    const log = document.querySelector('[role="log"]');
-    if (!log || log.dataset.lineCount !== '1000000') return false;
-    const rows = log.querySelectorAll('[data-seq]');
-    const last = rows[rows.length - 1];
-    if (!last || !last.textContent.includes('line 1000000 of')) return false;
-    const r = last.getBoundingClientRect();
-    const box = log.getBoundingClientRect();
-    return r.top >= box.top && r.bottom <= box.bottom + 1;
-  }, null, { polling: 50, timeout: 120000 });
-  const tookOpen = Date.now() - opened;
-  figure('open finished 1M-line job until last line in view', (tookOpen / 1000).toFixed(2), 's', '<= 3 s');
+  // Opened BIG_OPENS times (default 3): the box is shared, so the spread says as much as
+  // any one figure. The last page stays open for the rest.
+  const opens = Math.max(1, Number(process.env.BIG_OPENS || 3));
+  const inPage = [];
+  const wall = [];
+  let page;
+  for (let k = 0; k < opens; k++) {
+    if (page) await page.context().close();
+    page = await newPage(browser);
+    await page.addInitScript(markLastLineInView);
+    const profile = process.env.BIG_PROFILE && k === opens - 1 ? await startProfile(page) : null;
+    const opened = Date.now();
+    await page.goto(`${sw.url}/jobs/${id}`);
+    await page.waitForFunction(() => window.lastLineInView, null, { polling: 50, timeout: 120000 });
+    wall.push((Date.now() - opened) / 1000);
+    const marks = await page.evaluate(() => {
+      const at = (name) => performance.getEntriesByName(name)[0]?.startTime ?? NaN;
+      return { first: at('shipwatch:first-batch'), loaded: at('shipwatch:log-loaded'), shown: window.lastLineInView };
+    });
+    inPage.push(marks.shown / 1000);
+    console.log(`# open ${k + 1}: first batch at ${(marks.first / 1000).toFixed(2)} s, log loaded at ${(marks.loaded / 1000).toFixed(2)} s, last line in view at ${(marks.shown / 1000).toFixed(2)} s`);
+    if (profile) await stopProfile(page, profile, 'open-1m');
+  }
+  // The floor under that figure: the same NDJSON read whole by the test driver.
+  const fetched = Date.now();
+  const ndjson = await fetch(`${sw.url}/api/jobs/${id}/log?format=ndjson`);
+  const bytes = (await ndjson.arrayBuffer()).byteLength;
+  figure('GET /log?format=ndjson of the 1M lines, read whole by node', ((Date.now() - fetched) / 1000).toFixed(2), `s (${Math.round(bytes / 1048576)} MiB)`);
+  figure('open finished 1M-line job until last line in view (in the page)', inPage[inPage.length - 1].toFixed(2), 's', '<= 3 s');
+  figure('  the same, every open (in the page)', spread(inPage), 's');
+  figure('  the same, every open (test driver clock)', spread(wall), 's');
   const rows = await page.locator('[role="log"] [data-seq]').count();
   figure('log rows in the DOM at 1M lines', rows, 'rows');
   assert.ok(rows < 200, `only rows near the viewport are in the DOM (${rows})`);
@@ -108,27 +198,24 @@ test('a finished 1,000,000-line job: last line in view, search 700,000 lines up,
   const typed = Date.now();
   await page.locator('#search-status').filter({ hasText: /^0 of 1$/ }).waitFor({ timeout: 30000 });
   figure('typed -> "0 of 1" (250 ms typing pause + scan of 1M lines)', Date.now() - typed, 'ms');
+  await markMatchInView(page, 'line 0300000 of');
   const pressed = Date.now();
   await search.press('Enter');
-  await page.waitForFunction(() => {
-    const cur = document.querySelector('[role="log"] [aria-current="true"]');
-    if (!cur || !cur.textContent.includes('line 0300000 of')) return false;
-    const r = cur.getBoundingClientRect();
-    const box = document.querySelector('[role="log"]').getBoundingClientRect();
-    return r.top >= box.top && r.bottom <= box.bottom;
-  }, null, { polling: 'raf', timeout: 10000 });
-  figure('Enter -> match 700,000 lines up in view', Date.now() - pressed, 'ms', '<= 300 ms');
+  await page.waitForFunction(() => window.match.shown, null, { timeout: 10000 });
+  const seen = await page.evaluate(() => window.match.shown - window.match.down);
+  figure('Enter -> match 700,000 lines up in view (in the page)', Math.round(seen), 'ms', '<= 300 ms');
+  figure('  the same, test driver clock', Date.now() - pressed, 'ms');
   assert.equal(await page.locator('#search-status').textContent(), '1 of 1');
 
-  // A fresh query typed and Enter at once: the scan and the jump in one go.
+  // A fresh query typed and Enter at once: the scan of 1M lines and the jump in one go.
   await search.fill('line 0250000 of');
+  await markMatchInView(page, 'line 0250000 of');
   const both = Date.now();
   await search.press('Enter');
-  await page.waitForFunction(() => {
-    const cur = document.querySelector('[role="log"] [aria-current="true"]');
-    return cur && cur.textContent.includes('line 0250000 of');
-  }, null, { polling: 'raf', timeout: 10000 });
-  figure('type + Enter -> match 750,000 lines up in view', Date.now() - both, 'ms', '<= 300 ms');
+  await page.waitForFunction(() => window.match.shown, null, { timeout: 10000 });
+  const seenBoth = await page.evaluate(() => window.match.shown - window.match.down);
+  figure('new query + Enter -> match 750,000 lines up in view (in the page)', Math.round(seenBoth), 'ms', '<= 300 ms');
+  figure('  the same, test driver clock', Date.now() - both, 'ms');
 
   // Scroll with the wheel for a while: frames and long tasks.
   await page.locator('[role="log"]').hover();
