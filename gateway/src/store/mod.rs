@@ -78,6 +78,8 @@ pub enum StoreError {
     /// A commit failed; its error was logged once and the job's reason names it.
     #[error("the store could not commit: {0}")]
     Commit(String),
+    #[error("this store is one box's: its queue needs no claims")]
+    NotShared,
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
     #[error("the database schema is version {found}, newer than this binary's {known}")]
@@ -560,6 +562,18 @@ impl Store {
             Ok(out)
         })
         .await
+    }
+
+    /// Claims the oldest queued job no gateway has claimed yet for `gateway`, so of
+    /// several gateways sharing a PostgreSQL store exactly one runs it (DESIGN §11). A
+    /// claim ends when the job is queued again. `None`: nothing is left to claim. The
+    /// SQLite store belongs to one gateway, which owns its queue: [`StoreError::NotShared`].
+    pub async fn claim_next(&self, gateway: &str) -> Result<Option<JobId>, StoreError> {
+        let Some(pg) = self.pg() else {
+            return Err(StoreError::NotShared);
+        };
+        let gateway = gateway.to_string();
+        pg.read(move |c| pg::read::claim_next(c, &gateway)).await
     }
 
     /// The job's highest committed `seq` (0 when it has none).

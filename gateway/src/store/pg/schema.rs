@@ -7,7 +7,8 @@ use postgres::Client;
 use crate::store::StoreError;
 
 /// Each entry moves the schema from version `i` to `i + 1`; append, never edit.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE jobs (
     id BIGSERIAL PRIMARY KEY,
     task TEXT NOT NULL,
@@ -64,7 +65,12 @@ CREATE TABLE sessions (
     seen_ms BIGINT NOT NULL
 );
 CREATE INDEX sessions_user ON sessions (username);
-"];
+",
+    "
+ALTER TABLE jobs ADD COLUMN claimed_by TEXT;
+CREATE INDEX jobs_unclaimed ON jobs (id) WHERE state = 'queued' AND claimed_by IS NULL;
+",
+];
 
 /// Any 64-bit number of our own: the lock migrations take.
 const MIGRATION_LOCK: i64 = 0x5348_4950_5741_5401;

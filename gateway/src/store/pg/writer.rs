@@ -544,6 +544,7 @@ impl Writer {
                      reason = CASE WHEN $2 = 'running' THEN $3 ELSE COALESCE($3, reason) END, \
                      started_at = CASE WHEN $2 = 'running' AND started_at IS NULL THEN $4 \
                                   WHEN $2 = 'queued' THEN NULL ELSE started_at END, \
+                     claimed_by = CASE WHEN $2 = 'queued' THEN NULL ELSE claimed_by END, \
                      ended_at = CASE WHEN $5 THEN $4 ELSE ended_at END, \
                      ended_ms = CASE WHEN $5 THEN $6 ELSE ended_ms END \
                      WHERE id = $1",
