@@ -16,6 +16,8 @@ cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/.."
 #   chromium:                       the browser suite (tests/browser) drives Debian's build
 #   postgresql:                     the store's PostgreSQL tests start a private server
 #                                   (pgtest/: initdb + pg_ctl as the postgres user)
+#   iproute2, util-linux:           ip netns + veth (the fault suite's host whose network
+#                                   vanishes), unshare (its data disk that fills up)
 TEST_PACKAGES=(
     openssh-server
     openssh-client
@@ -24,6 +26,8 @@ TEST_PACKAGES=(
     bsdutils
     chromium
     postgresql
+    iproute2
+    util-linux
 )
 
 CI="${CI:-false}"
