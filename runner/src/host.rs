@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::output::{EventSender, Markers, pump_until};
+use crate::ssh;
 
 /// How long the pipes may stay open after the host's processes are gone (something that
 /// escaped the script's process group holding them), or may take to bring the exit
@@ -145,72 +146,6 @@ fn now_nanos() -> u128 {
         .unwrap_or(0)
 }
 
-/// A short, stable ControlPath name for a destination.
-fn control_name(user: &str, address: &str, port: u16) -> String {
-    // FNV-1a: stable across runs and processes, unlike RandomState.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in format!("{user}@{address}:{port}").bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x100_0000_01b3);
-    }
-    format!("{h:016x}")
-}
-
-/// The ControlPath of a host's master connection.
-fn control_path(target: &HostTarget, ssh: &SshSpec, ctx: &HostContext) -> PathBuf {
-    let address = target.address.as_deref().unwrap_or(&target.name);
-    let port = target.port.unwrap_or(ssh.port);
-    ctx.control_dir.join(control_name(&ssh.user, address, port))
-}
-
-/// The ssh command line (without the remote command) for a host; `control_master` is
-/// ssh's `ControlMaster` setting and `extra` goes before the destination.
-pub fn ssh_command(
-    target: &HostTarget,
-    ssh: &SshSpec,
-    ctx: &HostContext,
-    control_master: &str,
-    extra: &[&str],
-) -> Command {
-    let address = target.address.as_deref().unwrap_or(&target.name);
-    let port = target.port.unwrap_or(ssh.port);
-    let mut cmd = Command::new("ssh");
-    cmd.arg("-T")
-        .args(["-o", "BatchMode=yes"])
-        .args(["-o", "StrictHostKeyChecking=yes"])
-        .arg("-o")
-        .arg(format!(
-            "ConnectTimeout={}",
-            ssh.connect_timeout_secs.max(1)
-        ))
-        .arg("-o")
-        .arg(format!("ControlMaster={control_master}"))
-        .arg("-o")
-        .arg(format!("ControlPersist={}", ctx.control_persist_secs))
-        .arg("-o")
-        .arg(format!(
-            "ControlPath={}",
-            control_path(target, ssh, ctx).display()
-        ));
-    if let Some(kh) = ssh.known_hosts.as_deref().filter(|s| !s.is_empty()) {
-        cmd.arg("-o").arg(format!("UserKnownHostsFile={kh}"));
-    }
-    if let Some(id) = ssh.identity_file.as_deref().filter(|s| !s.is_empty()) {
-        cmd.arg("-i").arg(id).args(["-o", "IdentitiesOnly=yes"]);
-    }
-    for opt in &ssh.options {
-        cmd.arg("-o").arg(opt);
-    }
-    cmd.args(extra)
-        .arg("-p")
-        .arg(port.to_string())
-        .arg("-l")
-        .arg(&ssh.user)
-        .arg("--")
-        .arg(address);
-    cmd
-}
-
 /// Runs the script on one host; its lines go to `tx`, the outcome is returned. The
 /// caller sends the host's state events.
 pub async fn run_host(
@@ -275,12 +210,12 @@ pub async fn run_host(
             cmd
         }
         Transport::Ssh => {
-            if let Err(outcome) = start_master(&run, &tx, deadline, cancel).await {
+            if let Err(outcome) = ssh::start_master(&run, &tx, deadline, cancel).await {
                 return outcome;
             }
             // Over the master started above; should it have gone, a connection of its own
             // (never `auto`, which would make this ssh a master holding the host's pipes).
-            let mut cmd = ssh_command(run.target, run.ssh, run.ctx, "no", &[]);
+            let mut cmd = ssh::ssh_command(run.target, run.ssh, run.ctx, "no", &[]);
             cmd.arg(format!(
                 "exec bash -c {} shipwatch {token} {length}",
                 shell_quote(WRAPPER)
@@ -429,133 +364,6 @@ pub async fn run_host(
     }
 }
 
-/// Makes sure a master connection to the host is up, started on its own: `-N -f` with no
-/// stdio of the host's, so it never holds the host's pipes and outlives the host for
-/// `ControlPersist`, for the next host or job. With `auto` a master already there (another
-/// job, another runner) is used and this ssh exits at once. A master that cannot start is
-/// the host's end: ssh's own words go to the host's stderr, and 255 (ssh could not
-/// connect) makes it unreachable.
-async fn start_master(
-    run: &HostRun<'_>,
-    tx: &EventSender,
-    deadline: tokio::time::Instant,
-    cancel: &CancellationToken,
-) -> Result<(), HostOutcome> {
-    use tokio::io::AsyncReadExt;
-    let host = &run.target.name;
-    // A master that accepts a connection is up: no ssh process to ask it (the next host's
-    // or job's overhead is then its own session alone).
-    if tokio::net::UnixStream::connect(control_path(run.target, run.ssh, run.ctx))
-        .await
-        .is_ok()
-    {
-        return Ok(());
-    }
-    let mut cmd = ssh_command(run.target, run.ssh, run.ctx, "auto", &["-N", "-f"]);
-    cmd.env_remove(shipwatch_protocol::supervision::READY_FD_ENV)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let started = tokio::time::Instant::now();
-    let mut child = cmd.spawn().map_err(|e| {
-        tracing::warn!(host, error = %shipwatch_protocol::Report(&e), "could not start ssh");
-        HostOutcome {
-            state: HostState::Failed,
-            exit_code: None,
-        }
-    })?;
-    let stderr = child.stderr.take();
-    let status = tokio::select! {
-        s = child.wait() => s.ok(),
-        _ = tokio::time::sleep_until(deadline) => {
-            return Err(HostOutcome { state: HostState::Timeout, exit_code: None });
-        }
-        _ = cancel.cancelled() => {
-            return Err(HostOutcome { state: HostState::Cancelled, exit_code: None });
-        }
-    };
-    // ssh's few words fit in the pipe; the backgrounded master has its stderr on
-    // /dev/null, but should it keep ours (`-v`), do not wait for it.
-    let mut said = Vec::new();
-    if let Some(mut err) = stderr {
-        let _ = tokio::time::timeout(Duration::from_secs(1), err.read_to_end(&mut said)).await;
-    }
-    let code = status.and_then(|s| s.code());
-    if code == Some(0) {
-        tracing::debug!(
-            host,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "ssh master up"
-        );
-        return Ok(());
-    }
-    let now = shipwatch_protocol::Timestamp::now();
-    let lines: Vec<_> = String::from_utf8_lossy(&said)
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(|text| {
-            (
-                now,
-                shipwatch_protocol::EventBody::Line {
-                    host: host.clone(),
-                    stream: Stream::Stderr,
-                    text: text.to_owned(),
-                },
-            )
-        })
-        .collect();
-    if !lines.is_empty() {
-        let _ = tx.send(lines).await;
-    }
-    Err(HostOutcome {
-        state: if code == Some(255) {
-            HostState::Unreachable
-        } else {
-            HostState::Failed
-        },
-        exit_code: code,
-    })
-}
-
-/// Ends every ssh master whose control socket is in `dir` (`ssh -O exit`), all at once,
-/// each given a few seconds; a socket nobody answers on any more is removed.
-pub async fn exit_masters(dir: &std::path::Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    let mut exits = JoinSet::new();
-    for entry in entries.flatten() {
-        let socket = entry.path();
-        exits.spawn(async move {
-            let mut cmd = Command::new("ssh");
-            cmd.arg("-o")
-                .arg(format!("ControlPath={}", socket.display()))
-                .args(["-O", "exit", "--", "shipwatch-master"])
-                .env_remove(shipwatch_protocol::supervision::READY_FD_ENV)
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .kill_on_drop(true);
-            let exited = match tokio::time::timeout(Duration::from_secs(5), cmd.status()).await {
-                Ok(Ok(status)) => status.success(),
-                _ => false,
-            };
-            if !exited {
-                let _ = std::fs::remove_file(&socket);
-            }
-            exited
-        });
-    }
-    let mut ended = 0;
-    while let Some(done) = exits.join_next().await {
-        ended += usize::from(done.unwrap_or(false));
-    }
-    if ended > 0 {
-        tracing::debug!(ended, dir = %dir.display(), "ssh masters ended");
-    }
-}
-
 /// Waits for every pipe reader of a host; cancel-safe, so waiting again after a timeout
 /// picks up where it stopped.
 async fn all_done(readers: &mut JoinSet<()>) {
@@ -565,12 +373,6 @@ async fn all_done(readers: &mut JoinSet<()>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn control_path_is_short() {
-        let name = control_name("deploy", &"a".repeat(300), 22);
-        assert_eq!(name.len(), 16);
-    }
 
     #[test]
     fn quoting_round_trips_through_bash() {

@@ -10,6 +10,7 @@ pub mod client;
 pub mod host;
 pub mod job;
 pub mod output;
+pub mod ssh;
 
 pub use host::{HostContext, HostOutcome};
 pub use job::run_job;
@@ -60,7 +61,7 @@ pub async fn run(
         std::fs::create_dir_all(&dir).map_err(io)?;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
     }
-    host::exit_masters(&control_dir).await;
+    ssh::close_masters(&control_dir).await;
     let drain = CancellationToken::new();
     let mut usr2 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2())
         .map_err(|source| RunnerError::Signals { index, source })?;
@@ -96,7 +97,10 @@ pub async fn run(
         stop_timeout: config.supervisor.stop_timeout.mul_f64(0.8),
     };
     let result = client::serve(cfg, Codec::default, shutdown, drain).await;
-    host::exit_masters(&control_dir).await;
+    let closed = ssh::close_masters(&control_dir).await;
+    if closed > 0 {
+        tracing::info!(index, masters = closed, "ssh master connections closed");
+    }
     signals_done.cancel();
     tracker.wait().await;
     tracing::info!(index, "runner stopped");

@@ -4,9 +4,9 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use common::fleet;
+use common::{assert_no_survivors, fleet};
 use shipwatch_protocol::{EventBody, HostState, HostTarget, JobSpec, JobState, SshSpec};
 use shipwatch_runner::{HostContext, Pending, run_job};
 use tokio::sync::mpsc;
@@ -121,6 +121,7 @@ async fn host_ends_with_its_script_and_the_next_job_reuses_the_connection() {
     let sockets = std::fs::read_dir(dir.path())
         .expect("control dir")
         .flatten()
+        .filter(|e| e.path().extension().is_none()) // not the lock files
         .collect::<Vec<_>>();
     assert_eq!(sockets.len(), 3, "one master socket per host: {sockets:?}");
     for s in sockets {
@@ -148,17 +149,114 @@ async fn host_ends_with_its_script_and_the_next_job_reuses_the_connection() {
         mean(&first),
         mean(&second)
     );
-    for s in std::fs::read_dir(dir.path())
+    // What a runner does on its way out: its masters end with it.
+    assert_eq!(shipwatch_runner::ssh::close_masters(dir.path()).await, 3);
+    assert_no_survivors(&dir.path().display().to_string()).await;
+}
+
+/// The ssh spec of the fleet, for `hosts`, in `waves`.
+fn fleet_spec(f: &fleet::Fleet, hosts: Vec<HostTarget>, waves: Vec<Vec<String>>) -> JobSpec {
+    let base = JobSpec::local::<&str>("overhead", SCRIPT, &[]);
+    JobSpec {
+        transport: shipwatch_protocol::Transport::Ssh,
+        waves,
+        hosts,
+        ssh: SshSpec {
+            user: f.user.clone(),
+            identity_file: Some(f.identity.display().to_string()),
+            known_hosts: Some(f.known_hosts.display().to_string()),
+            ..base.ssh.clone()
+        },
+        ..base
+    }
+}
+
+/// Hosts that are one destination start one master between them: each used to start
+/// its own, and all but one, finding the socket taken, stayed behind as plain `ssh -N`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_sharing_a_destination_start_one_master_and_leave_no_ssh_behind() {
+    let Some(f) = fleet::fleet() else { return };
+    let dir = tempfile::Builder::new()
+        .prefix("swr")
+        .tempdir_in("/tmp")
+        .expect("tempdir");
+    let hosts: Vec<HostTarget> = (0..6)
+        .map(|i| HostTarget {
+            name: format!("alias{i}"),
+            address: Some("127.0.0.1".into()),
+            port: Some(f.ports[5]),
+        })
+        .collect();
+    let wave = hosts.iter().map(|h| h.name.clone()).collect();
+    let spec = fleet_spec(f, hosts, vec![wave]);
+    let ctx = HostContext {
+        control_dir: dir.path().to_owned(),
+        control_persist_secs: 30,
+    };
+    timed_job(&spec, &ctx).await;
+    let sockets: Vec<_> = std::fs::read_dir(dir.path())
         .expect("control dir")
         .flatten()
-    {
-        let _ = std::process::Command::new("ssh")
-            .args(["-O", "exit", "-o"])
-            .arg(format!("ControlPath={}", s.path().display()))
-            .arg("unused")
+        .filter(|e| e.path().extension().is_none())
+        .collect();
+    assert_eq!(sockets.len(), 1, "one master socket: {sockets:?}");
+    assert_eq!(shipwatch_runner::ssh::close_masters(dir.path()).await, 1);
+    assert_no_survivors(&dir.path().display().to_string()).await;
+}
+
+/// Median wall time of `ssh … true` over `ctx`'s control directory, three tries.
+async fn median_ssh_true(target: &HostTarget, spec: &JobSpec, ctx: &HostContext) -> Duration {
+    let mut took = Vec::new();
+    for _ in 0..3 {
+        let mut cmd = shipwatch_runner::ssh::ssh_command(target, &spec.ssh, ctx, "no", &[]);
+        cmd.arg("true")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status();
+            .stderr(std::process::Stdio::null());
+        let began = Instant::now();
+        let status = cmd.status().await.expect("ssh runs");
+        assert!(
+            status.success(),
+            "ssh true over {}",
+            ctx.control_dir.display()
+        );
+        took.push(began.elapsed());
     }
+    took.sort();
+    took[1]
+}
+
+/// A session over the runner's master skips the key exchange and authentication a new
+/// connection makes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_over_the_master_starts_faster_than_a_new_connection() {
+    let Some(f) = fleet::fleet() else { return };
+    let dir = |prefix| {
+        tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in("/tmp")
+            .expect("tempdir")
+    };
+    let (with_master, without) = (dir("swm"), dir("swn"));
+    let target = HostTarget {
+        name: "h06".into(),
+        address: Some("127.0.0.1".into()),
+        port: Some(f.ports[6]),
+    };
+    let spec = fleet_spec(f, vec![target.clone()], vec![vec!["h06".into()]]);
+    let ctx = |d: &tempfile::TempDir| HostContext {
+        control_dir: d.path().to_owned(),
+        control_persist_secs: 30,
+    };
+    // The job leaves its master behind for the next one.
+    timed_job(&spec, &ctx(&with_master)).await;
+    let reused = median_ssh_true(&target, &spec, &ctx(&with_master)).await;
+    let fresh = median_ssh_true(&target, &spec, &ctx(&without)).await;
+    eprintln!("ssh true: new connection {fresh:?}, over the master {reused:?} (medians of 3)");
+    assert!(
+        reused < fresh,
+        "over the master {reused:?}, a new connection {fresh:?}"
+    );
+    shipwatch_runner::ssh::close_masters(with_master.path()).await;
+    assert_no_survivors(&with_master.path().display().to_string()).await;
 }

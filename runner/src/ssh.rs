@@ -1,0 +1,262 @@
+//! ssh connections a runner reuses: one master per destination, started on its own
+//! (`-N -f`, none of a host's pipes), which every host run and job then multiplexes over
+//! until it has been idle `ControlPersist`.
+//!
+//! Masters live in the runner's own control directory (`<run_dir>/ssh/<index>`), so a
+//! runner knows which are its own and ends them when it stops ([`close_masters`]): none
+//! outlives its runner (a master is a daemon in its own session, which no signal to the
+//! runner's process group reaches); a runner restarted after being killed ends those its
+//! predecessor left. Two host runs wanting the same destination at once
+//! (two hosts of a wave at one address, two jobs sharing a directory in tests) take turns
+//! through a lock file beside the socket: without it both start a master, the second
+//! finds the socket taken, carries on as a plain backgrounded `ssh -N`, and stays behind.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use shipwatch_protocol::{HostState, HostTarget, SshSpec, Stream};
+use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
+
+use crate::host::{HostContext, HostOutcome, HostRun};
+use crate::output::EventSender;
+
+/// A short, stable ControlPath name for a destination.
+fn control_name(user: &str, address: &str, port: u16) -> String {
+    // FNV-1a: stable across runs and processes, unlike RandomState.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in format!("{user}@{address}:{port}").bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// The ControlPath of a host's master connection.
+fn control_path(target: &HostTarget, ssh: &SshSpec, ctx: &HostContext) -> PathBuf {
+    let address = target.address.as_deref().unwrap_or(&target.name);
+    let port = target.port.unwrap_or(ssh.port);
+    ctx.control_dir.join(control_name(&ssh.user, address, port))
+}
+
+/// The ssh command line (without the remote command) for a host; `control_master` is
+/// ssh's `ControlMaster` setting and `extra` goes before the destination.
+pub fn ssh_command(
+    target: &HostTarget,
+    ssh: &SshSpec,
+    ctx: &HostContext,
+    control_master: &str,
+    extra: &[&str],
+) -> Command {
+    let address = target.address.as_deref().unwrap_or(&target.name);
+    let port = target.port.unwrap_or(ssh.port);
+    let mut cmd = Command::new("ssh");
+    cmd.arg("-T")
+        .args(["-o", "BatchMode=yes"])
+        .args(["-o", "StrictHostKeyChecking=yes"])
+        .arg("-o")
+        .arg(format!(
+            "ConnectTimeout={}",
+            ssh.connect_timeout_secs.max(1)
+        ))
+        .arg("-o")
+        .arg(format!("ControlMaster={control_master}"))
+        .arg("-o")
+        .arg(format!("ControlPersist={}", ctx.control_persist_secs))
+        .arg("-o")
+        .arg(format!(
+            "ControlPath={}",
+            control_path(target, ssh, ctx).display()
+        ));
+    if let Some(kh) = ssh.known_hosts.as_deref().filter(|s| !s.is_empty()) {
+        cmd.arg("-o").arg(format!("UserKnownHostsFile={kh}"));
+    }
+    if let Some(id) = ssh.identity_file.as_deref().filter(|s| !s.is_empty()) {
+        cmd.arg("-i").arg(id).args(["-o", "IdentitiesOnly=yes"]);
+    }
+    for opt in &ssh.options {
+        cmd.arg("-o").arg(opt);
+    }
+    cmd.args(extra)
+        .arg("-p")
+        .arg(port.to_string())
+        .arg("-l")
+        .arg(&ssh.user)
+        .arg("--")
+        .arg(address);
+    cmd
+}
+
+/// A master that accepts a connection is up: no ssh process needed to ask it.
+async fn answers(socket: &Path) -> bool {
+    tokio::net::UnixStream::connect(socket).await.is_ok()
+}
+
+/// Holds `<socket>.lock` while this host run starts the destination's master.
+async fn lock_destination(socket: &Path) -> std::io::Result<nix::fcntl::Flock<std::fs::File>> {
+    let mut path = socket.as_os_str().to_owned();
+    path.push(".lock");
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?;
+        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, errno)| std::io::Error::from(errno))
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
+/// Makes sure a master connection to the host is up, started on its own: `-N -f` with no
+/// stdio of the host's, so it never holds the host's pipes and outlives the host for
+/// `ControlPersist`, for the next host or job. A master that cannot start is the host's
+/// end: ssh's own words go to the host's stderr, and 255 (ssh could not connect) makes it
+/// unreachable.
+pub(crate) async fn start_master(
+    run: &HostRun<'_>,
+    tx: &EventSender,
+    deadline: tokio::time::Instant,
+    cancel: &CancellationToken,
+) -> Result<(), HostOutcome> {
+    use tokio::io::AsyncReadExt;
+    let host = &run.target.name;
+    let socket = control_path(run.target, run.ssh, run.ctx);
+    if answers(&socket).await {
+        return Ok(());
+    }
+    let stopped = |state| HostOutcome {
+        state,
+        exit_code: None,
+    };
+    let lock = tokio::select! {
+        l = lock_destination(&socket) => l,
+        _ = tokio::time::sleep_until(deadline) => return Err(stopped(HostState::Timeout)),
+        _ = cancel.cancelled() => return Err(stopped(HostState::Cancelled)),
+    };
+    // Without the lock (no room for a file) the race is only a leftover process, never a
+    // wrong result: go on.
+    let _lock = match lock {
+        Ok(lock) => Some(lock),
+        Err(error) => {
+            tracing::warn!(host, error = %shipwatch_protocol::Report(&error), "cannot lock the ssh control path");
+            None
+        }
+    };
+    // Whoever held the lock before may have started it.
+    if answers(&socket).await {
+        return Ok(());
+    }
+    // `auto`: a stale socket (its master killed) is removed and replaced.
+    let mut cmd = ssh_command(run.target, run.ssh, run.ctx, "auto", &["-N", "-f"]);
+    cmd.env_remove(shipwatch_protocol::supervision::READY_FD_ENV)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let started = tokio::time::Instant::now();
+    let mut child = cmd.spawn().map_err(|e| {
+        tracing::warn!(host, error = %shipwatch_protocol::Report(&e), "could not start ssh");
+        stopped(HostState::Failed)
+    })?;
+    let stderr = child.stderr.take();
+    let status = tokio::select! {
+        s = child.wait() => s.ok(),
+        _ = tokio::time::sleep_until(deadline) => return Err(stopped(HostState::Timeout)),
+        _ = cancel.cancelled() => return Err(stopped(HostState::Cancelled)),
+    };
+    // ssh's few words fit in the pipe; the backgrounded master has its stderr on
+    // /dev/null, but should it keep ours (`-v`), do not wait for it.
+    let mut said = Vec::new();
+    if let Some(mut err) = stderr {
+        let _ = tokio::time::timeout(Duration::from_secs(1), err.read_to_end(&mut said)).await;
+    }
+    let code = status.and_then(|s| s.code());
+    if code == Some(0) {
+        tracing::debug!(
+            host,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "ssh master up"
+        );
+        return Ok(());
+    }
+    let now = shipwatch_protocol::Timestamp::now();
+    let lines: Vec<_> = String::from_utf8_lossy(&said)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|text| {
+            (
+                now,
+                shipwatch_protocol::EventBody::Line {
+                    host: host.clone(),
+                    stream: Stream::Stderr,
+                    text: text.to_owned(),
+                },
+            )
+        })
+        .collect();
+    if !lines.is_empty() {
+        let _ = tx.send(lines).await;
+    }
+    Err(HostOutcome {
+        state: if code == Some(255) {
+            HostState::Unreachable
+        } else {
+            HostState::Failed
+        },
+        exit_code: code,
+    })
+}
+
+/// Ends every master in `control_dir` (`ssh -O exit`): the runner's own on its way out,
+/// and at its start those a killed predecessor of its index left; how many answered.
+/// Sessions still open over one end with it, so this never runs beside a job.
+pub async fn close_masters(control_dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(control_dir) else {
+        return 0;
+    };
+    let mut exits = tokio::task::JoinSet::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some() {
+            continue; // a lock file
+        }
+        let mut cmd = Command::new("ssh");
+        cmd.env_remove(shipwatch_protocol::supervision::READY_FD_ENV)
+            .args(["-O", "exit", "-o"])
+            .arg(format!("ControlPath={}", path.display()))
+            .arg("shipwatch-master")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        exits.spawn(async move {
+            // A master that cannot answer within this is stuck; ControlPersist ends it.
+            let status = tokio::time::timeout(Duration::from_secs(2), cmd.status()).await;
+            let exited = matches!(status, Ok(Ok(s)) if s.success());
+            if !exited {
+                // Nobody answers on it any more (its master was killed).
+                let _ = std::fs::remove_file(&path);
+            }
+            exited
+        });
+    }
+    let mut closed = 0;
+    while let Some(done) = exits.join_next().await {
+        closed += usize::from(matches!(done, Ok(true)));
+    }
+    closed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_path_is_short() {
+        let name = control_name("deploy", &"a".repeat(300), 22);
+        assert_eq!(name.len(), 16);
+    }
+}
