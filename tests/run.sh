@@ -106,7 +106,11 @@ step "test packages" install_test_packages
 step "toolchain" check_toolchain
 step "fmt" cargo fmt --all --check
 step "clippy" cargo clippy --workspace --all-targets -- -D warnings
+# Every log the tests' processes write is kept here, then searched for secrets.
+SHIPWATCH_TEST_LOGS=$(mktemp -d /tmp/shipwatch-test-logs.XXXXXX)
+export SHIPWATCH_TEST_LOGS
 step "test" cargo test --workspace
+step "no secret in the logs" tests/no_secret_in_logs.sh "$SHIPWATCH_TEST_LOGS"
 step "systemd unit" systemd/verify.sh
 
 # --- browser suite -----------------------------------------------------------------------

@@ -28,6 +28,33 @@ pub struct Setup {
     pub port: u16,
 }
 
+/// Under `tests/run.sh` every log a test's processes wrote outlives the test in
+/// `$SHIPWATCH_TEST_LOGS`, so the run's last step can check that none holds a secret.
+impl Drop for Setup {
+    fn drop(&mut self) {
+        keep_logs(self.dir.path());
+    }
+}
+
+/// Copies the `*.log` files of `dir` into `$SHIPWATCH_TEST_LOGS`, when it is set.
+pub fn keep_logs(dir: &Path) {
+    let Some(keep) = std::env::var_os("SHIPWATCH_TEST_LOGS") else {
+        return;
+    };
+    let keep = PathBuf::from(keep);
+    let prefix = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "log") {
+            let name = format!("{prefix}-{}", entry.file_name().to_string_lossy());
+            let _ = std::fs::copy(&path, keep.join(name));
+        }
+    }
+}
+
 impl Setup {
     pub fn new(supervisor: &str) -> Setup {
         let dir = tempfile::Builder::new()

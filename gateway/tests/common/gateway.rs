@@ -246,6 +246,7 @@ impl Gateway {
 
     /// Runs `config` (which listens on `port`) until it listens.
     async fn run(config: shipwatch_config::Config, dir: &Path, port: u16) -> Gateway {
+        keep_log();
         let shutdown = CancellationToken::new();
         let server = tokio::spawn(shipwatch_gateway::run(config, shutdown.clone()));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -316,4 +317,31 @@ pub async fn start_deploy(port: u16) -> u64 {
     .await;
     assert_eq!(reply.status, 201, "{}", reply.body);
     reply.json()["id"].as_u64().unwrap()
+}
+
+/// Under `tests/run.sh` (`$SHIPWATCH_TEST_LOGS` set) the in-process gateways log at
+/// debug into a file there, one per test binary, so the run's last step can check that
+/// no log line holds a secret. Elsewhere they log nowhere, as before.
+fn keep_log() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Some(dir) = std::env::var_os("SHIPWATCH_TEST_LOGS") else {
+            return;
+        };
+        let binary = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().to_string()))
+            .unwrap_or_default();
+        let path = Path::new(&dir).join(format!("{binary}-{}.log", std::process::id()));
+        let Ok(file) = std::fs::File::create(&path) else {
+            return;
+        };
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                "debug,hyper=info,hyper_util=info,tungstenite=info,tokio_tungstenite=info",
+            )
+            .with_writer(std::sync::Mutex::new(file))
+            .with_ansi(false)
+            .try_init();
+    });
 }
