@@ -192,17 +192,20 @@ async fn concurrent_wrong_passwords_cost_only_the_address_burst_and_forwarded_fo
             .status
         });
     }
-    let (mut wrong, mut throttled) = (0, 0);
+    // 503: still waiting for a hashing slot after 10 s (a box far busier than its
+    // cores), so never hashed either.
+    let (mut wrong, mut throttled, mut busy) = (0, 0, 0);
     while let Some(status) = flood.join_next().await {
         match status.unwrap() {
             401 => wrong += 1,
             429 => throttled += 1,
+            503 => busy += 1,
             other => panic!("a wrong password answered {other}"),
         }
     }
     assert!(
-        wrong <= 30 && wrong + throttled == 200,
-        "{wrong} argon2 checks and {throttled} refusals for 200 concurrent attempts from one address"
+        wrong <= 30 && wrong + throttled + busy == 200,
+        "{wrong} argon2 checks, {throttled} refusals and {busy} busy for 200 concurrent attempts from one address"
     );
     // The address is throttled for everyone behind it, the right password included,
     // until its bucket leaks (2 s per attempt); then the right password works.

@@ -1,12 +1,12 @@
-//! argon2 off the async threads, a few at a time, at a low CPU priority.
+//! argon2 off the async threads, a few at a time, on threads of its own.
 //!
 //! A login flood is argon2 work the event path must not wait behind. The cap on
-//! concurrent hashes (a semaphore) bounds how many cores it takes; running it on threads
-//! of its own at `nice` [`NICE`] makes the kernel prefer every other thread of the box
-//! when they compete for a core, so a runner's line reaches its watchers as fast as it
-//! does without the flood, and logins only wait longer. `spawn_blocking` threads could
-//! not be niced: the store's reads share them, and an unprivileged thread cannot undo a
-//! nice it took.
+//! concurrent hashes (a semaphore) bounds how many cores it takes, and the throttle
+//! reserves each attempt's place before its hash, so a flood from one address costs its
+//! burst of hashes and then one per leak. The threads are the pool's own, not
+//! `spawn_blocking`'s, which the store's reads share, and a check whose client left
+//! while it queued is skipped. They run at normal priority: at nice 10 or 19 a busy box
+//! (a load of 24 on 2 cores) starved them until logins were answered 503.
 
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -19,9 +19,6 @@ use super::secret;
 
 /// How long a request waits for its turn at argon2 before it is told the server is busy.
 const QUEUE_WAIT: Duration = Duration::from_secs(10);
-/// The hashing threads' nice value: the lowest priority, so they only ever get what the
-/// event path leaves.
-const NICE: i32 = 19;
 
 /// One check: which of `hashes` `secret` matches, answered on `reply`.
 struct Check {
@@ -30,8 +27,7 @@ struct Check {
     reply: oneshot::Sender<Option<usize>>,
 }
 
-/// argon2 checks, run by a few low-priority threads of their own; they end when the
-/// pool is dropped.
+/// argon2 checks, run by a few threads of their own; they end when the pool is dropped.
 pub(super) struct HashPool {
     permits: Semaphore,
     checks: mpsc::Sender<Check>,
@@ -48,7 +44,6 @@ impl HashPool {
             let spawned = std::thread::Builder::new()
                 .name(format!("argon2-{i}"))
                 .spawn(move || {
-                    lower_priority();
                     loop {
                         let next = match receive.lock() {
                             Ok(queue) => queue.recv(),
@@ -100,15 +95,4 @@ fn first_match(hashes: &[Option<String>], secret: &[u8]) -> Option<usize> {
         let hash = h.as_deref().unwrap_or_else(|| secret::decoy_hash());
         secret::verify(hash, secret) && h.is_some()
     })
-}
-
-/// Lowers the calling thread's priority to [`NICE`]; a failure only costs priority.
-fn lower_priority() {
-    // SAFETY: setpriority(2) takes plain integers; on Linux PRIO_PROCESS with 0 is the
-    // calling thread only.
-    let done = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, NICE) };
-    if done != 0 {
-        let error = std::io::Error::last_os_error();
-        tracing::info!(error = %shipwatch_protocol::Report(&error), "password hashing runs at normal priority");
-    }
 }

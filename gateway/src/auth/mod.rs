@@ -8,8 +8,8 @@
 //! - [`session`]: login sessions, in the store as the SHA-256 of their id only, cached
 //!   in memory with the ids the store does not hold;
 //! - [`login`]: checking a password, under the [`throttle`] per user and per address;
-//! - [`hashing`]: argon2 on a few low-priority threads of its own, so a login flood
-//!   cannot starve the event path;
+//! - [`hashing`]: argon2 on a few threads of its own, a few at a time, so a login
+//!   flood cannot starve the event path;
 //! - [`reload`]: removing a user or token and reloading ends its sessions and cancels
 //!   its [`Principal::revoked`], which closes its open WebSockets;
 //! - [`guard`], [`routes`]: the Origin/JSON guard and security headers, and the HTTP
