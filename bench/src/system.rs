@@ -51,6 +51,21 @@ impl System {
         access: &str,
         token: Option<&str>,
     ) -> Result<System, Error> {
+        System::start_full(hosts, script, access, token, 1 << 30)
+    }
+
+    /// [`System::start`] with jobs keeping at most `max_log_bytes` of text.
+    pub fn start_capped(hosts: usize, script: &str, max_log_bytes: u64) -> Result<System, Error> {
+        System::start_full(hosts, script, ANONYMOUS_ADMIN, None, max_log_bytes)
+    }
+
+    fn start_full(
+        hosts: usize,
+        script: &str,
+        access: &str,
+        token: Option<&str>,
+        max_log_bytes: u64,
+    ) -> Result<System, Error> {
         let dir = tempfile::Builder::new().prefix("swb").tempdir_in("/tmp")?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
@@ -62,7 +77,7 @@ impl System {
 listen = "127.0.0.1:{port}"
 data_dir = "./data"
 run_dir = "./run"
-max_log_bytes = 1073741824
+max_log_bytes = {max_log_bytes}
 
 [supervisor]
 runners = 1

@@ -17,6 +17,7 @@
 //!   e2e churn [WATCHERS] [HOSTS] [LINES_PER_HOST]   joins at random moments, slow readers
 //!   e2e stalled [WATCHERS] [HOSTS] [LINES_PER_HOST] watchers that read nothing, then all
 //!   e2e crash [WATCHERS] [HOSTS] [LINES_PER_HOST] [KILLS]  gateway SIGKILLed mid-flood
+//!   e2e store [MAX_LOG_BYTES] [HOSTS] [LINES_PER_HOST]  disk taken by a capped flood
 //! Options before or after the scenario: `--read-buffer BYTES` (the client's
 //! tungstenite read buffer), `--gateway-nofile N` (start the system with that soft
 //! RLIMIT_NOFILE, as systemd would without LimitNOFILE=).
@@ -111,6 +112,15 @@ enum Scenario {
         #[arg(default_value_t = 2)]
         kills: u64,
     },
+    /// A flood of 27-byte lines capped at MAX_LOG_BYTES: database and WAL on disk.
+    Store {
+        #[arg(default_value_t = 10_000_000)]
+        max_log_bytes: u64,
+        #[arg(default_value_t = 20)]
+        hosts: usize,
+        #[arg(default_value_t = 25_000)]
+        lines_per_host: u64,
+    },
     /// A finished job of LINES lines, then one late watcher with after=0.
     Replay {
         #[arg(default_value_t = 1_000_000)]
@@ -132,7 +142,7 @@ fn main() -> ExitCode {
         | Scenario::Paced { watchers, .. } => watchers as u64 + 256,
         Scenario::Churn { watchers, .. } => 2 * watchers as u64 + 256,
         Scenario::Crash { watchers, .. } => watchers as u64 + 256,
-        Scenario::Replay { .. } | Scenario::Stalled { .. } => 256,
+        Scenario::Replay { .. } | Scenario::Stalled { .. } | Scenario::Store { .. } => 256,
     };
     let runtime = match raise_nofile(need).and_then(|_| {
         tokio::runtime::Builder::new_multi_thread()
@@ -154,6 +164,7 @@ fn main() -> ExitCode {
         Scenario::Idle { watchers } => format!("idle, {watchers} watchers"),
         Scenario::Churn { watchers, .. } => format!("churn, 2 × {watchers} watchers"),
         Scenario::Replay { lines, .. } => format!("replay of {lines} lines"),
+        Scenario::Store { max_log_bytes, .. } => format!("store size at {max_log_bytes} bytes"),
         Scenario::Stalled { watchers, .. } => format!("{watchers} stalled watchers"),
         Scenario::Crash {
             watchers, kills, ..
@@ -183,6 +194,11 @@ fn main() -> ExitCode {
                     seed,
                 } => scenario::churn(watchers, hosts, lines_per_host, seed).await,
                 Scenario::Replay { lines, hosts } => scenario::replay(lines, hosts).await,
+                Scenario::Store {
+                    max_log_bytes,
+                    hosts,
+                    lines_per_host,
+                } => scenario::store_size(max_log_bytes, hosts, lines_per_host).await,
                 Scenario::Crash {
                     watchers,
                     hosts,

@@ -7,6 +7,7 @@ mod idle;
 mod paced;
 mod replay;
 mod stalled;
+mod store;
 
 pub use churn::churn;
 pub use crash::crash;
@@ -15,6 +16,7 @@ pub use idle::idle;
 pub use paced::paced;
 pub use replay::replay;
 pub use stalled::stalled;
+pub use store::store_size;
 
 use std::time::Duration;
 
