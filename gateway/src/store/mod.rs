@@ -145,6 +145,11 @@ struct Inner {
     writes: std::sync::mpsc::Sender<writer::Op>,
     /// Idle read connections; a reader takes one or opens a new one.
     readers: Mutex<Vec<Connection>>,
+    /// At most [`READ_POOL`] reads at once. Without it a hundred watchers catching up
+    /// opened a hundred connections, and SQLite keeps a closed connection's descriptor
+    /// while another connection of the process holds a lock on the file (so POSIX locks
+    /// survive), so the store's descriptors grew to the highest concurrency ever seen.
+    reading: Arc<tokio::sync::Semaphore>,
     /// Job failures the writer could not record yet; reads show them.
     unrecorded: writer::UnrecordedJobs,
     /// Set when the store is PostgreSQL: reads go there and `readers` stays empty.
@@ -179,6 +184,7 @@ impl Store {
                 path,
                 writes,
                 readers: Mutex::new(Vec::new()),
+                reading: Arc::new(tokio::sync::Semaphore::new(READ_POOL)),
                 unrecorded,
                 postgres: None,
             }),
@@ -223,6 +229,7 @@ impl Store {
                     path: PathBuf::new(),
                     writes,
                     readers: Mutex::new(Vec::new()),
+                    reading: Arc::new(tokio::sync::Semaphore::new(READ_POOL)),
                     unrecorded,
                     postgres: Some(Arc::new(postgres)),
                 }),
@@ -401,7 +408,10 @@ impl Store {
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let inner = self.inner.clone();
+        // The semaphore is never closed, so acquiring only fails if it were.
+        let permit = inner.reading.clone().acquire_owned().await.ok();
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let pooled = inner.readers.lock().ok().and_then(|mut p| p.pop());
             let conn = match pooled {
                 Some(c) => c,
