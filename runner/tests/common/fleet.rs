@@ -125,15 +125,22 @@ fn spawn_sshd(
     wrap: &[&str],
 ) -> Result<std::process::Child, String> {
     let cfg = dir.join(format!("{name}.conf"));
+    // Sessions get a home of their own, empty: bash over ssh sources ~/.bashrc, and the
+    // box's (root's pyenv) takes a lock on every login that a session killed mid-login
+    // leaves behind, after which each login waits 60 s for it (every ssh test stalled).
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home).map_err(|e| e.to_string())?;
     std::fs::write(
         &cfg,
         format!(
             "Port {port}\nListenAddress {listen}\nHostKey {hk}\nAuthorizedKeysFile {ak}\n\
              PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
              PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\nPidFile none\n\
-             AllowUsers {user}\nLogLevel ERROR\nMaxSessions 200\nMaxStartups 200\n",
+             AllowUsers {user}\nLogLevel ERROR\nMaxSessions 200\nMaxStartups 200\n\
+             SetEnv HOME={home}\n",
             hk = dir.join("host_key").display(),
             ak = dir.join("authorized_keys").display(),
+            home = home.display(),
         ),
     )
     .map_err(|e| e.to_string())?;
