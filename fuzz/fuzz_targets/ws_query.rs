@@ -1,12 +1,5 @@
-//! Any query string on `/ws/jobs/{id}`: parsed into `after` and a filter, or a 400 that
-//! names the field, never a panic.
+//! cargo fuzz target: any query string on /ws/jobs/{id} (body: shipwatch_fuzz_targets::ws_query,
+//! which CI also runs on stable over the corpus).
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-
-fuzz_target!(|query: &str| {
-    let Ok(uri) = format!("/ws/jobs/1?{query}").parse::<http::Uri>() else {
-        return;
-    };
-    let _ = shipwatch_gateway::http::parse_watch_query(&uri);
-});
+libfuzzer_sys::fuzz_target!(|data: &[u8]| shipwatch_fuzz_targets::ws_query(data));
