@@ -66,40 +66,51 @@ async fn timed_job(spec: &JobSpec, ctx: &HostContext) -> Overheads {
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn host_ends_with_its_script_and_the_next_job_reuses_the_connection() {
-    let Some(f) = fleet::fleet() else { return };
+/// A runner's ssh control directory of its own (short, under /tmp: a ControlPath must
+/// fit a socket address) and the host context over it.
+fn control_dir(prefix: &str) -> (tempfile::TempDir, HostContext) {
     let dir = tempfile::Builder::new()
-        .prefix("swo")
+        .prefix(prefix)
         .tempdir_in("/tmp")
         .expect("tempdir");
-    let hosts: Vec<HostTarget> = (0..3)
-        .map(|i| HostTarget {
-            name: format!("h{i:02}"),
-            address: Some("127.0.0.1".into()),
-            port: Some(f.ports[i]),
-        })
-        .collect();
-    let base = JobSpec::local::<&str>("overhead", SCRIPT, &[]);
-    let spec = JobSpec {
-        transport: shipwatch_protocol::Transport::Ssh,
-        waves: vec![
-            vec![hosts[0].name.clone(), hosts[1].name.clone()],
-            vec![hosts[2].name.clone()],
-        ],
-        hosts,
-        ssh: SshSpec {
-            user: f.user.clone(),
-            identity_file: Some(f.identity.display().to_string()),
-            known_hosts: Some(f.known_hosts.display().to_string()),
-            ..base.ssh.clone()
-        },
-        ..base
-    };
     let ctx = HostContext {
         control_dir: dir.path().to_owned(),
         control_persist_secs: 30,
     };
+    (dir, ctx)
+}
+
+/// Host `name` at the fleet's sshd on `port`.
+fn host_at(name: String, port: u16) -> HostTarget {
+    HostTarget {
+        name,
+        address: Some("127.0.0.1".into()),
+        port: Some(port),
+    }
+}
+
+/// The master sockets in a control directory (not their lock files).
+fn master_sockets(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir)
+        .expect("control dir")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_none())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_ends_with_its_script_and_the_next_job_reuses_the_connection() {
+    let Some(f) = fleet::fleet() else { return };
+    let (dir, ctx) = control_dir("swo");
+    let hosts: Vec<HostTarget> = (0..3)
+        .map(|i| host_at(format!("h{i:02}"), f.ports[i]))
+        .collect();
+    let waves = vec![
+        vec![hosts[0].name.clone(), hosts[1].name.clone()],
+        vec![hosts[2].name.clone()],
+    ];
+    let spec = fleet_spec(f, hosts, waves);
     let first = timed_job(&spec, &ctx).await;
     let second = timed_job(&spec, &ctx).await;
     for (name, run) in [("first", &first), ("second", &second)] {
@@ -118,27 +129,19 @@ async fn host_ends_with_its_script_and_the_next_job_reuses_the_connection() {
     }
     // The second job's hosts ran over the first job's masters: a socket per host is
     // still there and answers.
-    let sockets = std::fs::read_dir(dir.path())
-        .expect("control dir")
-        .flatten()
-        .filter(|e| e.path().extension().is_none()) // not the lock files
-        .collect::<Vec<_>>();
+    let sockets = master_sockets(dir.path());
     assert_eq!(sockets.len(), 3, "one master socket per host: {sockets:?}");
     for s in sockets {
         let status = std::process::Command::new("ssh")
             .args(["-O", "check", "-o"])
-            .arg(format!("ControlPath={}", s.path().display()))
+            .arg(format!("ControlPath={}", s.display()))
             .arg("unused")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .status()
             .expect("ssh runs");
-        assert!(
-            status.success(),
-            "the master at {} answers",
-            s.path().display()
-        );
+        assert!(status.success(), "the master at {} answers", s.display());
     }
     // Reused, the connection setup is gone; on a loaded 2-core box bash start-up dominates
     // both jobs' first lines, so the figure is printed, not asserted (the live sockets
@@ -176,29 +179,14 @@ fn fleet_spec(f: &fleet::Fleet, hosts: Vec<HostTarget>, waves: Vec<Vec<String>>)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosts_sharing_a_destination_start_one_master_and_leave_no_ssh_behind() {
     let Some(f) = fleet::fleet() else { return };
-    let dir = tempfile::Builder::new()
-        .prefix("swr")
-        .tempdir_in("/tmp")
-        .expect("tempdir");
+    let (dir, ctx) = control_dir("swr");
     let hosts: Vec<HostTarget> = (0..6)
-        .map(|i| HostTarget {
-            name: format!("alias{i}"),
-            address: Some("127.0.0.1".into()),
-            port: Some(f.ports[5]),
-        })
+        .map(|i| host_at(format!("alias{i}"), f.ports[5]))
         .collect();
     let wave = hosts.iter().map(|h| h.name.clone()).collect();
     let spec = fleet_spec(f, hosts, vec![wave]);
-    let ctx = HostContext {
-        control_dir: dir.path().to_owned(),
-        control_persist_secs: 30,
-    };
     timed_job(&spec, &ctx).await;
-    let sockets: Vec<_> = std::fs::read_dir(dir.path())
-        .expect("control dir")
-        .flatten()
-        .filter(|e| e.path().extension().is_none())
-        .collect();
+    let sockets = master_sockets(dir.path());
     assert_eq!(sockets.len(), 1, "one master socket: {sockets:?}");
     assert_eq!(shipwatch_runner::ssh::close_masters(dir.path()).await, 1);
     assert_no_survivors(&dir.path().display().to_string()).await;
@@ -231,27 +219,14 @@ async fn median_ssh_true(target: &HostTarget, spec: &JobSpec, ctx: &HostContext)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_over_the_master_starts_faster_than_a_new_connection() {
     let Some(f) = fleet::fleet() else { return };
-    let dir = |prefix| {
-        tempfile::Builder::new()
-            .prefix(prefix)
-            .tempdir_in("/tmp")
-            .expect("tempdir")
-    };
-    let (with_master, without) = (dir("swm"), dir("swn"));
-    let target = HostTarget {
-        name: "h06".into(),
-        address: Some("127.0.0.1".into()),
-        port: Some(f.ports[6]),
-    };
+    let ((with_master, over_master), (_without, fresh_ctx)) =
+        (control_dir("swm"), control_dir("swn"));
+    let target = host_at("h06".into(), f.ports[6]);
     let spec = fleet_spec(f, vec![target.clone()], vec![vec!["h06".into()]]);
-    let ctx = |d: &tempfile::TempDir| HostContext {
-        control_dir: d.path().to_owned(),
-        control_persist_secs: 30,
-    };
     // The job leaves its master behind for the next one.
-    timed_job(&spec, &ctx(&with_master)).await;
-    let reused = median_ssh_true(&target, &spec, &ctx(&with_master)).await;
-    let fresh = median_ssh_true(&target, &spec, &ctx(&without)).await;
+    timed_job(&spec, &over_master).await;
+    let reused = median_ssh_true(&target, &spec, &over_master).await;
+    let fresh = median_ssh_true(&target, &spec, &fresh_ctx).await;
     eprintln!("ssh true: new connection {fresh:?}, over the master {reused:?} (medians of 3)");
     assert!(
         reused < fresh,

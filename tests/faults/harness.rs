@@ -158,6 +158,8 @@ pub struct Run {
     /// `sleep` of this run is found by its command line.
     pub nap: String,
     pub up: Option<Guard>,
+    /// Where the checkers and any other watchers of the run live.
+    pub rt: tokio::runtime::Runtime,
     /// Open descriptors per process name and kind once everything ran, before the job.
     baseline_fds: BTreeMap<String, BTreeMap<String, usize>>,
     pub failures: Vec<String>,
@@ -184,9 +186,20 @@ impl Run {
             token: format!("faults-{unique}"),
             nap: format!("{}000{unique}", shape.nap),
             up: None,
+            rt: runtime(),
             baseline_fds: BTreeMap::new(),
             failures: Vec::new(),
         }
+    }
+
+    /// A run whose `shipwatch up` serves the deploy tasks (120 s per host, no failure
+    /// tolerated) with `runners` runners, all running; their status.
+    pub fn ready(name: &'static str, index: u32, runners: u32) -> (Run, Status) {
+        let mut run = Run::new(name, index);
+        let tasks = tasks(&run.shape, 120, 0);
+        run.start(&format!("runners = {runners}"), &tasks, &[]);
+        let status = run.wait_ready(runners);
+        (run, status)
     }
 
     pub fn port(&self) -> u16 {
@@ -366,6 +379,36 @@ fleet = [{hosts}]
         )
     }
 
+    /// A deploy (`pad` after each stdout line; hosts wait halfway until `gate` exists,
+    /// unless it is empty) with the checkers following it.
+    pub fn deploy_with_checkers(&self, pad: &str, gate: &str) -> Deploy {
+        let id = self.create_gated_deploy(pad, gate);
+        let events = self.shape.events();
+        let checkers = Checkers::start(
+            &self.rt,
+            self.port(),
+            id,
+            events,
+            watch_deadline(&self.shape),
+        );
+        Deploy {
+            id,
+            events,
+            checkers,
+        }
+    }
+
+    /// Waits up to `secs` for job `id` to end; its final view.
+    pub fn wait_end(&self, id: u64, secs: u64) -> Value {
+        wait_job(
+            self.port(),
+            id,
+            Duration::from_secs(secs),
+            "the end",
+            is_terminal,
+        )
+    }
+
     /// Waits until `name` runs as a new process `restarts` times restarted (after a kill).
     pub fn wait_restarted(&self, name: &str, old: i32, restarts: u64) -> Status {
         self.setup.wait_status(&format!("{name} restarted"), |s| {
@@ -477,6 +520,14 @@ fn fd_kinds(pid: i32) -> BTreeMap<String, usize> {
         *kinds.entry(kind).or_default() += 1;
     }
     kinds
+}
+
+/// A deploy job under way and the checkers following it.
+pub struct Deploy {
+    pub id: u64,
+    /// Its whole log when every host runs to its end ([`Shape::events`]).
+    pub events: usize,
+    pub checkers: Checkers,
 }
 
 /// The 100 watchers, each following the job over reconnects until it closes with 1000.
@@ -721,9 +772,13 @@ impl Row {
         )
     }
 
-    /// Prints the row (and appends it to `$SHIPWATCH_FAULTS_TABLE` when set, for
-    /// bench/faults.sh), then fails the test on anything the row or `run` found wrong.
-    pub fn report(self, run: &Run, extra: Vec<String>) {
+    /// Prints the row with the scenario's own figures (`note`) first (and appends it to
+    /// `$SHIPWATCH_FAULTS_TABLE` when set, for bench/faults.sh), then fails the test on
+    /// anything the row or `run` found wrong.
+    pub fn report(mut self, run: &Run, note: &str) {
+        if !note.is_empty() {
+            self.note = format!("{note}, {}", self.note);
+        }
         let line = self.line();
         println!("{HEADER}\n{line}");
         if let Ok(path) = std::env::var("SHIPWATCH_FAULTS_TABLE") {
@@ -736,7 +791,6 @@ impl Row {
             }
         }
         let mut failures = run.failures.clone();
-        failures.extend(extra);
         let kept = std::env::temp_dir().join(format!(
             "faults-{}-{}.log",
             run.name.replace(|c: char| !c.is_ascii_alphanumeric(), "-"),
@@ -772,40 +826,36 @@ impl Row {
     }
 }
 
-/// The end of every scenario: compares the watchers with the stored `log`, checks the
-/// log's lines, stops `shipwatch up` and counts what it left open or running.
-pub fn conclude(
-    run: &mut Run,
-    rt: &tokio::runtime::Runtime,
-    checkers: Checkers,
-    log: &[Event],
-    states_ok: bool,
-) -> (Row, Tally) {
-    if let Some((i, e)) = log.iter().enumerate().find(|(i, e)| e.seq != *i as u64 + 1) {
-        run.failures
-            .push(format!("stored seqs not gapless at index {i}: {e:?}"));
+impl Run {
+    /// The end of every scenario: compares the checkers with the stored `log`, checks the
+    /// log's lines, stops `shipwatch up` and counts what it left open or running.
+    pub fn conclude(&mut self, checkers: Checkers, log: &[Event], states_ok: bool) -> (Row, Tally) {
+        if let Some((i, e)) = log.iter().enumerate().find(|(i, e)| e.seq != *i as u64 + 1) {
+            self.failures
+                .push(format!("stored seqs not gapless at index {i}: {e:?}"));
+        }
+        let tally = checkers.finish(&self.rt, log);
+        let (stored_lost, stored_dup, problems) = stored_lines(&self.shape, log);
+        self.failures.extend(problems);
+        if !tally.failures.is_empty() {
+            self.failures.push(format!(
+                "{} watcher failures, first: {:?}",
+                tally.failures.len(),
+                &tally.failures[..tally.failures.len().min(5)]
+            ));
+        }
+        let mut row = Row::new(self, &tally, (stored_lost, stored_dup), states_ok);
+        let (fds, detail) = self.leaked_fds(Duration::from_secs(10));
+        if fds > 0 {
+            self.failures
+                .push(format!("descriptors above baseline: {detail}"));
+        }
+        row.leaked_fds = fds;
+        self.stop();
+        row.leaked_processes = self.leaked_processes(Duration::from_secs(20));
+        row.note = format!("{} reconnects", tally.reconnects);
+        (row, tally)
     }
-    let tally = checkers.finish(rt, log);
-    let (stored_lost, stored_dup, problems) = stored_lines(&run.shape, log);
-    run.failures.extend(problems);
-    if !tally.failures.is_empty() {
-        run.failures.push(format!(
-            "{} watcher failures, first: {:?}",
-            tally.failures.len(),
-            &tally.failures[..tally.failures.len().min(5)]
-        ));
-    }
-    let mut row = Row::new(run, &tally, (stored_lost, stored_dup), states_ok);
-    let (fds, detail) = run.leaked_fds(Duration::from_secs(10));
-    if fds > 0 {
-        run.failures
-            .push(format!("descriptors above baseline: {detail}"));
-    }
-    row.leaked_fds = fds;
-    run.stop();
-    row.leaked_processes = run.leaked_processes(Duration::from_secs(20));
-    row.note = format!("{} reconnects", tally.reconnects);
-    (row, tally)
 }
 
 /// How long the checkers follow a job at most.

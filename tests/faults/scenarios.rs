@@ -45,16 +45,19 @@ fn deploy_succeeded(run: &mut Run, done: &Value, log: &[Event]) -> bool {
     ok
 }
 
+/// Waits up to `secs` for the deploy to end: its stored log, and whether it succeeded
+/// with every line stored.
+fn deploy_ends_succeeded(run: &mut Run, deploy: &Deploy, secs: u64) -> (Vec<Event>, bool) {
+    let done = run.wait_end(deploy.id, secs);
+    let log = stored_log(run.port(), deploy.id);
+    let ok = deploy_succeeded(run, &done, &log);
+    (log, ok)
+}
+
 /// A quick job on every host afterwards: the system still works.
 fn next_job_runs(run: &mut Run) -> bool {
     let id = create_job(run.port(), &json!({"task": "quick"}));
-    let done = wait_job(
-        run.port(),
-        id,
-        Duration::from_secs(60),
-        "the end",
-        is_terminal,
-    );
+    let done = run.wait_end(id, 60);
     let ok = done["state"] == "succeeded" && done["counts"]["ok"] == HOSTS;
     run.check(ok, || format!("the next job: {done:#}"));
     ok
@@ -63,18 +66,12 @@ fn next_job_runs(run: &mut Run) -> bool {
 #[test]
 fn gateway_killed_three_times_mid_deploy() {
     let _serial = serial();
-    let mut run = Run::new("gateway kill -9 x3", 1);
-    let shape = run.shape;
-    run.start("runners = 2", &tasks(&shape, 120, 0), &[]);
-    run.wait_ready(2);
-    let rt = runtime();
-    let id = run.create_deploy("");
-    let events = shape.events();
-    let checkers = Checkers::start(&rt, run.port(), id, events, watch_deadline(&shape));
+    let (mut run, _) = Run::ready("gateway kill -9 x3", 1, 2);
+    let deploy = run.deploy_with_checkers("", "");
     let mut mid_job = 0;
     for (k, share) in [0.2, 0.45, 0.7].into_iter().enumerate() {
-        run.wait_deploy(id, share);
-        if job(run.port(), id)["state"] == "running" {
+        run.wait_deploy(deploy.id, share);
+        if job(run.port(), deploy.id)["state"] == "running" {
             mid_job += 1;
         }
         run.kill_gateway(k as u64 + 1);
@@ -82,31 +79,18 @@ fn gateway_killed_three_times_mid_deploy() {
     run.check(mid_job == 3, || {
         format!("only {mid_job} of 3 kills mid-job")
     });
-    let done = wait_job(
-        run.port(),
-        id,
-        Duration::from_secs(120),
-        "the end",
-        is_terminal,
-    );
-    let log = stored_log(run.port(), id);
-    let ok = deploy_succeeded(&mut run, &done, &log);
-    let (mut row, _) = conclude(&mut run, &rt, checkers, &log, ok);
-    row.note = format!("{mid_job}/3 kills mid-job, {}", row.note);
-    row.report(&run, vec![]);
+    let (log, ok) = deploy_ends_succeeded(&mut run, &deploy, 120);
+    let (row, _) = run.conclude(deploy.checkers, &log, ok);
+    row.report(&run, &format!("{mid_job}/3 kills mid-job"));
 }
 
 #[test]
 fn runner_killed_mid_deploy() {
     let _serial = serial();
-    let mut run = Run::new("runner kill -9", 2);
+    let (mut run, status) = Run::ready("runner kill -9", 2, 1);
     let shape = run.shape;
-    run.start("runners = 1", &tasks(&shape, 120, 0), &[]);
-    let status = run.wait_ready(1);
-    let rt = runtime();
-    let id = run.create_deploy("");
-    let events = shape.events();
-    let checkers = Checkers::start(&rt, run.port(), id, events, watch_deadline(&shape));
+    let deploy = run.deploy_with_checkers("", "");
+    let id = deploy.id;
     // Queued behind it: the only runner is busy.
     let next = create_job(run.port(), &json!({"task": "quick"}));
     // Wave 2 (hosts 11-20) runs; wave 1 is done.
@@ -153,16 +137,15 @@ fn runner_killed_mid_deploy() {
         && job_states(&log) == ["running", "lost"];
     run.check(ok, || format!("the killed runner's job: {done:#}"));
     let again = next_job_runs(&mut run);
-    let (mut row, _) = conclude(&mut run, &rt, checkers, &log, ok && again);
-    row.note = format!(
+    let (row, _) = run.conclude(deploy.checkers, &log, ok && again);
+    let note = format!(
         "after the kill: remote scripts gone in {:.1} s, job lost in {:.1} s, the queued \
-         job done in {:.1} s, {}",
+         job done in {:.1} s",
         scripts_gone.as_secs_f64(),
         lost_after.as_secs_f64(),
         quick_after.as_secs_f64(),
-        row.note
     );
-    row.report(&run, vec![]);
+    row.report(&run, &note);
 }
 
 /// Polls two jobs until both ended: each one's last view and how long after `since`.
@@ -192,15 +175,10 @@ fn both_end(port: u16, a: u64, b: u64, since: Instant) -> (Value, Duration, Valu
 #[test]
 fn supervisor_killed_and_started_again_on_the_same_data_dir() {
     let _serial = serial();
-    let mut run = Run::new("supervisor SIGKILL + restart", 3);
-    let shape = run.shape;
-    let tasks = tasks(&shape, 120, 0);
-    run.start("runners = 1", &tasks, &[]);
-    let status = run.wait_ready(1);
-    let rt = runtime();
-    let id = run.create_deploy("");
-    let events = shape.events();
-    let checkers = Checkers::start(&rt, run.port(), id, events, watch_deadline(&shape));
+    let (mut run, status) = Run::ready("supervisor SIGKILL + restart", 3, 1);
+    let tasks = tasks(&run.shape, 120, 0);
+    let deploy = run.deploy_with_checkers("", "");
+    let id = deploy.id;
     let queued = create_job(run.port(), &json!({"task": "quick"}));
     run.wait_deploy(id, 0.3);
 
@@ -243,7 +221,7 @@ fn supervisor_killed_and_started_again_on_the_same_data_dir() {
     run.check(lost_after < Duration::from_secs(20), || {
         format!("lost only {lost_after:?} after the restart")
     });
-    let (mut row, _) = conclude(&mut run, &rt, checkers, &log, ok);
+    let (row, _) = run.conclude(deploy.checkers, &log, ok);
     let db = run.setup.dir.path().join("data/shipwatch.db");
     let integrity = rusqlite::Connection::open(&db)
         .and_then(|c| c.query_row("PRAGMA integrity_check", [], |r| r.get::<_, String>(0)))
@@ -251,14 +229,13 @@ fn supervisor_killed_and_started_again_on_the_same_data_dir() {
     run.check(integrity == "ok", || {
         format!("integrity_check: {integrity}")
     });
-    row.note = format!(
+    let note = format!(
         "after the restart: job lost in {:.1} s, the queued job done in {:.1} s, \
-         integrity_check {integrity}, {}",
+         integrity_check {integrity}",
         lost_after.as_secs_f64(),
         quick_after.as_secs_f64(),
-        row.note
     );
-    row.report(&run, vec![]);
+    row.report(&run, &note);
 }
 
 #[test]
@@ -278,11 +255,9 @@ fn a_host_crashes_and_another_loses_its_network_mid_deploy() {
     let timeout = 120;
     run.start("runners = 1", &tasks(&shape, timeout, 1), &[]);
     run.wait_ready(1);
-    let rt = runtime();
     let gate = run.setup.dir.path().join("gate");
-    let id = run.create_gated_deploy("", path_str(&gate));
-    let events = shape.events();
-    let checkers = Checkers::start(&rt, run.port(), id, events, watch_deadline(&shape));
+    let deploy = run.deploy_with_checkers("", path_str(&gate));
+    let id = deploy.id;
     // Both mid-script: waiting at the gate halfway.
     let half = shape.bursts / 2 * shape.out_per_burst;
     let begun = Instant::now();
@@ -344,18 +319,14 @@ fn a_host_crashes_and_another_loses_its_network_mid_deploy() {
     run.check(in_time, || format!("host ends after the faults: {ended:?}"));
     // The network comes back: the stalled session learns its client is gone.
     vanishing.link_up();
-    let (mut row, _) = conclude(&mut run, &rt, checkers, &log, ok && in_time);
-    row.note = format!(
-        "{}, {}",
-        ended
-            .iter()
-            .map(|(h, (s, t))| format!("{h} {s} after {:.1} s", t.as_secs_f64()))
-            .collect::<Vec<_>>()
-            .join(", "),
-        row.note
-    );
+    let (row, _) = run.conclude(deploy.checkers, &log, ok && in_time);
+    let note = ended
+        .iter()
+        .map(|(h, (s, t))| format!("{h} {s} after {:.1} s", t.as_secs_f64()))
+        .collect::<Vec<_>>()
+        .join(", ");
     drop(vanishing);
-    row.report(&run, vec![]);
+    row.report(&run, &note);
 }
 
 #[test]
@@ -379,10 +350,8 @@ fn the_data_disk_fills_up_mid_deploy() {
     run.check(ballast_there, || {
         format!("no ballast at {}", ballast.display())
     });
-    let rt = runtime();
-    let id = run.create_deploy(&pad);
-    let events = shape.events();
-    let checkers = Checkers::start(&rt, run.port(), id, events, watch_deadline(&shape));
+    let deploy = run.deploy_with_checkers(&pad, "");
+    let (id, events) = (deploy.id, deploy.events);
     wait_until("the store full", Duration::from_secs(120), || {
         run.setup.log().contains("disk is full")
     });
@@ -396,13 +365,7 @@ fn the_data_disk_fills_up_mid_deploy() {
     let _ = std::fs::remove_file(&ballast);
     // The API shows the job failed at once; its final event is stored (then shown)
     // once the store has room again.
-    wait_job(
-        run.port(),
-        id,
-        Duration::from_secs(60),
-        "the end",
-        is_terminal,
-    );
+    run.wait_end(id, 60);
     wait_until("the final event stored", Duration::from_secs(60), || {
         stored_log(run.port(), id)
             .iter()
@@ -418,48 +381,33 @@ fn the_data_disk_fills_up_mid_deploy() {
         && job_states(&log) == ["running", "failed"];
     run.check(ok, || format!("the job on a full disk: {done:#}"));
     let again = next_job_runs(&mut run);
-    let (mut row, _) = conclude(&mut run, &rt, checkers, &log, ok && serving && again);
-    row.note = format!(
-        "{} of {events} events stored before the disk filled, reason {reason:?}, {}",
-        log.len(),
-        row.note
+    let (row, _) = run.conclude(deploy.checkers, &log, ok && serving && again);
+    let note = format!(
+        "{} of {events} events stored before the disk filled, reason {reason:?}",
+        log.len()
     );
-    row.report(&run, vec![]);
+    row.report(&run, &note);
 }
 
 #[test]
 fn ten_thousand_watchers_churn_during_the_deploy() {
     let _serial = serial();
-    let mut run = Run::new("watchers churning", 6);
-    let shape = run.shape;
-    let churners = if shape.full { 10_000 } else { 1_000 };
-    run.start("runners = 2", &tasks(&shape, 120, 0), &[]);
-    run.wait_ready(2);
-    let rt = runtime();
-    let id = run.create_deploy("");
-    let events = shape.events();
-    let checkers = Checkers::start(&rt, run.port(), id, events, watch_deadline(&shape));
+    let (mut run, _) = Run::ready("watchers churning", 6, 2);
+    let churners = if run.shape.full { 10_000 } else { 1_000 };
+    let deploy = run.deploy_with_checkers("", "");
     let done_count = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
-    let churn = rt.spawn(churn(
+    let churn = run.rt.spawn(churn(
         run.port(),
-        id,
-        events,
+        deploy.id,
+        deploy.events,
         churners,
         done_count.clone(),
         failed.clone(),
     ));
-    let done = wait_job(
-        run.port(),
-        id,
-        Duration::from_secs(180),
-        "the end",
-        is_terminal,
-    );
+    let (log, ok) = deploy_ends_succeeded(&mut run, &deploy, 180);
     let during = done_count.load(Ordering::SeqCst);
-    let churned = rt.block_on(churn).unwrap_or_default();
-    let log = stored_log(run.port(), id);
-    let ok = deploy_succeeded(&mut run, &done, &log);
+    let churned = run.rt.block_on(churn).unwrap_or_default();
     let failed = failed.load(Ordering::SeqCst);
     // Some handshakes end early when the box is loaded ("Handshake not finished", nothing
     // in the gateway's log): counted in the row, not yet explained (issue 12's note).
@@ -467,15 +415,13 @@ fn ten_thousand_watchers_churn_during_the_deploy() {
         churned + failed == churners && failed * 10 <= churners,
         || format!("{churned} of {churners} churning watchers done, {failed} failed"),
     );
-    let (mut row, tally) = conclude(&mut run, &rt, checkers, &log, ok);
+    let (row, tally) = run.conclude(deploy.checkers, &log, ok);
     run.check(tally.dropped_sockets == 0, || {
         format!("{} checker sockets dropped", tally.dropped_sockets)
     });
-    row.note = format!(
-        "{churned} connect/disconnects ({during} while the job ran, {failed} failed), {}",
-        row.note
-    );
-    row.report(&run, vec![]);
+    let note =
+        format!("{churned} connect/disconnects ({during} while the job ran, {failed} failed)");
+    row.report(&run, &note);
 }
 
 /// `total` watchers, `at_once` at a time, each connecting after a random seq, reading a
@@ -542,18 +488,15 @@ fn the_config_is_rewritten_during_the_deploy() {
     let mut run = Run::new("config rewritten", 7);
     let shape = run.shape;
     let rewrites = if shape.full { 100 } else { 30 };
-    let deploy = tasks(&shape, 120, 0);
+    let deploy_tasks = tasks(&shape, 120, 0);
     let supervisor = |runners: u32| format!("watch_config = true\nrunners = {runners}");
-    run.start(&supervisor(2), &deploy, &[]);
+    run.start(&supervisor(2), &deploy_tasks, &[]);
     run.wait_ready(2);
-    let rt = runtime();
     // The first wave waits halfway while the file is rewritten: every rewrite lands
     // mid-job, and each is read (applied or refused) before the next.
     let gate = run.setup.dir.path().join("gate");
-    let id = run.create_gated_deploy("", path_str(&gate));
-    let events = shape.events();
-    let checkers = Checkers::start(&rt, run.port(), id, events, watch_deadline(&shape));
-    run.wait_deploy(id, 0.25);
+    let deploy = run.deploy_with_checkers("", path_str(&gate));
+    run.wait_deploy(deploy.id, 0.25);
     let final_task = "[[tasks]]\nname = \"after\"\nhosts = [\"fleet\"]\ntransport = \"ssh\"\n\
                       batch = 20\nscript = 'echo after'\n";
     let reloads =
@@ -562,17 +505,17 @@ fn the_config_is_rewritten_during_the_deploy() {
         let last = k == rewrites - 1;
         let runners = 2 + (k as u32 / 2) % 2;
         let text = if last {
-            run.config(&supervisor(2), &format!("{deploy}\n{final_task}"))
+            run.config(&supervisor(2), &format!("{deploy_tasks}\n{final_task}"))
         } else if k % 2 == 1 {
             // Invalid in turn: an unknown key, then a syntax error.
-            let valid = run.config(&supervisor(runners), &deploy);
+            let valid = run.config(&supervisor(runners), &deploy_tasks);
             if k % 4 == 1 {
                 valid.replace("[ssh]\n", "[ssh]\nbogus = 1\n")
             } else {
                 valid.replace("[hosts]\n", "[hosts\n")
             }
         } else {
-            run.config(&supervisor(runners), &deploy)
+            run.config(&supervisor(runners), &deploy_tasks)
         };
         let seen = reloads(&run.setup.log());
         run.setup.write_raw(&format!("{text}\n# rewrite {k}\n"));
@@ -583,24 +526,10 @@ fn the_config_is_rewritten_during_the_deploy() {
     std::fs::write(&gate, "").expect("open the gate");
     run.setup
         .wait_status("2 runners after the last rewrite", |s| s.all_running(2));
-    let done = wait_job(
-        run.port(),
-        id,
-        Duration::from_secs(120),
-        "the end",
-        is_terminal,
-    );
-    let log = stored_log(run.port(), id);
-    let ok = deploy_succeeded(&mut run, &done, &log);
+    let (log, ok) = deploy_ends_succeeded(&mut run, &deploy, 120);
     // The final config's new task exists and runs.
     let after = wait_for_task(&run, "after");
-    let after = wait_job(
-        run.port(),
-        after,
-        Duration::from_secs(60),
-        "the end",
-        is_terminal,
-    );
+    let after = run.wait_end(after, 60);
     run.check(after["state"] == "succeeded", || {
         format!("the new task: {after:#}")
     });
@@ -611,18 +540,18 @@ fn the_config_is_rewritten_during_the_deploy() {
     let scaled =
         supervisor_log.contains("runners 2 -> 3") && supervisor_log.contains("runners 3 -> 2");
     run.check(scaled, || "the runner count did not go 2 -> 3 -> 2".into());
-    let (mut row, tally) = conclude(&mut run, &rt, checkers, &log, ok);
+    let (row, tally) = run.conclude(deploy.checkers, &log, ok);
     run.check(tally.dropped_sockets == 0, || {
         format!(
             "{} checker sockets dropped by reloads",
             tally.dropped_sockets
         )
     });
-    row.note = format!(
-        "{rewrites} rewrites: {reloaded} reloads applied, {refused} refused, {} sockets dropped, {}",
-        tally.dropped_sockets, row.note
+    let note = format!(
+        "{rewrites} rewrites: {reloaded} reloads applied, {refused} refused, {} sockets dropped",
+        tally.dropped_sockets
     );
-    row.report(&run, vec![]);
+    row.report(&run, &note);
 }
 
 /// Creates a job of `task` once the gateway knows it (after a reload reached it).
@@ -684,13 +613,10 @@ fn the_notify_socket_is_never_read() {
         assert!(queued < 100_000, "the notify queue never filled");
     }
     let supervisor = run.up.as_ref().expect("up").0.id() as i32;
-    let rt = runtime();
-    let id = run.create_deploy("");
-    let events = shape.events();
-    let checkers = Checkers::start(&rt, run.port(), id, events, watch_deadline(&shape));
+    let deploy = run.deploy_with_checkers("", "");
     let mut restarts = Vec::new();
     for (k, share) in [0.2, 0.45, 0.7].into_iter().enumerate() {
-        run.wait_deploy(id, share);
+        run.wait_deploy(deploy.id, share);
         let old = child_with(supervisor, "gateway").expect("a gateway");
         kill(old, "KILL");
         let killed = Instant::now();
@@ -704,15 +630,7 @@ fn the_notify_socket_is_never_read() {
         restarts.push(killed.elapsed());
         run.wait_restarted("gateway", old, k as u64 + 1);
     }
-    let done = wait_job(
-        run.port(),
-        id,
-        Duration::from_secs(120),
-        "the end",
-        is_terminal,
-    );
-    let log = stored_log(run.port(), id);
-    let ok = deploy_succeeded(&mut run, &done, &log);
+    let (log, ok) = deploy_ends_succeeded(&mut run, &deploy, 120);
     let slowest = restarts.iter().max().copied().unwrap_or_default();
     // 20 ms is the figure; the bound leaves a loaded 2-core CI box some room, while a
     // blocked loop would never restart at all.
@@ -720,15 +638,14 @@ fn the_notify_socket_is_never_read() {
     run.check(slowest <= Duration::from_millis(bound), || {
         format!("gateway restarts took {restarts:?}")
     });
-    let (mut row, _) = conclude(&mut run, &rt, checkers, &log, ok);
-    row.note = format!(
-        "gateway back {} ms after each kill -9, {}",
+    let (row, _) = run.conclude(deploy.checkers, &log, ok);
+    let note = format!(
+        "gateway back {} ms after each kill -9",
         restarts
             .iter()
             .map(|d| format!("{:.1}", d.as_secs_f64() * 1000.0))
             .collect::<Vec<_>>()
-            .join("/"),
-        row.note
+            .join("/")
     );
-    row.report(&run, vec![]);
+    row.report(&run, &note);
 }

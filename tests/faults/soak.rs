@@ -38,46 +38,29 @@ fn soak() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1800);
-    let mut run = Run::new("soak", 9);
-    let shape = run.shape;
-    run.start("runners = 2", &tasks(&shape, 120, 0), &[]);
-    run.wait_ready(2);
-    let rt = runtime();
+    let (mut run, _) = Run::ready("soak", 9, 2);
     let warm = run.create_deploy("");
-    wait_job(
-        run.port(),
-        warm,
-        Duration::from_secs(120),
-        "the warm-up",
-        is_terminal,
-    );
+    run.wait_end(warm, 120);
     let before = sample(&run);
     let started = Instant::now();
     let (mut jobs, mut succeeded, mut events) = (0, 0, 0);
     let (mut tally, mut churned, mut churn_failed) = (Tally::default(), 0, 0);
     while started.elapsed() < Duration::from_secs(secs) {
-        let id = run.create_deploy("");
-        let checkers = Checkers::start(&rt, run.port(), id, shape.events(), watch_deadline(&shape));
+        let deploy = run.deploy_with_checkers("", "");
         let (done_count, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        let churn = rt.spawn(crate::scenarios::churn(
+        let churn = run.rt.spawn(crate::scenarios::churn(
             run.port(),
-            id,
-            shape.events(),
+            deploy.id,
+            deploy.events,
             300,
             done_count,
             failed.clone(),
         ));
-        let done = wait_job(
-            run.port(),
-            id,
-            Duration::from_secs(300),
-            "the end",
-            is_terminal,
-        );
-        churned += rt.block_on(churn).unwrap_or_default();
+        let done = run.wait_end(deploy.id, 300);
+        churned += run.rt.block_on(churn).unwrap_or_default();
         churn_failed += failed.load(Ordering::SeqCst);
-        let log = stored_log(run.port(), id);
-        let t = checkers.finish(&rt, &log);
+        let log = stored_log(run.port(), deploy.id);
+        let t = deploy.checkers.finish(&run.rt, &log);
         jobs += 1;
         succeeded += usize::from(done["state"] == "succeeded");
         events += log.len();
