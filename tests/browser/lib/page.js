@@ -47,3 +47,35 @@ export async function ended(sw, id, timeout = 60000) {
     return ['succeeded', 'failed', 'cancelled', 'lost'].includes(j.state) && j;
   }, { what: `job ${id} to end`, timeout, every: 200 });
 }
+
+/**
+ * Every row of the log, top to bottom, as {seq, host, stream, text}: scrolls the log a
+ * viewport at a time (each step waits for a frame, so the page has drawn it) and joins
+ * what each step shows. Throws when a step's rows are not in strictly increasing seq
+ * order, or when two steps do not overlap (a row could hide between them).
+ */
+export async function everyRow(page) {
+  return page.evaluate(async () => {
+    const log = document.querySelector('[role="log"][aria-label="Job log"]');
+    const frame = () => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+    const out = [];
+    let top = 0;
+    log.scrollTop = 0;
+    for (;;) {
+      await frame();
+      const rows = [...log.querySelectorAll('[data-seq]')].map((r) => ({
+        seq: Number(r.dataset.seq), host: r.dataset.host, stream: r.dataset.stream, text: r.querySelector('.t').textContent,
+      }));
+      for (let k = 1; k < rows.length; k++) {
+        if (rows[k].seq <= rows[k - 1].seq) throw new Error(`rows out of order: ${rows[k - 1].seq} then ${rows[k].seq}`);
+      }
+      const last = out.length ? out[out.length - 1].seq : 0;
+      if (out.length && rows.length && !rows.some((r) => r.seq === last)) throw new Error(`no overlap after seq ${last}`);
+      for (const r of rows) if (r.seq > last) out.push(r);
+      const max = log.scrollHeight - log.clientHeight;
+      if (top >= max) return out;
+      top = Math.min(max, top + Math.max(1, log.clientHeight - 60));
+      log.scrollTop = top;
+    }
+  });
+}
