@@ -288,7 +288,7 @@ script = '''{script}'''
     }
 
     /// From /metrics: watchers that overflowed the shared ring (and caught up from the
-    /// store), the store's commit p99 and median group size.
+    /// store), the pages they read from it, the store's commit p99 and median group size.
     pub(crate) fn gateway_notes(&self) -> String {
         let text = self
             .http("GET", "/metrics", "")
@@ -314,6 +314,9 @@ script = '''{script}'''
             "{} ring overflows",
             get("shipwatch_watcher_overflows_total").unwrap_or(0.0)
         ));
+        if let Some(reads) = get("shipwatch_watcher_store_reads_total") {
+            notes.push(format!("{reads} store reads"));
+        }
         notes.join(", ")
     }
 

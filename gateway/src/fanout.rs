@@ -420,6 +420,7 @@ impl Watch {
             .store
             .read_events(self.job, self.covered, &self.filter, PAGE_EVENTS)
             .await?;
+        metrics::counter!(crate::metrics::WATCHER_STORE_READS_TOTAL).increment(1);
         let full = page.len() == PAGE_EVENTS;
         if let Some(e) = page.last() {
             self.covered = e.seq;

@@ -9,6 +9,8 @@ use shipwatch_protocol::Report;
 pub(crate) const EVENTS_TOTAL: &str = "shipwatch_events_total";
 /// Times a watcher fell out of the live ring.
 pub(crate) const WATCHER_OVERFLOWS_TOTAL: &str = "shipwatch_watcher_overflows_total";
+/// Reads of events from the store for watchers replaying or catching up.
+pub(crate) const WATCHER_STORE_READS_TOTAL: &str = "shipwatch_watcher_store_reads_total";
 /// BEGIN to COMMIT of one write group.
 pub(crate) const STORE_COMMIT_SECONDS: &str = "shipwatch_store_commit_seconds";
 /// Writes per committed group.
@@ -65,6 +67,10 @@ pub fn install() {
         WATCHER_OVERFLOWS_TOTAL,
         "Times a watcher fell out of the live ring and went back to the store."
     );
+    describe_counter!(
+        WATCHER_STORE_READS_TOTAL,
+        "Pages of events read from the store for watchers replaying or catching up."
+    );
     describe_histogram!(
         STORE_COMMIT_SECONDS,
         Unit::Seconds,
@@ -116,7 +122,12 @@ pub fn install() {
         "[[notify]] deliveries waiting behind their hook's in-flight ones, by hook host:port."
     );
     // Shown as 0 from the start, so an alert on their rate has a series to read.
-    for name in [NOTIFY_SENT_TOTAL, NOTIFY_FAILED_TOTAL, NOTIFY_DROPPED_TOTAL] {
+    for name in [
+        NOTIFY_SENT_TOTAL,
+        NOTIFY_FAILED_TOTAL,
+        NOTIFY_DROPPED_TOTAL,
+        WATCHER_STORE_READS_TOTAL,
+    ] {
         metrics::counter!(name).increment(0);
     }
 }
