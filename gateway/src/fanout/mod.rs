@@ -4,19 +4,35 @@
 //! on its own task.
 //!
 //! The ring is bounded in bytes per job, whatever the number of watchers: a watcher the
-//! ring has moved past is marked lagging, reads from the store after the last `seq` it
-//! covered until it reaches the ring again, and carries on from there, dropping what it
-//! already has. Joining with `after=N` is the same catch-up, starting at N. So a slow
-//! watcher costs nothing but its own reads, and never misses or repeats an event; and
-//! while it stays within the ring (the common case, a burst), it catches up from shared
-//! memory at the cost of a live watcher, not from SQLite.
+//! ring has moved past is marked lagging and catches up from the store after the last
+//! `seq` it covered until it reaches the ring again, then carries on from there, dropping
+//! what it already has. Joining with `after=N` is the same catch-up, starting at N.
+//!
+//! Catch-up is shared (`pages`): the store is read in pages of fixed seq ranges, each read
+//! once and turned into frames once, then handed to every watcher that needs it, whether
+//! they wait for the same read or come later to the cache. A thousand watchers behind the
+//! ring on one big job cost one read of each page and one frame per chunk of it, not a
+//! thousand; what they hold is bounded (the page cache, and a few chunks each) whatever
+//! their number or the job's size. A watcher never misses or repeats an event: it covers
+//! a page's seq range up to what the read saw, and takes from the ring only past that.
+//!
+//! Modules: `watcher` (one watcher: catch-up, then live), `pages` (the shared catch-up),
+//! `frame` (frames and filters).
+
+mod frame;
+mod pages;
+mod watcher;
+
+pub use frame::{frame_of, takes};
+pub use pages::{CATCH_UP_PAGE, CHUNK_BYTES, PAGE_CACHE_BYTES, TAKE_CHUNKS};
+pub use watcher::Watch;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use axum::extract::ws::Utf8Bytes;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use shipwatch_protocol::JobId;
 use shipwatch_protocol::Report;
 use shipwatch_protocol::api::JobView;
@@ -24,14 +40,16 @@ use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::model::{CommittedBatch, CommittedEvent, EventFilter};
-use crate::store::{Publisher, Store, StoreError};
+use crate::store::{Publisher, Store};
+use frame::text;
+use pages::Pages;
 
 /// Bytes of recent batches each watched job keeps for its watchers (shared by all of them),
 /// counting each batch's frame, its events' JSON and their bookkeeping.
 pub const RING_BYTES: usize = 32 << 20;
 /// Batches a watcher takes from the ring at once: what it holds outside the ring.
 pub const TAKE_BATCHES: usize = 16;
-/// Events per store read while replaying or catching up.
+/// Events per store read of the log route (`GET /api/jobs/{id}/log`).
 pub const PAGE_EVENTS: usize = 4096;
 /// `/ws/jobs` messages a job-list watcher may fall behind before it is closed with 4008.
 pub const LIST_QUEUE: usize = 1024;
@@ -130,6 +148,8 @@ pub struct Hub {
     watchers: AtomicU64,
     lagging: AtomicU64,
     overflows: AtomicU64,
+    /// Complete pages of stored events, shared by every watcher catching up.
+    pages: Pages,
 }
 
 impl Hub {
@@ -141,6 +161,16 @@ impl Hub {
     /// A hub keeping `ring_bytes` of recent batches per watched job (tests use a small
     /// ring to force catch-ups from the store).
     pub fn with_ring_bytes(shutdown: CancellationToken, ring_bytes: usize) -> Arc<Hub> {
+        Hub::with_sizes(shutdown, ring_bytes, PAGE_CACHE_BYTES)
+    }
+
+    /// A hub keeping `ring_bytes` of recent batches per watched job and `page_cache_bytes`
+    /// of stored pages for catch-ups over all jobs (tests shrink both).
+    pub fn with_sizes(
+        shutdown: CancellationToken,
+        ring_bytes: usize,
+        page_cache_bytes: usize,
+    ) -> Arc<Hub> {
         Arc::new(Hub {
             jobs: Mutex::new(HashMap::new()),
             list: broadcast::channel(LIST_QUEUE).0,
@@ -150,6 +180,7 @@ impl Hub {
             watchers: AtomicU64::new(0),
             lagging: AtomicU64::new(0),
             overflows: AtomicU64::new(0),
+            pages: Pages::new(page_cache_bytes),
         })
     }
 
@@ -166,6 +197,17 @@ impl Hub {
     /// How many times the ring moved past a live watcher, switching it to the store.
     pub fn overflows(&self) -> u64 {
         self.overflows.load(Ordering::Relaxed)
+    }
+
+    /// Pages of events read from the store for catch-ups so far (each shared by every
+    /// watcher that needed it).
+    pub fn store_reads(&self) -> u64 {
+        self.pages.reads()
+    }
+
+    /// Bytes of stored pages cached for catch-ups now.
+    pub fn page_cache_bytes(&self) -> usize {
+        self.pages.cached_bytes()
     }
 
     /// Starts watching `job` for events after `after` that `filter` takes. The watch is
@@ -207,7 +249,8 @@ impl Hub {
             progress,
             filter,
             covered: after,
-            phase: Phase::CatchUp,
+            known_last: 0,
+            phase: watcher::Phase::CatchUp,
             ready: VecDeque::new(),
         }
     }
@@ -335,266 +378,4 @@ pub fn job_list_message(job: &JobView) -> Result<Bytes, serde_json::Error> {
         job: &listed,
     })
     .map(Bytes::from)
-}
-
-enum Phase {
-    /// Reading from the store after `covered`.
-    CatchUp,
-    /// Taking batches from the ring.
-    Live,
-    /// The job has ended and everything was sent.
-    Ended,
-}
-
-/// One watcher's view of one job: replay, catch-up and live, with no gap and no duplicate.
-pub struct Watch {
-    hub: Arc<Hub>,
-    store: Store,
-    job: JobId,
-    feed: Arc<Feed>,
-    published: watch::Receiver<u64>,
-    progress: Arc<WatcherProgress>,
-    filter: EventFilter,
-    /// Every event with `seq <= covered` that the filter takes was handed out.
-    covered: u64,
-    phase: Phase,
-    ready: VecDeque<Outgoing>,
-}
-
-impl Watch {
-    /// The job watched.
-    pub fn job(&self) -> JobId {
-        self.job
-    }
-
-    /// The highest `seq` handed out or known to be filtered out.
-    pub fn covered(&self) -> u64 {
-        self.covered
-    }
-
-    /// The next thing to send; after a [`Outgoing::Close`] it returns `None`.
-    pub async fn next(&mut self) -> Option<Outgoing> {
-        loop {
-            if let Some(out) = self.ready.pop_front() {
-                return Some(out);
-            }
-            match self.phase {
-                Phase::Ended => return None,
-                Phase::CatchUp => {
-                    if let Err(error) = self.catch_up().await {
-                        tracing::warn!(error = %Report(&error), job = self.job, "watcher cannot read the store");
-                        self.end(close::LAGGING, "store unavailable; reconnect with after=");
-                    }
-                }
-                Phase::Live => self.live().await,
-            }
-        }
-    }
-
-    /// Everything queued now, without waiting: what a socket can write before it flushes.
-    pub fn try_next(&mut self) -> Option<Outgoing> {
-        self.ready.pop_front()
-    }
-
-    async fn catch_up(&mut self) -> Result<(), StoreError> {
-        if self.hub.shutdown.is_cancelled() {
-            self.end(close::GOING_AWAY, "gateway shutting down");
-            return Ok(());
-        }
-        if self.in_ring() {
-            // Everything after `covered` is in the ring or yet to be published: no need
-            // to read the store (a burst, or a watcher joining a job being watched).
-            self.phase = Phase::Live;
-            self.hub.clear_lagging(&self.progress);
-            return Ok(());
-        }
-        // Read the job's state and last seq before the events: if it had ended, this read
-        // holds all; if the page is not full, it holds every event up to that seq.
-        let ended = self
-            .store
-            .job(self.job)
-            .await?
-            .is_none_or(|j| j.state.is_terminal());
-        let last = self.store.last_seq(self.job).await.unwrap_or(0);
-        let page = self
-            .store
-            .read_events(self.job, self.covered, &self.filter, PAGE_EVENTS)
-            .await?;
-        metrics::counter!(crate::metrics::WATCHER_STORE_READS_TOTAL).increment(1);
-        let full = page.len() == PAGE_EVENTS;
-        if let Some(e) = page.last() {
-            self.covered = e.seq;
-        }
-        if let Some(frame) = frame_of(page.iter()) {
-            self.ready.push_back(Outgoing::Frame(frame));
-        }
-        if !full {
-            // Filtered-out events up to `last` are covered too.
-            self.covered = self.covered.max(last);
-        }
-        self.progress.taken.store(self.covered, Ordering::SeqCst);
-        if full {
-            return Ok(());
-        }
-        if ended {
-            self.end(close::DONE, "job ended");
-        } else {
-            // The ring holds everything published since this read, or (if it moved on
-            // meanwhile) Live finds out and comes back here; whatever this read also got
-            // is dropped by seq.
-            self.phase = Phase::Live;
-            self.hub.clear_lagging(&self.progress);
-        }
-        Ok(())
-    }
-
-    /// Whether the ring holds every event after `covered` published so far.
-    fn in_ring(&self) -> bool {
-        lock(&self.feed.ring)
-            .start
-            .is_some_and(|start| start <= self.covered)
-    }
-
-    async fn live(&mut self) {
-        loop {
-            // Seen before looking, so a publish after the look wakes us.
-            self.published.borrow_and_update();
-            let taken: Vec<Arc<Entry>> = {
-                let ring = lock(&self.feed.ring);
-                if ring.start.is_some_and(|start| start > self.covered) {
-                    drop(ring);
-                    // The ring moved past us: read the rest from the store.
-                    self.hub.mark_lagging(&self.progress, true);
-                    self.phase = Phase::CatchUp;
-                    return;
-                }
-                let from = ring.entries.partition_point(|e| e.last_seq <= self.covered);
-                let taken = ring
-                    .entries
-                    .range(from..)
-                    .take(TAKE_BATCHES)
-                    .cloned()
-                    .collect::<Vec<_>>();
-                if taken.is_empty() && ring.ended {
-                    // It ended at or before `after`: nothing more will come.
-                    drop(ring);
-                    self.end(close::DONE, "job ended");
-                    return;
-                }
-                taken
-            };
-            if let Some(last) = taken.last() {
-                self.progress.taken.store(last.last_seq, Ordering::SeqCst);
-                for e in taken {
-                    self.deliver(&e);
-                    if matches!(self.phase, Phase::Ended) {
-                        break;
-                    }
-                }
-                return;
-            }
-            tokio::select! {
-                biased;
-                () = self.hub.shutdown.cancelled() => {
-                    self.end(close::GOING_AWAY, "gateway shutting down");
-                    return;
-                }
-                changed = self.published.changed() => {
-                    if changed.is_err() {
-                        // The feed lives as long as this watch; treat it as shutdown.
-                        self.end(close::GOING_AWAY, "gateway shutting down");
-                        return;
-                    }
-                }
-            }
-        }
-    }
-
-    fn deliver(&mut self, entry: &Entry) {
-        let batch = &entry.batch;
-        let Some(first) = batch.events.first() else {
-            return;
-        };
-        if entry.last_seq > self.covered {
-            let frame = if first.seq > self.covered {
-                entry.frame_for(&self.filter)
-            } else {
-                // Straddles the seam: keep only what the store read did not cover.
-                let covered = self.covered;
-                frame_of(
-                    batch
-                        .events
-                        .iter()
-                        .filter(|e| e.seq > covered && takes(&self.filter, e)),
-                )
-            };
-            self.covered = entry.last_seq;
-            if let Some(frame) = frame {
-                self.ready.push_back(Outgoing::Frame(frame));
-            }
-        }
-        if batch.job_state.is_terminal() {
-            self.end(close::DONE, "job ended");
-        }
-    }
-
-    fn end(&mut self, code: u16, reason: &'static str) {
-        self.ready.push_back(Outgoing::Close(code, reason));
-        self.phase = Phase::Ended;
-    }
-}
-
-impl Drop for Watch {
-    fn drop(&mut self) {
-        self.hub.forget(self.job, self.progress.id);
-        self.hub.watchers.fetch_sub(1, Ordering::Relaxed);
-        self.hub.clear_lagging(&self.progress);
-    }
-}
-/// Whether `filter` takes `e`; events without a host or stream pass those filters (a job
-/// event concerns every host).
-pub fn takes(filter: &EventFilter, e: &CommittedEvent) -> bool {
-    if let Some(kinds) = &filter.kinds
-        && !kinds.iter().any(|k| k == e.kind)
-    {
-        return false;
-    }
-    if let (Some(hosts), Some(h)) = (&filter.hosts, &e.host)
-        && !hosts.iter().any(|x| x.as_str() == &**h)
-    {
-        return false;
-    }
-    if let (Some(streams), Some(s)) = (&filter.streams, e.stream)
-        && !streams.contains(&s)
-    {
-        return false;
-    }
-    true
-}
-
-/// A frame as text: the store writes JSON from `serde_json`, always UTF-8; anything else
-/// would be a bug, sent with U+FFFD rather than dropped.
-fn text(frame: Bytes) -> Utf8Bytes {
-    // A clone is a refcount, kept for the lossy path.
-    match Utf8Bytes::try_from(frame.clone()) {
-        Ok(text) => text,
-        Err(error) => {
-            tracing::error!(error = %Report(&error), "a frame is not UTF-8");
-            Utf8Bytes::from(String::from_utf8_lossy(&frame).into_owned())
-        }
-    }
-}
-
-/// `[e1,e2,…]` from the events' JSON, or `None` when there are none.
-pub fn frame_of<'a>(events: impl Iterator<Item = &'a CommittedEvent>) -> Option<Utf8Bytes> {
-    let mut buf = BytesMut::new();
-    for e in events {
-        buf.put_u8(if buf.is_empty() { b'[' } else { b',' });
-        buf.extend_from_slice(&e.json);
-    }
-    if buf.is_empty() {
-        return None;
-    }
-    buf.put_u8(b']');
-    Some(text(buf.freeze()))
 }
