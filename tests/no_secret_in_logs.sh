@@ -2,8 +2,8 @@
 # Fails when a log of the test run holds a secret: a password the tests use, an API
 # token, an argon2 hash, a session id (64 hex digits, as is any SHA-256 a log would
 # leak), or a Cookie / Authorization header. tests/run.sh points SHIPWATCH_TEST_LOGS at
-# a directory for the test step; the test helpers (tests/support Setup, the gateway
-# tests' in-process gateways) keep their processes' logs there.
+# a directory for the test and browser steps; the test helpers (tests/support Setup, the
+# gateway tests' in-process gateways, the browser harness) keep their processes' logs there.
 # Usage: tests/no_secret_in_logs.sh DIR
 set -euo pipefail
 dir=${1:?usage: tests/no_secret_in_logs.sh DIR}
@@ -12,8 +12,10 @@ if [[ ${#logs[@]} -eq 0 ]]; then
     echo "no logs in $dir: the helpers did not keep them, so nothing was checked" >&2
     exit 1
 fi
-# The passwords the tests type (gateway/tests/common, tests/auth_cli.rs, bench/auth).
+# The passwords the tests type (gateway/tests/common, tests/auth_cli.rs, bench/auth,
+# tests/browser/auth.test.js).
 patterns=(
+    -e '(alice|vic|ada)-secret'
     -e 'correct horse battery staple'
     -e 'hunter2-but-longer'
     -e 'not-it-at-all'

@@ -110,7 +110,6 @@ step "clippy" cargo clippy --workspace --all-targets -- -D warnings
 SHIPWATCH_TEST_LOGS=$(mktemp -d /tmp/shipwatch-test-logs.XXXXXX)
 export SHIPWATCH_TEST_LOGS
 step "test" cargo test --workspace
-step "no secret in the logs" tests/no_secret_in_logs.sh "$SHIPWATCH_TEST_LOGS"
 step "systemd unit" systemd/verify.sh
 
 # --- browser suite -----------------------------------------------------------------------
@@ -129,6 +128,9 @@ browser_suite() {
 }
 step "browser" browser_suite
 # ------------------------------------------------------------------------------------------
+
+# Last, so it reads the logs of the cargo tests and of every shipwatch the browser suite ran.
+step "no secret in the logs" tests/no_secret_in_logs.sh "$SHIPWATCH_TEST_LOGS"
 
 say "all steps passed:"
 printf '%s\n' "${SUMMARY[@]}" >&2

@@ -41,6 +41,17 @@ function freePort() {
   });
 }
 
+/**
+ * Under tests/run.sh ($SHIPWATCH_TEST_LOGS set) the log of every shipwatch the suite ran
+ * outlives its temp dir, so the run's last step can check that none holds a secret.
+ */
+function keepLog(dir) {
+  const keep = process.env.SHIPWATCH_TEST_LOGS;
+  const log = path.join(dir, 'shipwatch.log');
+  if (!keep || !fs.existsSync(log)) return;
+  fs.copyFileSync(log, path.join(keep, `browser-${path.basename(dir)}.log`));
+}
+
 /** The argon2id hash of a password, as `shipwatch hash-password` prints it. */
 export function hashPassword(password) {
   return execFileSync(BIN, ['hash-password'], { input: `${password}\n` }).toString().trim();
@@ -108,6 +119,7 @@ ${body}`;
       if (exited) return;
       child.kill('SIGTERM');
       await waitFor(() => exited, { timeout: 15000, what: 'shipwatch to stop' }).catch(() => child.kill('SIGKILL'));
+      keepLog(dir);
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
@@ -119,6 +131,7 @@ ${body}`;
   } catch (e) {
     const text = fs.existsSync(path.join(dir, 'shipwatch.log')) ? sw.logText() : '';
     child.kill('SIGKILL');
+    keepLog(dir);
     throw new Error(`${e.message}\n--- shipwatch log ---\n${text.slice(-4000)}`);
   }
   return sw;
