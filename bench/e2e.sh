@@ -7,7 +7,7 @@
 # figures in the notes (gateway vs load gen vs others) before taking a throughput as the
 # gateway's limit.
 # Usage: bench/e2e.sh [SCENARIO...]   from anywhere; about 3 minutes for all; not part of
-#        tests/run.sh. SCENARIO: a b c d e f g h i j k (default all), see the list below.
+#        tests/run.sh. SCENARIO: a b c d e f g h i j k l (default all), see the list below.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 # 10,000 idle watchers need 10,000 descriptors on each side; e2e raises its own soft
@@ -19,7 +19,7 @@ cargo build --release -q -p shipwatch --bin shipwatch || exit 1
 cargo build --release -q -p shipwatch-bench --bin e2e --bin linegen || exit 1
 e2e=target/release/e2e
 
-want=("${@:-a b c d e f g h i j k}")
+want=("${@:-a b c d e f g h i j k l}")
 want=" ${want[*]} "
 failed=0
 run() { # letter, e2e arguments
@@ -45,6 +45,7 @@ run h stalled 4 20 50000     # 4 watchers that never read during 1M lines, then 
 run i flood 1000 20 5000     # 1,000 watchers on a job larger than the fan-out ring (32 MiB)
 run j crash 100 20 25000 2   # gateway SIGKILLed twice during 500k lines: nothing lost or doubled
 run k store 10000000 20 25000   # disk: a flood capped at 10 MB of text, database + WAL after it
+run l ssh 20 5 0.5              # a 20-host deploy over real sshd in 5 waves, twice: per-host overhead
 echo
 echo "load after:$(uptime | sed 's/.*load average://'); $failed scenario(s) failed"
 exit $((failed > 0))

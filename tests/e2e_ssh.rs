@@ -3,14 +3,13 @@
 //! own session: stopping the runner's process group does not reach it).
 
 mod e2e_support;
-#[path = "../runner/tests/common/fleet.rs"]
-mod fleet;
 mod support;
 
 use std::time::Duration;
 
 use e2e_support::*;
 use serde_json::json;
+use shipwatch_sshtest as fleet;
 use support::*;
 
 #[test]

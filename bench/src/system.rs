@@ -66,23 +66,9 @@ impl System {
         token: Option<&str>,
         max_log_bytes: u64,
     ) -> Result<System, Error> {
-        let dir = tempfile::Builder::new().prefix("swb").tempdir_in("/tmp")?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
         let names: Vec<String> = (1..=hosts).map(|i| format!("\"h-{i:02}\"")).collect();
-        let script = script.replace("@DIR@", &dir.path().display().to_string());
-        let config = format!(
-            r#"[server]
-listen = "127.0.0.1:{port}"
-data_dir = "./data"
-run_dir = "./run"
-max_log_bytes = {max_log_bytes}
-
-[supervisor]
-runners = 1
-
-{access}
+        let body = format!(
+            r#"{access}
 [hosts]
 load = [{hosts}]
 
@@ -95,6 +81,34 @@ timeout_secs = 3600
 script = '''{script}'''
 "#,
             hosts = names.join(", ")
+        );
+        System::start_config(&body, token, max_log_bytes)
+    }
+
+    /// `shipwatch up` with one runner and `body` (auth, hosts, tasks…) after the
+    /// `[server]` and `[supervisor]` sections; `@DIR@` in it becomes the system's temp
+    /// dir. The bench's own requests carry `token`.
+    pub fn start_config(
+        body: &str,
+        token: Option<&str>,
+        max_log_bytes: u64,
+    ) -> Result<System, Error> {
+        let dir = tempfile::Builder::new().prefix("swb").tempdir_in("/tmp")?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let body = body.replace("@DIR@", &dir.path().display().to_string());
+        let config = format!(
+            r#"[server]
+listen = "127.0.0.1:{port}"
+data_dir = "./data"
+run_dir = "./run"
+max_log_bytes = {max_log_bytes}
+
+[supervisor]
+runners = 1
+
+{body}"#
         );
         std::fs::write(dir.path().join("shipwatch.toml"), config)?;
         let log = std::fs::File::create(dir.path().join("up.log"))?;
@@ -200,10 +214,15 @@ script = '''{script}'''
             .nth(1)
             .and_then(|c| c.parse().ok())
             .unwrap_or(0);
-        let body = response
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        let chunked = head
+            .lines()
+            .any(|l| l.eq_ignore_ascii_case("transfer-encoding: chunked"));
+        let body = if chunked {
+            dechunk(body)?
+        } else {
+            body.to_owned()
+        };
         Ok((code, body))
     }
 
@@ -323,6 +342,26 @@ script = '''{script}'''
     /// The job's WebSocket URL, without the query.
     pub(crate) fn url(&self, job: u64) -> String {
         format!("ws://127.0.0.1:{}/ws/jobs/{job}", self.port)
+    }
+}
+
+/// The body of a `Transfer-Encoding: chunked` response (a streamed log).
+fn dechunk(mut rest: &str) -> Result<String, Error> {
+    let mut body = String::new();
+    loop {
+        let (size, after) = rest
+            .split_once("\r\n")
+            .ok_or("a chunk without its size line")?;
+        let size = usize::from_str_radix(size.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|e| format!("chunk size {size:?}: {e}"))?;
+        if size == 0 {
+            return Ok(body);
+        }
+        let chunk = after.get(..size).ok_or("a chunk cut short")?;
+        body.push_str(chunk);
+        rest = after[size..]
+            .strip_prefix("\r\n")
+            .ok_or("a chunk without its CRLF")?;
     }
 }
 

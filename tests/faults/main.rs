@@ -9,11 +9,11 @@
 
 #[path = "../e2e_support/mod.rs"]
 mod e2e_support;
-#[path = "../../runner/tests/common/fleet.rs"]
-mod fleet;
 mod harness;
 mod hosts;
 mod scenarios;
 mod soak;
 #[path = "../support/mod.rs"]
 mod support;
+
+use shipwatch_sshtest as fleet;

@@ -18,6 +18,7 @@
 //!   e2e stalled [WATCHERS] [HOSTS] [LINES_PER_HOST] watchers that read nothing, then all
 //!   e2e crash [WATCHERS] [HOSTS] [LINES_PER_HOST] [KILLS]  gateway SIGKILLed mid-flood
 //!   e2e store [MAX_LOG_BYTES] [HOSTS] [LINES_PER_HOST]  disk taken by a capped flood
+//!   e2e ssh [HOSTS] [WAVES] [SECONDS]               a rolling deploy over real sshd
 //! Options before or after the scenario: `--read-buffer BYTES` (the client's
 //! tungstenite read buffer), `--gateway-nofile N` (start the system with that soft
 //! RLIMIT_NOFILE, as systemd would without LimitNOFILE=).
@@ -121,6 +122,16 @@ enum Scenario {
         #[arg(default_value_t = 25_000)]
         lines_per_host: u64,
     },
+    /// A rolling deploy of HOSTS hosts over the real sshd fleet in WAVES waves, its
+    /// script SECONDS long, run twice: wall time and per-host overhead beyond the script.
+    Ssh {
+        #[arg(default_value_t = 20)]
+        hosts: usize,
+        #[arg(default_value_t = 5)]
+        waves: usize,
+        #[arg(default_value_t = 0.5)]
+        seconds: f64,
+    },
     /// A finished job of LINES lines, then one late watcher with after=0.
     Replay {
         #[arg(default_value_t = 1_000_000)]
@@ -142,7 +153,10 @@ fn main() -> ExitCode {
         | Scenario::Paced { watchers, .. } => watchers as u64 + 256,
         Scenario::Churn { watchers, .. } => 2 * watchers as u64 + 256,
         Scenario::Crash { watchers, .. } => watchers as u64 + 256,
-        Scenario::Replay { .. } | Scenario::Stalled { .. } | Scenario::Store { .. } => 256,
+        Scenario::Replay { .. }
+        | Scenario::Stalled { .. }
+        | Scenario::Store { .. }
+        | Scenario::Ssh { .. } => 256,
     };
     let runtime = match raise_nofile(need).and_then(|_| {
         tokio::runtime::Builder::new_multi_thread()
@@ -165,6 +179,7 @@ fn main() -> ExitCode {
         Scenario::Churn { watchers, .. } => format!("churn, 2 × {watchers} watchers"),
         Scenario::Replay { lines, .. } => format!("replay of {lines} lines"),
         Scenario::Store { max_log_bytes, .. } => format!("store size at {max_log_bytes} bytes"),
+        Scenario::Ssh { hosts, waves, .. } => format!("ssh deploy, {hosts} hosts in {waves} waves"),
         Scenario::Stalled { watchers, .. } => format!("{watchers} stalled watchers"),
         Scenario::Crash {
             watchers, kills, ..
@@ -199,6 +214,11 @@ fn main() -> ExitCode {
                     hosts,
                     lines_per_host,
                 } => scenario::store_size(max_log_bytes, hosts, lines_per_host).await,
+                Scenario::Ssh {
+                    hosts,
+                    waves,
+                    seconds,
+                } => scenario::ssh(hosts, waves, seconds).await,
                 Scenario::Crash {
                     watchers,
                     hosts,

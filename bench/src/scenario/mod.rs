@@ -6,6 +6,7 @@ mod flood;
 mod idle;
 mod paced;
 mod replay;
+mod ssh;
 mod stalled;
 mod store;
 
@@ -15,6 +16,7 @@ pub use flood::flood;
 pub use idle::idle;
 pub use paced::paced;
 pub use replay::replay;
+pub use ssh::ssh;
 pub use stalled::stalled;
 pub use store::store_size;
 

@@ -1,11 +1,11 @@
-//! What the runner's test binaries share: the sshd fleet, and finding processes left
-//! behind.
+//! What the runner's test binaries share: the sshd fleet (the sshtest crate), and finding
+//! processes left behind.
 
 #![allow(dead_code)] // not every test binary uses every helper
 
 use std::time::{Duration, Instant};
 
-pub mod fleet;
+pub use shipwatch_sshtest as fleet;
 
 /// Processes whose command line contains `needle`, other than ourselves.
 pub fn processes_with(needle: &str) -> Vec<String> {

@@ -1,4 +1,5 @@
-//! A fleet of real `sshd` instances on loopback ports, shared by the tests of one binary.
+//! A fleet of real `sshd` instances on loopback ports, shared by the tests of one binary:
+//! the runner's tests, the end-to-end and fault suites, and the ssh bench.
 //!
 //! The daemons are started from a thread that lives as long as the test process and carry
 //! PDEATHSIG=SIGKILL, so they die with the test binary however it ends (a shared static is
@@ -11,15 +12,20 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Where the fleet lives and how to reach it.
-#[allow(dead_code)] // not every test binary reads every field
 pub struct Fleet {
+    /// Keys, daemon configs and logs (kept after the tests, for a failing one).
     pub dir: PathBuf,
+    /// The user every daemon lets in: ours (root under CI).
     pub user: String,
+    /// The private key the daemons accept.
     pub identity: PathBuf,
+    /// A known_hosts file naming every daemon's `[127.0.0.1]:port`.
     pub known_hosts: PathBuf,
+    /// One loopback port per daemon, [`SIZE`] of them.
     pub ports: Vec<u16>,
 }
 
+/// How many daemons [`fleet`] starts.
 pub const SIZE: usize = 20;
 const SSHD: &str = "/usr/sbin/sshd";
 
@@ -70,7 +76,6 @@ fn free_port() -> std::io::Result<u16> {
 }
 
 /// A loopback port where nothing listens.
-#[allow(dead_code)] // not every test binary uses it
 pub fn dead_port() -> u16 {
     free_port().expect("bind a loopback port")
 }
@@ -94,7 +99,6 @@ impl Fleet {
     /// named `name` in the fleet's dir. `wrap` goes before sshd (`ip netns exec NS` runs it
     /// in a network namespace). The caller owns the daemon; it also dies with the thread
     /// that started it.
-    #[allow(dead_code)] // not every test binary uses it
     pub fn extra_sshd(
         &self,
         name: &str,
@@ -106,7 +110,6 @@ impl Fleet {
     }
 
     /// The known_hosts line of this fleet's host key for `[address]:port`.
-    #[allow(dead_code)] // not every test binary uses it
     pub fn known_host(&self, address: &str, port: u16) -> String {
         let key = std::fs::read_to_string(self.dir.join("host_key.pub")).unwrap_or_default();
         let key = key.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
