@@ -1,7 +1,6 @@
 //! The PostgreSQL store (DESIGN §11), chosen by `[store] url = "postgres://…"`. It has
-//! the SQLite store's shape so [`Store`](super::Store) stays one handle over either: a
-//! writer thread takes the same [`Op`](super::writer::Op)s from the same channel and
-//! commits each group of them in one transaction before publishing, and reads run on
+//! the SQLite store's shape so [`Store`](super::Store) stays one handle over either: the
+//! one writer thread (`store/writer`) commits over [`write::PgWrites`], and reads run on
 //! blocking threads over a small pool of connections.
 //!
 //! Several gateways may share the database, so nothing a commit depends on is cached
@@ -16,7 +15,7 @@
 
 pub(super) mod read;
 mod schema;
-pub(super) mod writer;
+pub(super) mod write;
 
 use std::sync::Mutex;
 

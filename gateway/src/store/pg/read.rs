@@ -8,7 +8,7 @@ use shipwatch_protocol::api::{AuditEntry, Counts, HostView, JobView};
 use shipwatch_protocol::{HostState, JobId, JobState, Stream};
 
 use crate::model::{CommittedEvent, EventFilter};
-use crate::store::{SessionRow, StoreError, corrupt, kind_name};
+use crate::store::{JobNumber, SessionRow, StoreError, corrupt, count_as_failed, kind_name};
 
 /// One job (with hosts and spec when `full`).
 pub(in crate::store) fn job(
@@ -209,12 +209,6 @@ pub(in crate::store) fn job_number(
         .ok_or(StoreError::NoSuchJob(job))
 }
 
-/// The numbers [`job_number`] reads.
-pub(in crate::store) enum JobNumber {
-    LastSeq,
-    DroppedLines,
-}
-
 pub(in crate::store) fn audit_page(
     c: &mut impl GenericClient,
     limit: u32,
@@ -252,7 +246,7 @@ pub(in crate::store) fn jobs_by_state(
         .collect();
     for &id in unrecorded {
         if let Some(row) = c.query_opt("SELECT state FROM jobs WHERE id = $1", &[&(id as i64)])? {
-            crate::store::count_as_failed(&mut counts, row.get(0));
+            count_as_failed(&mut counts, row.get(0));
         }
     }
     Ok(counts)

@@ -11,8 +11,8 @@ use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension};
 use shipwatch_protocol::{BodyRef, EventBody, JobId, Stream, Timestamp, write_event_json};
 
-use super::StoreError;
 use crate::model::CommittedEvent;
+use crate::store::StoreError;
 
 /// `events.kind`: a line on stdout or stderr (0 and 1 take no byte in a SQLite record),
 /// a host's or the job's state change, a notice.
@@ -131,14 +131,14 @@ impl<'c> Decoder<'c> {
                 state: state
                     .ok_or_else(|| missing("state"))?
                     .parse()
-                    .map_err(super::corrupt)?,
+                    .map_err(crate::store::corrupt)?,
                 exit_code: row.get(6)?,
             },
             ("job", _) => BodyRef::Job {
                 state: state
                     .ok_or_else(|| missing("state"))?
                     .parse()
-                    .map_err(super::corrupt)?,
+                    .map_err(crate::store::corrupt)?,
                 reason: text,
             },
             _ => BodyRef::Notice {

@@ -2,7 +2,7 @@
 
 use rusqlite::Connection;
 
-use super::StoreError;
+use crate::store::StoreError;
 
 /// Each entry moves the schema from version `i` to `i + 1`; append, never edit.
 const MIGRATIONS: &[&str] = &[

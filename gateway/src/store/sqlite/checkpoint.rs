@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
-use super::StoreError;
+use crate::store::StoreError;
 
 /// A checkpoint also runs this long after the last one, for a WAL that grows slowly.
 const IDLE: Duration = Duration::from_secs(10);
