@@ -13,8 +13,19 @@ use cli::{Cli, ClientArgs, Command, CtlAction, TokenAction};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    shipwatch_supervisor::logging::init();
-    match dispatch(cli.command) {
+    // The supervisor's loop must never wait for its stderr (the journal); every other
+    // process writes its lines at once (a child's go to the supervisor, which reads them).
+    let flush = match cli.command {
+        Command::Up { .. } => shipwatch_supervisor::logging::init_queued(),
+        _ => {
+            shipwatch_supervisor::logging::init();
+            None
+        }
+    };
+    let result = dispatch(cli.command);
+    // The queued lines first, then a fatal error after them.
+    drop(flush);
+    match result {
         Ok(code) => code,
         Err(error) => {
             eprintln!("shipwatch: {error:#}");

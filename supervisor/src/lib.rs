@@ -28,11 +28,13 @@
 //! Modules: `table` is the process table and its state machine, `child` spawns one
 //! process, `reload` applies a config difference, `config_watch` notices file changes,
 //! `snapshot` saves the config text children read, `status` reports (ctl, STATUS=,
-//! READY=1), `watchdog` pings systemd, `control` is the control socket and its requests.
+//! READY=1), `watchdog` pings systemd, `control` is the control socket and its requests,
+//! `logging` how every process logs (`log_queue`: the supervisor's stderr, never waited on).
 
 mod child;
 mod config_watch;
 pub mod control;
+mod log_queue;
 pub mod logging;
 mod notify;
 mod reload;

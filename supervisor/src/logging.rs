@@ -11,6 +11,7 @@
 
 use std::io::IsTerminal;
 
+pub use crate::log_queue::Flush;
 use shipwatch_protocol::supervision::READY_FD_ENV;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
@@ -60,12 +61,36 @@ fn names_stream(journal_stream: &str, dev: u64, ino: u64) -> bool {
 
 /// Installs the process-wide logger on stderr, filtered by [`FILTER_ENV`].
 pub fn init() {
+    install(std::io::stderr);
+}
+
+/// Like [`init`], for the supervisor: lines go to stderr through a queue and a thread of
+/// their own, so a stalled journal never stops the loop that restarts children (see
+/// `log_queue`). Keep the [`Flush`] until the process ends; it writes what is queued.
+pub fn init_queued() -> Option<Flush> {
+    match crate::log_queue::start() {
+        Ok((queued, flush)) => {
+            install(queued);
+            Some(flush)
+        }
+        Err(error) => {
+            init();
+            tracing::warn!(error = %shipwatch_protocol::Report(&error), "cannot start the log writer thread; logging to stderr directly");
+            None
+        }
+    }
+}
+
+fn install<W>(writer: W)
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
     let filter = tracing_subscriber::EnvFilter::try_from_env(FILTER_ENV)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let style = Style::detect();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_ansi(style.ansi)
         .with_target(false);
     if style.time {
