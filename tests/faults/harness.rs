@@ -158,8 +158,13 @@ pub struct Run {
     /// `sleep` of this run is found by its command line.
     pub nap: String,
     pub up: Option<Guard>,
-    /// Where the checkers and any other watchers of the run live.
+    /// Where the checkers live.
     pub rt: tokio::runtime::Runtime,
+    /// Where churning watchers live, apart from the checkers: 100 checkers decoding a
+    /// replay kept a shared runtime's threads so busy that a churner's request went out
+    /// more than the gateway's 5 s header deadline after its connect, and the gateway
+    /// closed it as the slow client it looked like ("Handshake not finished", issue 12).
+    pub clients: tokio::runtime::Runtime,
     /// Open descriptors per process name and kind once everything ran, before the job.
     baseline_fds: BTreeMap<String, BTreeMap<String, usize>>,
     pub failures: Vec<String>,
@@ -187,6 +192,7 @@ impl Run {
             nap: format!("{}000{unique}", shape.nap),
             up: None,
             rt: runtime(),
+            clients: runtime(),
             baseline_fds: BTreeMap::new(),
             failures: Vec::new(),
         }

@@ -109,6 +109,12 @@ fn runner_killed_mid_deploy() {
     run.check(quick["state"] == "succeeded", || {
         format!("the job queued behind: {quick:#}")
     });
+    // The restarted runner takes it at once: it never waits for the lost job's grace
+    // (issue 12 saw it end 20-30 s after the lost; every ssh login was waiting on a lock
+    // the box's ~/.bashrc left, see the fleet's home).
+    run.check(quick_after <= lost_after + QUEUED_ROOM, || {
+        format!("the queued job ended {quick_after:?} after the kill, the lost one {lost_after:?}")
+    });
     let log = stored_log(run.port(), id);
     let counts = &done["counts"];
     // Wave 1 was done before the kill; of wave 2, a quiet box may finish a few hosts
@@ -147,6 +153,10 @@ fn runner_killed_mid_deploy() {
     );
     row.report(&run, &note);
 }
+
+/// How much later than a lost job the job queued behind it may end: a 20-host `echo` on
+/// a loaded 2-core box, from its logins to its last ack.
+const QUEUED_ROOM: Duration = Duration::from_secs(10);
 
 /// Polls two jobs until both ended: each one's last view and how long after `since`.
 fn both_end(port: u16, a: u64, b: u64, since: Instant) -> (Value, Duration, Value, Duration) {
@@ -220,6 +230,11 @@ fn supervisor_killed_and_started_again_on_the_same_data_dir() {
     // Within the gateway's grace (10 s) and some room for a loaded box.
     run.check(lost_after < Duration::from_secs(20), || {
         format!("lost only {lost_after:?} after the restart")
+    });
+    run.check(quick_after <= lost_after + QUEUED_ROOM, || {
+        format!(
+            "the queued job ended {quick_after:?} after the restart, the lost one {lost_after:?}"
+        )
     });
     let (row, _) = run.conclude(deploy.checkers, &log, ok);
     let db = run.setup.dir.path().join("data/shipwatch.db");
@@ -397,7 +412,7 @@ fn ten_thousand_watchers_churn_during_the_deploy() {
     let deploy = run.deploy_with_checkers("", "");
     let done_count = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicUsize::new(0));
-    let churn = run.rt.spawn(churn(
+    let churn = run.clients.spawn(churn(
         run.port(),
         deploy.id,
         deploy.events,
@@ -407,14 +422,13 @@ fn ten_thousand_watchers_churn_during_the_deploy() {
     ));
     let (log, ok) = deploy_ends_succeeded(&mut run, &deploy, 180);
     let during = done_count.load(Ordering::SeqCst);
-    let churned = run.rt.block_on(churn).unwrap_or_default();
+    let churned = run.clients.block_on(churn).unwrap_or_default();
     let failed = failed.load(Ordering::SeqCst);
-    // Some handshakes end early when the box is loaded ("Handshake not finished", nothing
-    // in the gateway's log): counted in the row, not yet explained (issue 12's note).
-    run.check(
-        churned + failed == churners && failed * 10 <= churners,
-        || format!("{churned} of {churners} churning watchers done, {failed} failed"),
-    );
+    // Every one connects: the gateway closes only a request that is not there 5 s after
+    // its connect (Run::clients says how a starved client once looked like that).
+    run.check(churned + failed == churners && failed == 0, || {
+        format!("{churned} of {churners} churning watchers done, {failed} failed")
+    });
     let (row, tally) = run.conclude(deploy.checkers, &log, ok);
     run.check(tally.dropped_sockets == 0, || {
         format!("{} checker sockets dropped", tally.dropped_sockets)
@@ -448,6 +462,7 @@ pub async fn churn(
                 }
                 let after = (n * 7919) % events.max(1);
                 let url = format!("ws://127.0.0.1:{port}/ws/jobs/{job}?after={after}");
+                let began = Instant::now();
                 let connected = tokio::time::timeout(
                     Duration::from_secs(20),
                     connect(&url, &Options::default()),
@@ -466,7 +481,10 @@ pub async fn churn(
                     }
                     Ok(Err(e)) => {
                         if failed.fetch_add(1, Ordering::SeqCst) < 3 {
-                            eprintln!("churning watcher {n}: {e}");
+                            eprintln!(
+                                "churning watcher {n}: {e} ({:.1} s after it began connecting)",
+                                began.elapsed().as_secs_f64()
+                            );
                         }
                     }
                     Err(_) => {

@@ -48,7 +48,7 @@ fn soak() {
     while started.elapsed() < Duration::from_secs(secs) {
         let deploy = run.deploy_with_checkers("", "");
         let (done_count, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-        let churn = run.rt.spawn(crate::scenarios::churn(
+        let churn = run.clients.spawn(crate::scenarios::churn(
             run.port(),
             deploy.id,
             deploy.events,
@@ -57,7 +57,7 @@ fn soak() {
             failed.clone(),
         ));
         let done = run.wait_end(deploy.id, 300);
-        churned += run.rt.block_on(churn).unwrap_or_default();
+        churned += run.clients.block_on(churn).unwrap_or_default();
         churn_failed += failed.load(Ordering::SeqCst);
         let log = stored_log(run.port(), deploy.id);
         let t = deploy.checkers.finish(&run.rt, &log);
@@ -102,6 +102,7 @@ fn soak() {
             && tally.duplicated == 0
             && tally.failures.is_empty()
             && succeeded == jobs
+            && churn_failed == 0
             && grown.is_empty()
             && leaked == 0,
         "soak: {succeeded}/{jobs} succeeded, grown {grown:?}, {leaked} processes left, \
