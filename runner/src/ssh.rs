@@ -233,11 +233,19 @@ pub async fn close_masters(control_dir: &Path) -> usize {
             .stderr(Stdio::null())
             .kill_on_drop(true);
         exits.spawn(async move {
-            // A master that cannot answer within this is stuck; ControlPersist ends it.
             let status = tokio::time::timeout(Duration::from_secs(2), cmd.status()).await;
             let exited = matches!(status, Ok(Ok(s)) if s.success());
             if !exited {
-                // Nobody answers on it any more (its master was killed).
+                // Killed (nobody answers), or too slow to answer on a loaded box: a master
+                // still running ends by its command line, since once its socket is gone
+                // nothing could reach it until ControlPersist.
+                let socket = path.clone();
+                let ended = tokio::task::spawn_blocking(move || end_masters_of(&socket))
+                    .await
+                    .unwrap_or(0);
+                if ended > 0 {
+                    tracing::info!(socket = %path.display(), ended, "ssh master did not answer -O exit; ended it");
+                }
                 let _ = std::fs::remove_file(&path);
             }
             exited
@@ -250,9 +258,97 @@ pub async fn close_masters(control_dir: &Path) -> usize {
     closed
 }
 
+/// SIGTERMs every ssh master (`-N`) whose command line names `socket` as its
+/// ControlPath (this runner's own directory: nobody else's); how many.
+fn end_masters_of(socket: &Path) -> usize {
+    let want = format!("ControlPath={}", socket.display());
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut ended = 0;
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let mut args = cmdline.split(|b| *b == 0);
+        let names_it = args.clone().any(|a| a == want.as_bytes());
+        if names_it
+            && args.any(|a| a == b"-N")
+            && nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            )
+            .is_ok()
+        {
+            ended += 1;
+        }
+    }
+    ended
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_master_that_does_not_answer_is_ended_by_its_command_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("0123456789abcdef");
+        // Stands in for a master too slow to answer: a socket file nobody serves, and a
+        // process whose command line names it (`-N`, as masters are started).
+        std::fs::write(&socket, "").expect("socket stand-in");
+        // bash waiting in its builtin `read` on a pipe nobody writes: one process, no child.
+        let mut master = std::process::Command::new("bash")
+            .arg("-c")
+            .arg("read -t 600 x")
+            .arg("-N")
+            .arg(format!("ControlPath={}", socket.display()))
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("bash");
+        // A host's session over the master (no -N) is not a master: it stays.
+        let mut session = std::process::Command::new("bash")
+            .arg("-c")
+            .arg("read -t 600 x")
+            .arg(format!("ControlPath={}", socket.display()))
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("bash");
+        assert_eq!(
+            close_masters(dir.path()).await,
+            0,
+            "nothing answered -O exit"
+        );
+        let asked = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = master.try_wait().expect("try_wait") {
+                break Some(status);
+            }
+            if asked.elapsed() > Duration::from_secs(10) {
+                let _ = master.kill();
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert!(
+            status.is_some_and(|s| !s.success()),
+            "the master that did not answer still runs"
+        );
+        assert!(!socket.exists(), "its socket removed");
+        assert!(
+            session.try_wait().expect("try_wait").is_none(),
+            "the session runs on"
+        );
+        let _ = session.kill();
+        let _ = session.wait();
+    }
 
     #[test]
     fn control_path_is_short() {
