@@ -93,8 +93,10 @@ struct WatcherProgress {
 /// One committed batch in a job's ring, with the frames filters made of it.
 struct Entry {
     batch: Arc<CommittedBatch>,
-    /// The batch's whole frame, for watchers without a filter.
-    frame: Utf8Bytes,
+    /// The batch's events in frames of about [`CHUNK_BYTES`], for watchers without a
+    /// filter: a socket holds a copy of the frame it is writing, so a thousand slow
+    /// watchers of 1,000-line batches held ~200 KB each.
+    frames: Vec<Utf8Bytes>,
     last_seq: u64,
     cost: usize,
     /// Frames per distinct filter (`None`: the filter takes none of the events), built by
@@ -103,10 +105,8 @@ struct Entry {
 }
 
 impl Entry {
+    /// The frames of a filter that takes some events but not necessarily all.
     fn frame_for(&self, filter: &EventFilter) -> Option<Utf8Bytes> {
-        if *filter == EventFilter::default() {
-            return Some(self.frame.clone());
-        }
         let mut cache = lock(&self.filtered);
         if let Some((_, f)) = cache.iter().find(|(f, _)| f == filter) {
             return f.clone();
@@ -307,7 +307,13 @@ impl Publisher for Hub {
         ) else {
             return;
         };
+        let frames = split_frames(&batch);
+        let split_bytes = match frames.as_slice() {
+            [_] => 0,
+            many => many.iter().map(|f| f.len()).sum(),
+        };
         let cost = 2 * batch.frame.len()
+            + split_bytes
             + batch.events.len() * (size_of::<CommittedEvent>() + 16)
             + size_of::<CommittedBatch>()
             + size_of::<Entry>();
@@ -318,7 +324,7 @@ impl Publisher for Hub {
             ring.start.get_or_insert(first_seq - 1);
             ring.ended |= batch.job_state.is_terminal();
             ring.entries.push_back(Arc::new(Entry {
-                frame: text(batch.frame.clone()),
+                frames,
                 batch,
                 last_seq,
                 cost,
@@ -359,6 +365,28 @@ impl Publisher for Hub {
             }
         }
     }
+}
+
+/// The batch's frame, or for a batch of more than [`CHUNK_BYTES`], its events in frames
+/// of about that size.
+fn split_frames(batch: &CommittedBatch) -> Vec<Utf8Bytes> {
+    if batch.frame.len() <= CHUNK_BYTES {
+        return vec![text(batch.frame.clone())];
+    }
+    let mut frames = Vec::new();
+    let mut from = 0;
+    let mut bytes = 0;
+    for (i, e) in batch.events.iter().enumerate() {
+        bytes += e.json.len() + 1;
+        if bytes >= CHUNK_BYTES || i + 1 == batch.events.len() {
+            frames.extend(frame::frame_of_json(
+                batch.events[from..=i].iter().map(|e| &e.json[..]),
+            ));
+            from = i + 1;
+            bytes = 0;
+        }
+    }
+    frames
 }
 
 /// The `/ws/jobs` message for a job: the job as `GET /api/jobs` lists it (no hosts, no

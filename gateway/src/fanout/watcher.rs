@@ -195,7 +195,13 @@ impl Watch {
         };
         if entry.last_seq > self.covered {
             let frame = if first.seq > self.covered {
-                entry.frame_for(&self.filter)
+                if self.filter == EventFilter::default() {
+                    self.ready
+                        .extend(entry.frames.iter().cloned().map(Outgoing::Frame));
+                    None
+                } else {
+                    entry.frame_for(&self.filter)
+                }
             } else {
                 // Straddles the seam: keep only what the store read did not cover.
                 let covered = self.covered;
