@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use shipwatch_protocol::{EventBody, JobId, JobState, Stream};
+use shipwatch_protocol::{EventBody, JobId, JobState, Stream, Timestamp};
 
 /// One committed event with what watchers filter on, and its JSON text made once.
 #[derive(Debug, Clone)]
@@ -36,6 +36,43 @@ pub struct EventFilter {
     pub kinds: Option<Vec<String>>,
     pub hosts: Option<Vec<String>>,
     pub streams: Option<Vec<Stream>>,
+}
+
+impl EventFilter {
+    /// Whether an event of `kind` (from `host`, on `stream`) passes: job and notice
+    /// events, which have no host, concern every host.
+    pub fn takes(&self, kind: &str, host: Option<&str>, stream: Option<Stream>) -> bool {
+        if let Some(kinds) = &self.kinds
+            && !kinds.iter().any(|k| k == kind)
+        {
+            return false;
+        }
+        if let (Some(hosts), Some(h)) = (&self.hosts, host)
+            && !hosts.iter().any(|x| x == h)
+        {
+            return false;
+        }
+        if let (Some(streams), Some(s)) = (&self.streams, stream)
+            && !streams.contains(&s)
+        {
+            return false;
+        }
+        true
+    }
+}
+
+/// One stored event as [`crate::store::Store::scan_events`] hands it over: a line as its
+/// columns, borrowed from the row (no JSON made for it), any other event as committed.
+#[derive(Debug)]
+pub enum RowRef<'r> {
+    Line {
+        seq: u64,
+        ts: Timestamp,
+        host: &'r str,
+        stream: Stream,
+        text: &'r str,
+    },
+    Event(&'r CommittedEvent),
 }
 
 /// An event the gateway itself makes (job lost, cancelled while queued, log cap notice).

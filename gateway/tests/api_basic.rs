@@ -330,6 +330,121 @@ async fn the_log_reads_on_after_a_seq() {
 }
 
 /// GET `path`: the status and the body, de-chunked (the log is streamed).
+/// `format=compact` is the NDJSON log with its line events in columns: across several of
+/// the log's store reads (which overlap), after a seq and with filters, the same events
+/// in the same order; a text holding a newline stays JSON, tabs, escapes and non-ASCII
+/// text stay as they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_compact_log_is_the_ndjson_log_in_columns() {
+    use common::{config, host_is, line, line_on, serve_api, short_tempdir, spec, unlimited_store};
+    use shipwatch_gateway::fanout::Hub;
+    use shipwatch_protocol::{HostState, Stream, Timestamp};
+
+    let dir = short_tempdir("log-compact");
+    let cfg = config(dir.path());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let hub = Hub::new(shutdown.clone());
+    let store = unlimited_store(&cfg.server.data_dir, &hub);
+    let port = serve_api(
+        cfg,
+        &store,
+        &hub,
+        tokio_util::task::TaskTracker::new(),
+        &shutdown,
+    )
+    .await;
+    let job = store
+        .create_job(spec(&["web-01", "web-02"]), Default::default(), "test")
+        .await
+        .unwrap()
+        .id;
+    // Over two of the log's 16,384-event reads, with odd texts and a host event among them.
+    let total = 2 * 16_384 + 777;
+    let events = (1..=total)
+        .map(|k| match k {
+            5 => line(k, "web-01", "two\nlines"),
+            6 => line_on(
+                k,
+                "web-02",
+                Stream::Stderr,
+                "tab\there \u{1b}[31mred\u{1b}[0m \r über ✓",
+            ),
+            7 => line(k, "web-01", ""),
+            16_385 => host_is(k, "web-02", HostState::Running, None),
+            _ if k % 10 == 0 => line_on(k, "web-02", Stream::Stderr, &format!("e{k}")),
+            _ => line(k, "web-01", &format!("o{k}")),
+        })
+        .collect();
+    store.append(job, events).await.unwrap();
+
+    // Each compact line as the JSON event it stands for.
+    let from_compact = |body: &str| -> Vec<serde_json::Value> {
+        let mut last_ts = 0i64;
+        body.lines()
+            .map(|l| {
+                if l.starts_with('{') {
+                    return serde_json::from_str(l).unwrap();
+                }
+                let f: Vec<&str> = l.splitn(5, '\t').collect();
+                assert_eq!(f.len(), 5, "{l:?}");
+                let ts = match f[1].as_bytes()[0] {
+                    b'+' | b'-' => last_ts + f[1].parse::<i64>().unwrap(),
+                    _ => f[1].parse().unwrap(),
+                };
+                last_ts = ts;
+                let stream = match f[3] {
+                    "o" => "stdout",
+                    "e" => "stderr",
+                    other => panic!("stream {other:?} in {l:?}"),
+                };
+                serde_json::json!({"kind": "line", "job": job, "seq": f[0].parse::<u64>().unwrap(),
+                    "ts": Timestamp(ts).to_string(), "host": f[2], "stream": stream, "text": f[4]})
+            })
+            .collect()
+    };
+    let from_ndjson = |body: &str| -> Vec<serde_json::Value> {
+        body.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let log = format!("/api/jobs/{job}/log");
+    for query in [
+        "",
+        "&after=3",
+        "&after=16380",
+        "&stream=stderr",
+        "&host=web-01&after=9",
+    ] {
+        let (status, ndjson) = get(port, &format!("{log}?format=ndjson{query}")).await;
+        assert_eq!(status, 200, "{ndjson}");
+        let (status, compact) = get(port, &format!("{log}?format=compact{query}")).await;
+        assert_eq!(status, 200, "{compact}");
+        assert!(
+            compact.len() < ndjson.len() * 2 / 3,
+            "compact is smaller ({query})"
+        );
+        let want = from_ndjson(&ndjson);
+        assert!(!want.is_empty());
+        assert_eq!(from_compact(&compact), want, "{query}");
+    }
+    let (_, ndjson) = get(port, &format!("{log}?format=ndjson")).await;
+    assert_eq!(
+        from_ndjson(&ndjson).len() as u64,
+        total,
+        "every event, once"
+    );
+    let (_, compact) = get(port, &format!("{log}?format=compact")).await;
+    assert!(
+        compact.contains("{\"kind\":\"line\",\"job\":"),
+        "the two-line text stays JSON"
+    );
+    assert!(
+        compact.contains("\te\ttab\there \u{1b}[31m"),
+        "a tab and an escape as they are"
+    );
+    shutdown.cancel();
+}
+
 async fn get(port: u16, path: &str) -> (u16, String) {
     let reply = http(port, "GET", path, &[], "").await;
     let chunked = reply

@@ -6,7 +6,7 @@ use shipwatch_protocol::api::{AuditEntry, JobView};
 use shipwatch_protocol::{JobId, JobState, Stream};
 
 use super::{Database, Store, StoreError, pg, sqlite, writer};
-use crate::model::{CommittedEvent, EventFilter};
+use crate::model::{CommittedEvent, EventFilter, RowRef};
 use crate::store::SessionRow;
 
 /// Runs `module::read_fn(connection, args…)` on the store's engine, off the async threads.
@@ -90,6 +90,42 @@ impl Store {
     ) -> Result<Vec<CommittedEvent>, StoreError> {
         let filter = filter.clone();
         on_engine!(self, events(job, after, &filter, limit))
+    }
+
+    /// Up to `limit` events with `seq > after`, in order, each handed to `each` with
+    /// `state` on the reading thread as a [`RowRef`]: for a reader that writes a whole log
+    /// in its own encoding without a JSON object per line (the log endpoint). Returns
+    /// `state` and how many events it was handed. PostgreSQL hands every event as its
+    /// JSON.
+    pub async fn scan_events<T: Send + 'static>(
+        &self,
+        job: JobId,
+        after: u64,
+        limit: usize,
+        mut state: T,
+        each: fn(&mut T, RowRef<'_>),
+    ) -> Result<(T, usize), StoreError> {
+        match &self.inner.db {
+            Database::Sqlite(db) => {
+                db.read(move |c| {
+                    let n = sqlite::read::scan_events(c, job, after, limit, &mut |row| {
+                        each(&mut state, row)
+                    })?;
+                    Ok((state, n))
+                })
+                .await
+            }
+            Database::Postgres(db) => {
+                let all = EventFilter::default();
+                let events = db
+                    .read(move |c| pg::read::events(c, job, after, &all, limit))
+                    .await?;
+                for e in &events {
+                    each(&mut state, RowRef::Event(e));
+                }
+                Ok((state, events.len()))
+            }
+        }
     }
 
     /// The stored session whose id hashes to `id_hash`.

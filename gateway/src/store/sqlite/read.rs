@@ -5,7 +5,7 @@ use shipwatch_protocol::api::{AuditEntry, Counts, HostView, JobView};
 use shipwatch_protocol::{HostState, JobId};
 
 use super::rows;
-use crate::model::{CommittedEvent, EventFilter};
+use crate::model::{CommittedEvent, EventFilter, RowRef};
 use crate::store::{JobNumber, SessionRow, StoreError, corrupt, count_as_failed, filter_takes};
 
 /// One job (with hosts and spec when `full`).
@@ -167,6 +167,31 @@ pub(in crate::store) fn events(
         out.push(decoder.event(r, head)?);
     }
     Ok(out)
+}
+
+/// Up to `limit` events with `seq > after`, each handed to `each` (see
+/// [`crate::store::Store::scan_events`]); how many there were.
+pub(in crate::store) fn scan_events(
+    c: &Connection,
+    job: JobId,
+    after: u64,
+    limit: usize,
+    each: &mut impl FnMut(RowRef<'_>),
+) -> Result<usize, StoreError> {
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {} FROM events WHERE job = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        rows::SELECT
+    ))?;
+    let limit = limit.min(i64::MAX as usize) as i64;
+    let mut found = stmt.query(params![job as i64, after as i64, limit])?;
+    let mut decoder = rows::Decoder::new(c, job);
+    let mut n = 0;
+    while let Some(r) = found.next()? {
+        let head = decoder.head(r)?;
+        decoder.each_row(r, head, each)?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// One number of a job's row.

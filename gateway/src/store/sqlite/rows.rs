@@ -11,7 +11,7 @@ use bytes::Bytes;
 use rusqlite::{Connection, OptionalExtension};
 use shipwatch_protocol::{BodyRef, EventBody, JobId, Stream, Timestamp, write_event_json};
 
-use crate::model::CommittedEvent;
+use crate::model::{CommittedEvent, RowRef};
 use crate::store::StoreError;
 
 /// `events.kind`: a line on stdout or stderr (0 and 1 take no byte in a SQLite record),
@@ -154,6 +154,37 @@ impl<'c> Decoder<'c> {
             stream,
             json: Bytes::copy_from_slice(&self.json),
         })
+    }
+
+    /// Hands the row (selected with [`SELECT`]) to `each`: a line as its columns,
+    /// borrowed from the row, any other event as its JSON.
+    pub(super) fn each_row(
+        &mut self,
+        row: &rusqlite::Row<'_>,
+        head: Head,
+        each: &mut impl FnMut(RowRef<'_>),
+    ) -> Result<(), StoreError> {
+        let Head { kind, host, stream } = head;
+        match (stream, host) {
+            (Some(stream), Some(host)) => {
+                let seq = row.get::<_, i64>(0)? as u64;
+                let Some(text) = row.get_ref(4)?.as_str_or_null()? else {
+                    return Err(StoreError::Corrupt(format!("line event {seq} has no text")));
+                };
+                each(RowRef::Line {
+                    seq,
+                    ts: Timestamp(row.get(1)?),
+                    host: &host,
+                    stream,
+                    text,
+                });
+            }
+            (stream, host) => {
+                let event = self.event(row, Head { kind, host, stream })?;
+                each(RowRef::Event(&event));
+            }
+        }
+        Ok(())
     }
 
     fn host(&mut self, id: i64) -> Result<Arc<str>, StoreError> {
