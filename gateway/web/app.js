@@ -3,20 +3,24 @@
 
 import { api, whoAmI } from './api.js';
 import { h, errorView } from './ui.js';
+import { preloadLog } from './preload.js';
 
 const main = document.getElementById('main');
 
 async function start() {
-  const who = await whoAmI();
-  showWho(who);
   const path = location.pathname;
   const job = path.match(/^\/jobs\/(\d+)\/?$/);
+  // A job's log is what takes longest: it starts loading before anything else.
+  const log = job ? preloadLog(Number(job[1])) : null;
+  const who = await whoAmI();
+  showWho(who);
   try {
     if (path === '/login') (await import('./login.js')).show(main, who);
-    else if (job) await (await import('./job.js')).show(main, Number(job[1]), who);
+    else if (job) await (await import('./job.js')).show(main, Number(job[1]), who, log);
     else if (path === '/audit') await (await import('./audit.js')).show(main, who);
     else await (await import('./dashboard.js')).show(main, who);
   } catch (e) {
+    if (log) log.stop();
     if (e && e.status === 401) (await import('./api.js')).toLogin();
     else errorView(main, e);
   }

@@ -6,18 +6,21 @@ import { h, when, duration, errorView, announce, TERMINAL, BAD_HOST } from './ui
 import { LogModel, LogFilter, LogSearch, LogView } from './log.js';
 import { JobStream } from './stream.js';
 import { drawTimeline } from './timeline.js';
+import { preloadLog } from './preload.js';
 
 const HOST_STATES = ['running', 'ok', 'failed', 'timeout', 'unreachable', 'cancelled', 'skipped', 'pending'];
 const PREFS = 'shipwatch.log';
 
-export async function show(main, id, who) {
+/** The job page of job `id` for `who`; `log` its stored log already loading (preload.js),
+ * or null. */
+export async function show(main, id, who, log = null) {
   const [job, tasks] = await Promise.all([api(`/api/jobs/${id}`), api('/api/tasks').catch(() => null)]);
   // Cancel and Re-run only for who may start the task (one removed from the config
   // since leaves its jobs to any operator, as the server decides).
   const task = tasks && tasks.tasks.find((t) => t.name === job.task);
   const mayRun = task && typeof task.may_run === 'boolean' ? task.may_run : mayAct(who, 'operator');
   const page = new JobPage(main, job, who, mayRun);
-  page.start();
+  page.start(log);
 }
 
 class JobPage {
@@ -39,6 +42,9 @@ class JobPage {
     this.filter = new LogFilter(this.model);
     this.search = new LogSearch(this.model, this.filter, () => this.searchChanged());
     this.notices = [];
+    this.arrived = [];
+    this.arrivedSeq = 0;
+    this.arrivedTimer = 0;
     this.dirty = false;
     this.failedCursor = -1;
     this.jumpFrom = -1;
@@ -119,6 +125,7 @@ class JobPage {
     this.view = new LogView(this.logEl, this.model, this.filter, this.search, {
       onFollow: () => this.showNewLines(),
       onRender: () => this.showNewLines(),
+      beforeRender: () => this.takeArrived(),
     });
     this.view.configure({ timestamps: this.tsSelect.value, wrap: this.wrapBox.checked, origin: this.origin() });
     this.setFilter(new Set(hostsWanted), streamWanted, false);
@@ -204,20 +211,26 @@ class JobPage {
 
   // --- events in -------------------------------------------------------------------------
 
-  start() {
+  start(log) {
     const wanted = this.hashSeq();
     if (wanted) this.view.following = false;
     this.stream = new JobStream(this.job.id, {
-      lastSeq: () => this.model.lastSeq,
-      forceSeq: (seq) => { if (seq > this.model.lastSeq) this.model.lastSeq = seq; },
-      apply: (events, from, to) => this.apply(events, from, to),
+      lastSeq: () => Math.max(this.model.lastSeq, this.arrivedSeq),
+      forceSeq: (seq) => {
+        this.takeArrived();
+        if (seq > this.model.lastSeq) this.model.lastSeq = seq;
+      },
+      apply: (events, from, to) => this.arrive(events, from, to),
       status: (s) => this.connection(s),
-      ended: () => TERMINAL.has(this.job.state),
+      ended: () => {
+        this.takeArrived();
+        return TERMINAL.has(this.job.state);
+      },
       resync: () => this.resync(),
       failed: (e) => (e.status === 401 ? toLogin() : errorView(this.main, e)),
     });
     if (wanted) this.goToHash();
-    this.load();
+    this.load(log || preloadLog(this.job.id));
     this.ticker = setInterval(() => {
       if (!TERMINAL.has(this.job.state)) this.markDirty();
     }, 1000);
@@ -225,11 +238,8 @@ class JobPage {
 
   /** What is stored so far comes from the REST log through a worker (fast, off the main
    * thread), then the WebSocket goes on from its last seq. */
-  load() {
-    let worker;
-    try {
-      worker = new Worker(new URL('./loader.js', import.meta.url), { type: 'module' });
-    } catch {
+  load(log) {
+    if (!log) {
       this.stream.start();
       return;
     }
@@ -237,7 +247,7 @@ class JobPage {
     const hosts = [];
     // Marks for whoever profiles the page (the browser tests print them).
     let first = true;
-    worker.onmessage = ({ data }) => {
+    log.take((data) => {
       if (data.type === 'batch') {
         if (first) performance.mark('shipwatch:first-batch');
         first = false;
@@ -245,16 +255,12 @@ class JobPage {
         this.applyBatch(data, hosts);
       } else {
         performance.mark('shipwatch:log-loaded');
-        worker.terminate();
+        log.stop();
+        this.view.schedule();
         if (data.type === 'error' && data.status === 401) return toLogin();
         this.stream.start();
       }
-    };
-    worker.onerror = () => {
-      worker.terminate();
-      this.stream.start();
-    };
-    worker.postMessage({ id: this.job.id });
+    });
   }
 
   applyBatch(b, hosts) {
@@ -263,17 +269,38 @@ class JobPage {
     if (b.seq.length) m.addColumns(b, hosts);
     for (const ev of b.others) this.apply([ev], 0, 1);
     m.lastSeq = b.lastSeq;
-    this.afterLines(b.seq.length);
+    this.afterLines(b.seq.length, true);
   }
 
-  afterLines(lines) {
+  /** Live events wait here for the log's next frame, which applies them all before it
+   * draws (or for 100 ms, in a tab that draws no frames): one model update, filter pass
+   * and set of hooks per frame, however many WebSocket frames a burst brought. */
+  arrive(events, from, to) {
+    for (let k = from; k < to; k++) this.arrived.push(events[k]);
+    this.arrivedSeq = events[to - 1].seq;
+    this.view.schedule();
+    if (!this.arrivedTimer) this.arrivedTimer = setTimeout(() => this.takeArrived(), 100);
+  }
+
+  /** Applies the live events that arrived since the last frame. */
+  takeArrived() {
+    clearTimeout(this.arrivedTimer);
+    this.arrivedTimer = 0;
+    const events = this.arrived;
+    if (!events.length) return;
+    this.arrived = [];
+    this.apply(events, 0, events.length);
+  }
+
+  /** The hooks and the view after `lines` new lines; `bulk`: from the stored log's read. */
+  afterLines(lines, bulk = false) {
     const m = this.model;
     this.logEl.dataset.lastSeq = String(m.lastSeq);
     this.logEl.dataset.lineCount = String(m.length);
     if (lines) {
       const added = this.filter.extend();
       if (this.search.re) this.search.scan();
-      this.view.grew(added);
+      this.view.grew(added, bulk);
       if (this.pendingSeq && m.lastSeq >= this.pendingSeq) this.goToHash();
     }
   }

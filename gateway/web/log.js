@@ -422,16 +422,20 @@ function yieldToBrowser() {
 // than one row.
 const MAX_HEIGHT = 16_000_000;
 const OVERSCAN = 12;
+/** While a stored log is read in bulk, the view draws at most this often (ms). */
+const COARSE_MS = 250;
 
 /** Renders a LogFilter's lines into `root` (the scroll container, role=log). */
 export class LogView {
-  constructor(root, model, filter, search, { onFollow = () => {}, onRender = () => {} } = {}) {
+  constructor(root, model, filter, search, { onFollow = () => {}, onRender = () => {}, beforeRender = () => {} } = {}) {
     this.root = root;
     this.model = model;
     this.filter = filter;
     this.search = search;
     this.onFollow = onFollow;
     this.onRender = onRender;
+    /** Called at the start of each frame the view draws: where what arrived is applied. */
+    this.beforeRender = beforeRender;
     this.timestamps = 'off';
     this.wrap = false;
     this.origin = 0;
@@ -440,6 +444,8 @@ export class LogView {
     this.target = -1; // model index highlighted by #seq=N or a jump
     this.version = 0;
     this.pending = false;
+    this.drawnAt = -Infinity;
+    this.coarseTimer = 0;
     this.cache = new Map();
     this.cacheVersion = -1;
     this.range = '';
@@ -477,9 +483,21 @@ export class LogView {
     this.schedule();
   }
 
-  /** New lines reached the filter: count them when not following, then draw. */
-  grew(added) {
+  /** New lines reached the filter: count them when not following, then draw; `coarse`
+   * (the bulk read of a stored log) draws at most every COARSE_MS, as each draw repaints
+   * the page, and nobody reads 65,536 lines a frame. */
+  grew(added, coarse = false) {
     if (!this.following) this.newLines += added;
+    const since = performance.now() - this.drawnAt;
+    if (coarse && since < COARSE_MS) {
+      if (!this.coarseTimer) {
+        this.coarseTimer = setTimeout(() => {
+          this.coarseTimer = 0;
+          this.schedule();
+        }, COARSE_MS - since);
+      }
+      return;
+    }
     this.schedule();
   }
 
@@ -487,6 +505,8 @@ export class LogView {
     if (this.pending) return;
     this.pending = true;
     requestAnimationFrame(() => {
+      // Still pending: what this applies schedules no second frame.
+      this.beforeRender();
       this.pending = false;
       this.render();
     });
@@ -532,6 +552,7 @@ export class LogView {
   }
 
   render() {
+    this.drawnAt = performance.now();
     const { root, rowHeight } = this;
     const n = this.filter.length;
     const total = n * rowHeight;

@@ -1,9 +1,11 @@
-// The one reader of a job's stored events, GET /api/jobs/{id}/log?format=ndjson&after=N,
+// The one reader of a job's stored events, GET /api/jobs/{id}/log?format=compact&after=N,
 // used by the bulk loader (in a worker) and by the gap fill of the live stream.
 //
-// It reads bytes, not text: a line event as protocol event.rs writes it (fields in a
-// fixed order, no spaces) is taken apart by position, its seq and time read from the
-// digits, and the UTF-8 bytes of its text copied straight into one buffer per batch;
+// It reads bytes, not text. The compact format is NDJSON whose line events come as
+// `seq TAB ts TAB host TAB o|e TAB text` (ts in ms, or +N/-N from the line before): half
+// the bytes of their JSON and nothing to unescape, so a line costs a few digits and two
+// native indexOf, its text copied as it is into one buffer per batch. A line event as
+// JSON (protocol event.rs's fixed field order, no spaces) is taken apart by position too;
 // only a text holding an escape (`\"`, `\u001b`…) and any other event go through
 // JSON.parse. A batch hands the page columns (seq, time, host, stream) and its lines'
 // text as ONE string with their offsets, so a million lines are a few dozen strings to
@@ -21,6 +23,9 @@ const TEXT = enc.encode('","text":"');
 const QUOTE = 34;
 const BACKSLASH = 92;
 const NL = 10;
+const TAB = 9;
+const PLUS = 43;
+const MINUS = 45;
 
 /** Lines per batch at most, and how long a batch may wait for more before it goes. */
 export const BATCH_LINES = 65536;
@@ -34,7 +39,7 @@ const BATCH_MS = 120;
 export async function readLog(id, after, onBatch, { stopAt = Infinity, signal } = {}) {
   const ctl = new AbortController();
   if (signal) signal.addEventListener('abort', () => ctl.abort(), { once: true });
-  const res = await fetch(`/api/jobs/${id}/log?format=ndjson&after=${after}`, { credentials: 'same-origin', signal: ctl.signal });
+  const res = await fetch(`/api/jobs/${id}/log?format=compact&after=${after}`, { credentials: 'same-origin', signal: ctl.signal });
   if (!res.ok) {
     const e = new Error(`log: HTTP ${res.status}`);
     e.status = res.status;
@@ -55,22 +60,23 @@ export async function readLog(id, after, onBatch, { stopAt = Infinity, signal } 
         buf.set(carry);
         buf.set(value, carry.length);
       }
-      let s = 0;
-      for (let e = buf.indexOf(NL); e >= 0; e = buf.indexOf(NL, s)) {
-        if (e > s) batch.take(buf, s, e);
-        s = e + 1;
-        if (batch.lastSeq >= stopAt) break;
-      }
+      const s = batch.takeAll(buf, stopAt);
       carry = s < buf.length ? buf.slice(s) : null;
       const full = batch.n >= BATCH_LINES || batch.lastSeq >= stopAt;
       if (full || (performance.now() - posted > BATCH_MS && !batch.empty)) {
         onBatch(batch.finish());
-        batch = new Batch(batch.lastSeq, hosts);
+        batch = new Batch(batch.lastSeq, hosts, batch);
         posted = performance.now();
       }
       if (batch.lastSeq >= stopAt) return batch.lastSeq;
     }
-    if (carry) batch.take(carry, 0, carry.length);
+    if (carry) {
+      // A last line without its newline.
+      const line = new Uint8Array(carry.length + 1);
+      line.set(carry);
+      line[carry.length] = NL;
+      batch.takeAll(line, stopAt);
+    }
     if (!batch.empty) onBatch(batch.finish());
     return batch.lastSeq;
   } finally {
@@ -84,6 +90,8 @@ class HostTable {
     this.ids = new Map();
     this.lastBytes = new Uint8Array(0);
     this.lastId = -1;
+    /** The time of the last compact line, which the next one may be written from. */
+    this.lastTs = 0;
   }
 
   /** The id of the host whose name is b[s, e), and whether it is new. */
@@ -127,18 +135,19 @@ const decoder = new TextDecoder();
  * `others` the other events, parsed; `lastSeq` the highest seq in it.
  */
 class Batch {
-  constructor(lastSeq, hosts) {
+  /** `prev`: the batch before in the same read, whose buffers this one reuses (what a
+   * batch hands over is copied out of them). */
+  constructor(lastSeq, hosts, prev = null) {
     this.table = hosts;
     this.lastSeq = lastSeq;
     this.n = 0;
-    this.seq = new Float64Array(8192);
-    this.ts = new Float64Array(8192);
-    this.host = new Uint16Array(8192);
-    this.stream = new Uint8Array(8192);
-    this.bytes = new Uint8Array(1 << 20);
-    this.boff = new Uint32Array(8193);
+    this.seq = prev ? prev.seq : new Float64Array(8192);
+    this.ts = prev ? prev.ts : new Float64Array(8192);
+    this.host = prev ? prev.host : new Uint16Array(8192);
+    this.stream = prev ? prev.stream : new Uint8Array(8192);
+    this.bytes = prev ? prev.bytes : new Uint8Array(1 << 20);
+    this.boff = prev ? prev.boff : new Uint32Array(8193);
     this.pos = 0;
-    this.ascii = true;
     this.styled = false;
     this.hosts = [];
     this.others = [];
@@ -153,6 +162,79 @@ class Batch {
   /** One NDJSON line, b[s, e). */
   take(b, s, e) {
     if (!this.fast(b, s, e)) this.slow(JSON.parse(decoder.decode(b.subarray(s, e))));
+  }
+
+  /** Takes the whole lines of `b` (up to one reaching seq `stopAt`); returns where the
+   * first line it did not take starts. */
+  takeAll(b, stopAt) {
+    let s = 0;
+    while (s < b.length && this.lastSeq < stopAt) {
+      const c = b[s];
+      if (c >= 48 && c <= 57) {
+        const next = this.compact(b, s);
+        if (next > 0) {
+          s = next;
+          continue;
+        }
+      }
+      const e = b.indexOf(NL, s);
+      if (e < 0) break;
+      if (e > s) this.take(b, s, e);
+      s = e + 1;
+    }
+    return s;
+  }
+
+  /** A compact line event at b[s] (`seq TAB ts TAB host TAB o|e TAB text`): returns
+   * where the next line starts, or 0 when there is none whole here (nothing kept). */
+  compact(b, s) {
+    let i = s;
+    let seq = 0;
+    let c = b[i];
+    for (; c >= 48 && c <= 57; c = b[++i]) seq = seq * 10 + (c - 48);
+    if (c !== TAB) return 0;
+    c = b[++i];
+    let sign = 0;
+    if (c === PLUS || c === MINUS) {
+      sign = c === PLUS ? 1 : -1;
+      c = b[++i];
+    }
+    let t = 0;
+    for (; c >= 48 && c <= 57; c = b[++i]) t = t * 10 + (c - 48);
+    if (c !== TAB) return 0;
+    const hs = i + 1;
+    const he = b.indexOf(TAB, hs);
+    if (he < 0 || b[he + 2] !== TAB) return 0;
+    const stderr = b[he + 1] === 101;
+    i = he + 3;
+    const e = b.indexOf(NL, i);
+    if (e < 0) return 0;
+    const table = this.table;
+    const ms = sign === 0 ? t : table.lastTs + sign * t;
+    table.lastTs = ms;
+    const k = this.n;
+    if (k + 1 >= this.seq.length) this.grow();
+    const len = e - i;
+    const need = this.pos + len + 1;
+    if (need > this.bytes.length) this.growBytes(need);
+    const out = this.bytes;
+    let p = this.pos;
+    if (len > 24) {
+      out.set(b.subarray(i, e), p);
+      p += len;
+    } else {
+      for (; i < e; i++) out[p++] = b[i];
+    }
+    out[p++] = NL;
+    this.pos = p;
+    this.seq[k] = seq;
+    this.ts[k] = ms;
+    this.host[k] = table.id(b, hs, he, this);
+    this.stream[k] = stderr ? 1 : 0;
+    this.n = k + 1;
+    this.boff[k + 1] = p;
+    this.lastSeq = seq;
+    return e + 1;
   }
 
   /** A line event in the shape the gateway writes, read by position; false otherwise
@@ -191,15 +273,12 @@ class Batch {
     if (need > this.bytes.length) this.growBytes(need);
     const out = this.bytes;
     let p = this.pos;
-    let high = 0;
     for (; i < e; i++) {
       const c = b[i];
       if (c === QUOTE || c === BACKSLASH) break;
-      high |= c;
       out[p++] = c;
     }
     if (b[i] !== QUOTE || b[i + 1] !== 125 || i + 2 !== e) return false;
-    if (high & 0x80) this.ascii = false;
     out[p++] = NL;
     this.pos = p;
     this.seq[k] = seq;
@@ -227,7 +306,6 @@ class Batch {
     const { written } = enc.encodeInto(text, this.bytes.subarray(this.pos));
     this.pos += written;
     this.bytes[this.pos++] = NL;
-    if (written !== text.length) this.ascii = false;
     if (text.indexOf('\x1b') >= 0 || text.indexOf('\r') >= 0) this.styled = true;
     this.seq[k] = ev.seq;
     this.ts[k] = Date.parse(ev.ts);
@@ -268,9 +346,14 @@ class Batch {
   /** The batch as the page takes it (see the class comment). */
   finish() {
     const n = this.n;
-    const text = decoder.decode(this.bytes.subarray(0, this.pos));
+    const bytes = this.bytes.subarray(0, this.pos);
+    const text = decoder.decode(bytes);
     const off = new Uint32Array(n + 1);
-    if (this.ascii) {
+    // Compact lines carry escapes and carriage returns as they are (JSON ones went the
+    // slow way, which noted them).
+    const styled = this.styled || text.indexOf('\x1b') >= 0 || text.indexOf('\r') >= 0;
+    // The UTF-8 of anything but ASCII is longer than its UTF-16.
+    if (text.length === this.pos) {
       off.set(this.boff.subarray(0, n + 1));
     } else {
       // UTF-16 offsets from the UTF-8 bytes: one unit per character, two for one
@@ -287,7 +370,7 @@ class Batch {
     }
     let plainText = null;
     let poff = null;
-    if (this.styled) {
+    if (styled) {
       const parts = new Array(n);
       poff = new Uint32Array(n + 1);
       for (let k = 0; k < n; k++) {
