@@ -424,6 +424,8 @@ const MAX_HEIGHT = 16_000_000;
 const OVERSCAN = 12;
 /** While a stored log is read in bulk, the view draws at most this often (ms). */
 const COARSE_MS = 250;
+/** While it follows the end, at most this often (ms), less a little for frame jitter. */
+const FOLLOW_MS = 30;
 
 /** Renders a LogFilter's lines into `root` (the scroll container, role=log). */
 export class LogView {
@@ -504,12 +506,21 @@ export class LogView {
   schedule() {
     if (this.pending) return;
     this.pending = true;
-    requestAnimationFrame(() => {
-      // Still pending: what this applies schedules no second frame.
-      this.beforeRender();
-      this.pending = false;
-      this.render();
-    });
+    requestAnimationFrame((t) => this.frame(t));
+  }
+
+  /** A frame the view was asked to draw in: it draws, or, following, waits for a later
+   * one if it drew less than FOLLOW_MS ago (each draw lays out and repaints the page;
+   * thirty a second are plenty for lines that pour in). */
+  frame(t) {
+    if (this.following && t - this.drawnAt < FOLLOW_MS) {
+      requestAnimationFrame((u) => this.frame(u));
+      return;
+    }
+    // Still pending: what this applies schedules no second frame.
+    this.beforeRender();
+    this.pending = false;
+    this.render(t);
   }
 
   scrolled() {
@@ -551,8 +562,8 @@ export class LogView {
     return Math.max(0, Math.floor(this.firstFloat || 0));
   }
 
-  render() {
-    this.drawnAt = performance.now();
+  render(t = performance.now()) {
+    this.drawnAt = t;
     const { root, rowHeight } = this;
     const n = this.filter.length;
     const total = n * rowHeight;
