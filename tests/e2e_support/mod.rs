@@ -251,11 +251,26 @@ pub async fn follow(
     progress: Arc<AtomicU64>,
     deadline: Duration,
 ) -> Seen {
+    follow_on(&[port], job, plan, progress, deadline).await
+}
+
+/// [`follow`] over several gateways of one shared store: each reconnection goes to the
+/// next of `ports` (the job's id picks the first), as behind a load balancer.
+pub async fn follow_on(
+    ports: &[u16],
+    job: u64,
+    plan: WatchPlan,
+    progress: Arc<AtomicU64>,
+    deadline: Duration,
+) -> Seen {
     let give_up = tokio::time::Instant::now() + deadline;
     let mut seen = Seen::default();
     let mut last = plan.after;
+    let mut at = job as usize % ports.len();
     progress.store(last, Ordering::SeqCst);
     loop {
+        let port = ports[at];
+        at = (at + 1) % ports.len();
         if tokio::time::Instant::now() > give_up {
             seen.ends.push("deadline".into());
             return seen;

@@ -16,6 +16,7 @@
 //! acks). Both work on the tables here, under one lock, and the job bookkeeping below
 //! ([`Dispatcher::cancel`], a job started or ended) is what they share.
 
+mod lease;
 mod queue;
 mod runners;
 
@@ -73,6 +74,9 @@ struct Inner {
     tracker: TaskTracker,
     shutdown: CancellationToken,
     grace: Duration,
+    /// Who this gateway is in a shared store: its claims and heartbeat carry it, and a
+    /// restarted gateway takes back what it held (host name and listen address).
+    gateway: String,
 }
 
 #[derive(Default)]
@@ -124,6 +128,7 @@ impl Dispatcher {
         shutdown: CancellationToken,
         grace: Duration,
     ) -> Dispatcher {
+        let gateway = lease::gateway_name(&config.borrow());
         Dispatcher {
             inner: Arc::new(Inner {
                 store,
@@ -133,6 +138,7 @@ impl Dispatcher {
                 tracker,
                 shutdown,
                 grace,
+                gateway,
             }),
         }
     }
@@ -227,6 +233,14 @@ impl Dispatcher {
     /// Takes runners on `listener` and hands out jobs until shutdown. Jobs the store has
     /// `running` (left by a previous gateway) get [`GRACE`] to be reclaimed.
     pub async fn serve(self, listener: UnixListener) -> Result<(), StoreError> {
+        if self.inner.store.is_shared() {
+            // Alive before claiming anything, so nobody takes this gateway for dead.
+            self.inner.store.heartbeat(&self.inner.gateway).await?;
+            let me = self.clone();
+            self.inner
+                .tracker
+                .spawn(async move { me.keep_lease().await });
+        }
         self.adopt_running_jobs().await?;
         let me = self.clone();
         self.inner

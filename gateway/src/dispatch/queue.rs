@@ -2,11 +2,28 @@
 //! task's `concurrency` allows; a job whose runner went away waits [`GRACE`](super::GRACE)
 //! for it, then is `lost`, or queued again once if nothing says it started.
 
-use shipwatch_protocol::api::Counts;
+use std::time::Duration;
+
+use shipwatch_protocol::api::{Counts, JobView};
 use shipwatch_protocol::{EventBody, GatewayFrame, JobId, JobState, Report};
 
 use super::{Dispatcher, Running};
 use crate::store::StoreError;
+
+/// How often a shared queue is read when no wake-up came.
+const SHARED_POLL: Duration = Duration::from_secs(2);
+
+/// What became of a job offered to this gateway's runners.
+enum Assigned {
+    /// Given to a runner, or dealt with (cancelled meanwhile, requeued).
+    Yes,
+    /// Its task runs as many jobs as its `concurrency` allows.
+    TaskBusy,
+    /// No runner is idle.
+    NoRunner,
+    /// The store would not mark it running (cancelled meanwhile, or failing).
+    NotMarked,
+}
 
 /// What an orphaned job's grace ends in when no runner took it back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,7 +37,12 @@ pub(super) enum Expiry {
 impl Dispatcher {
     /// Jobs a previous gateway left `running` wait [`GRACE`](super::GRACE) for their runner to come back.
     pub(super) async fn adopt_running_jobs(&self) -> Result<(), StoreError> {
-        for job in self.inner.store.jobs_in_state(&[JobState::Running]).await? {
+        let held = self
+            .inner
+            .store
+            .jobs_held_by(&self.inner.gateway, &[JobState::Running])
+            .await?;
+        for job in held {
             // Every host still pending: nothing of the job reached the store from a runner.
             // Its runner may have dropped it unstarted when our connection broke (a runner
             // starts nothing before its Started frame is written), so unless a runner
@@ -83,10 +105,17 @@ impl Dispatcher {
     }
 
     pub(super) async fn assign_loop(self) {
+        // A shared queue also changes through other gateways: their NOTIFY wakes us, and
+        // the table is read now and then whatever came (a wake-up may be missed).
+        let mut poll = tokio::time::interval(SHARED_POLL);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let shared = self.inner.store.is_shared();
         loop {
             tokio::select! {
                 _ = self.inner.shutdown.cancelled() => return,
                 _ = self.inner.wake.notified() => {}
+                _ = self.inner.store.queue_changed() => {}
+                _ = poll.tick(), if shared => {}
             }
             if let Err(error) = self.assign_some().await {
                 tracing::error!(error = %Report(&error), "cannot read the job queue");
@@ -94,18 +123,74 @@ impl Dispatcher {
         }
     }
 
-    /// Hands queued jobs, oldest first, to idle runners while the tasks' limits allow.
-    async fn assign_some(&self) -> Result<(), StoreError> {
-        if !self
-            .lock()
+    fn has_idle_runner(&self) -> bool {
+        self.lock()
             .runners
             .values()
             .any(|r| r.job.is_none() && !r.draining)
-        {
+    }
+
+    /// The tasks whose running jobs here reached their `concurrency`.
+    fn busy_tasks(&self) -> Vec<String> {
+        let st = self.lock();
+        let config = self.inner.config.borrow();
+        config
+            .tasks
+            .iter()
+            .filter(|t| {
+                let running = st.running.values().filter(|r| r.task == t.name).count();
+                t.concurrency != 0 && running >= t.concurrency as usize
+            })
+            .map(|t| t.name.clone())
+            .collect()
+    }
+
+    /// Hands queued jobs, oldest first, to idle runners while the tasks' limits allow.
+    async fn assign_some(&self) -> Result<(), StoreError> {
+        if self.inner.store.is_shared() {
+            return self.claim_some().await;
+        }
+        if !self.has_idle_runner() {
             return Ok(());
         }
         let queued = self.inner.store.jobs_in_state(&[JobState::Queued]).await?;
         for job in queued {
+            match self.assign(job).await {
+                Assigned::Yes | Assigned::TaskBusy | Assigned::NotMarked => {}
+                Assigned::NoRunner => return Ok(()),
+            }
+        }
+        Ok(())
+    }
+
+    /// On a shared queue: claims jobs (each goes to exactly one gateway) while a runner
+    /// here is idle.
+    async fn claim_some(&self) -> Result<(), StoreError> {
+        while self.has_idle_runner() {
+            let busy = self.busy_tasks();
+            let gateway = &self.inner.gateway;
+            let Some(id) = self.inner.store.claim_next_except(gateway, &busy).await? else {
+                return Ok(());
+            };
+            let Some(job) = self.inner.store.job(id).await? else {
+                continue;
+            };
+            match self.assign(job).await {
+                Assigned::Yes => {}
+                Assigned::NoRunner | Assigned::TaskBusy | Assigned::NotMarked => {
+                    // Not ours to run after all: back to the queue for anyone (and for
+                    // us at the next poll, not at once: the store may be failing).
+                    self.inner.store.release_claim(id).await?;
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives one queued job to the lowest idle runner, if its task's limit allows.
+    async fn assign(&self, job: JobView) -> Assigned {
+        {
             let conn = {
                 let mut st = self.lock();
                 let limit = self
@@ -118,7 +203,7 @@ impl Dispatcher {
                     .map_or(1, |t| t.concurrency);
                 let running = st.running.values().filter(|r| r.task == job.task).count();
                 if limit != 0 && running >= limit as usize {
-                    continue;
+                    return Assigned::TaskBusy;
                 }
                 let Some((&conn, runner)) = st
                     .runners
@@ -126,7 +211,7 @@ impl Dispatcher {
                     .filter(|(_, r)| r.job.is_none() && !r.draining)
                     .min_by_key(|(c, _)| **c)
                 else {
-                    return Ok(());
+                    return Assigned::NoRunner;
                 };
                 runner.job = Some(job.id);
                 st.running.insert(
@@ -160,7 +245,7 @@ impl Dispatcher {
                     if let Some(r) = st.runners.get_mut(&conn) {
                         r.job = None;
                     }
-                    continue;
+                    return Assigned::NotMarked;
                 }
                 let runner = st.runners.get(&conn);
                 let sent = match (runner, job.spec) {
@@ -184,7 +269,7 @@ impl Dispatcher {
                     .await;
             }
         }
-        Ok(())
+        Assigned::Yes
     }
 
     /// Puts a job its runner never started back in the queue, or makes it `lost` when it

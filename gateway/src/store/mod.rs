@@ -15,6 +15,7 @@ mod error;
 mod pg;
 mod read;
 mod records;
+mod shared;
 mod sqlite;
 mod writer;
 
@@ -32,6 +33,7 @@ pub use error::StoreError;
 pub(crate) use read::kind_name;
 use read::{JobNumber, corrupt, count_as_failed, filter_takes, show_failure};
 pub use records::{AuditRecord, SessionRow, SessionWrite};
+pub use shared::OrphanedJob;
 
 /// Where the writer hands each committed batch and each job state change: the fan-out.
 pub trait Publisher: Send + Sync + 'static {
@@ -72,6 +74,16 @@ struct Inner {
     unrecorded: writer::UnrecordedJobs,
     /// Where reads go.
     db: Database,
+    /// Woken when another gateway queued or ended a job (PostgreSQL only).
+    queue: Arc<tokio::sync::Notify>,
+    /// Ends the PostgreSQL listener thread with the last handle.
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// The engine the store is on, for reads.
@@ -96,6 +108,8 @@ impl Store {
                 writes,
                 unrecorded,
                 db: Database::Sqlite(Arc::new(db)),
+                queue: Arc::default(),
+                stop: Arc::default(),
             }),
         })
     }
@@ -126,13 +140,34 @@ impl Store {
         tokio::task::spawn_blocking(move || {
             let (postgres, client) = pg::Postgres::open(&url)?;
             let unrecorded = writer::UnrecordedJobs::default();
-            let engine = pg::write::PgWrites::new(client, postgres.config.clone());
-            let writes = writer::spawn(engine, limits, publish, unrecorded.clone())?;
+            let writer_pid = Arc::new(std::sync::atomic::AtomicI32::new(0));
+            let engine =
+                pg::write::PgWrites::new(client, postgres.config.clone(), writer_pid.clone())?;
+            // This gateway's commits and other gateways' reach the fan-out through one
+            // sequencer, each job's in seq order.
+            let sequencer = Arc::new(pg::listen::Sequencer::new(publish));
+            let writes = writer::spawn(engine, limits, sequencer.clone(), unrecorded.clone())?;
+            let queue = Arc::new(tokio::sync::Notify::new());
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            pg::listen::Listener {
+                config: postgres.config.clone(),
+                sequencer,
+                writer_pid,
+                queue: queue.clone(),
+                stop: stop.clone(),
+            }
+            .spawn()
+            .map_err(|source| StoreError::DataDir {
+                path: "store-pg-listen thread".into(),
+                source,
+            })?;
             Ok(Store {
                 inner: Arc::new(Inner {
                     writes,
                     unrecorded,
                     db: Database::Postgres(Arc::new(postgres)),
+                    queue,
+                    stop,
                 }),
             })
         })
@@ -145,6 +180,18 @@ impl Store {
             Database::Sqlite(db) => &db.path,
             Database::Postgres(_) => Path::new(""),
         }
+    }
+
+    /// Whether several gateways may share this store (PostgreSQL): then the queue is
+    /// claimed ([`Store::claim_next`]) and gateways heartbeat ([`Store::heartbeat`]).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.inner.db, Database::Postgres(_))
+    }
+
+    /// Waits until another gateway sharing the store queued or ended a job (a wake-up
+    /// only: read the queue then). Never returns on a store of one box.
+    pub async fn queue_changed(&self) {
+        self.inner.queue.notified().await
     }
 
     /// Where the store is, for logs: the file, or the URL without its password.

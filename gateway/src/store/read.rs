@@ -133,18 +133,6 @@ impl Store {
         on_engine!(self, session(id_hash))
     }
 
-    /// Claims the oldest queued job no gateway has claimed yet for `gateway`, so of
-    /// several gateways sharing a PostgreSQL store exactly one runs it (DESIGN §11). A
-    /// claim ends when the job is queued again. `None`: nothing is left to claim. The
-    /// SQLite store belongs to one gateway, which owns its queue: [`StoreError::NotShared`].
-    pub async fn claim_next(&self, gateway: &str) -> Result<Option<JobId>, StoreError> {
-        let Database::Postgres(pg) = &self.inner.db else {
-            return Err(StoreError::NotShared);
-        };
-        let gateway = gateway.to_string();
-        pg.read(move |c| pg::read::claim_next(c, &gateway)).await
-    }
-
     /// The job's highest committed `seq` (0 when it has none).
     pub async fn last_seq(&self, job: JobId) -> Result<u64, StoreError> {
         on_engine!(self, job_number(job, JobNumber::LastSeq))

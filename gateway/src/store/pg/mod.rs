@@ -13,6 +13,7 @@
 //! small runtime: they are used and dropped only on the writer thread and blocking
 //! threads, never on the gateway's async threads.
 
+pub(super) mod listen;
 pub(super) mod read;
 mod schema;
 pub(super) mod write;
@@ -32,8 +33,13 @@ pub(super) struct Postgres {
     pub(super) config: postgres::Config,
     /// What logs may say about where the store is (no password).
     pub(super) shown: String,
-    readers: Mutex<Vec<Client>>,
+    /// Idle read connections, with when each was last used.
+    readers: Mutex<Vec<(Client, std::time::Instant)>>,
 }
+
+/// A pooled connection idle this long is checked before use: the server may have
+/// restarted meanwhile, and a read should not fail for a connection it dropped.
+const CHECK_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Postgres {
     /// Connects, brings the schema to this binary's version, and returns the writer's
@@ -77,16 +83,22 @@ impl Postgres {
         tokio::task::spawn_blocking(move || {
             let pooled = pg.readers.lock().ok().and_then(|mut p| p.pop());
             let mut client = match pooled {
-                Some(c) if !c.is_closed() => c,
+                Some((c, used)) if !c.is_closed() && used.elapsed() < CHECK_AFTER => c,
+                Some((mut c, _)) if !c.is_closed() => match c.is_valid(CHECK_AFTER) {
+                    Ok(()) => c,
+                    Err(_) => pg.connect()?,
+                },
                 _ => pg.connect()?,
             };
             let out = f(&mut client);
-            // A connection the server dropped is not kept: the next read reconnects.
-            if !client.is_closed()
+            // A connection that failed a read is not kept (the server may have dropped it
+            // without the client knowing yet): the next read connects again.
+            if out.is_ok()
+                && !client.is_closed()
                 && let Ok(mut pool) = pg.readers.lock()
                 && pool.len() < READ_POOL
             {
-                pool.push(client);
+                pool.push((client, std::time::Instant::now()));
             }
             out
         })

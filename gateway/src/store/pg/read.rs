@@ -177,23 +177,6 @@ pub(in crate::store) fn events(
     Ok(out)
 }
 
-/// Takes the oldest queued job no gateway has claimed, for `gateway`. `SKIP LOCKED`
-/// passes over a row another gateway is claiming this instant instead of waiting for it,
-/// so gateways claiming at once each get a different job and none blocks.
-pub(in crate::store) fn claim_next(
-    c: &mut impl GenericClient,
-    gateway: &str,
-) -> Result<Option<JobId>, StoreError> {
-    Ok(c.query_opt(
-        "UPDATE jobs SET claimed_by = $1 WHERE id = (\
-               SELECT id FROM jobs WHERE state = 'queued' AND claimed_by IS NULL \
-               ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) \
-             RETURNING id",
-        &[&gateway],
-    )?
-    .map(|r| r.get::<_, i64>(0) as JobId))
-}
-
 /// One number of a job's row (`last_seq`, `dropped_lines`).
 pub(in crate::store) fn job_number(
     c: &mut impl GenericClient,

@@ -70,6 +70,10 @@ CREATE INDEX sessions_user ON sessions (username);
 ALTER TABLE jobs ADD COLUMN claimed_by TEXT;
 CREATE INDEX jobs_unclaimed ON jobs (id) WHERE state = 'queued' AND claimed_by IS NULL;
 ",
+    "
+CREATE TABLE gateways (id TEXT PRIMARY KEY, seen TIMESTAMPTZ NOT NULL);
+CREATE INDEX jobs_claimed ON jobs (claimed_by) WHERE claimed_by IS NOT NULL;
+",
 ];
 
 /// Any 64-bit number of our own: the lock migrations take.

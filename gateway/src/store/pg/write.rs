@@ -6,7 +6,9 @@
 //! may have written it since. Events go in with one multi-row insert per group.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use bytes::Bytes;
 use postgres::Client;
@@ -35,27 +37,66 @@ pub(in crate::store) struct PgWrites {
     client: Option<Client>,
     config: postgres::Config,
     staged: Vec<Staged>,
+    /// The server process of `client`: the listener ignores our own notifications.
+    pid: Arc<AtomicI32>,
 }
 
+/// The channel commits are announced on; [`super::listen`] follows it.
+pub(in crate::store) const CHANNEL: &str = "shipwatch";
+/// A notification's payload stays under PostgreSQL's 8,000 bytes.
+const PAYLOAD_MAX: usize = 7_000;
+
 impl PgWrites {
-    pub(in crate::store) fn new(client: Client, config: postgres::Config) -> Self {
-        PgWrites {
+    pub(in crate::store) fn new(
+        mut client: Client,
+        config: postgres::Config,
+        pid: Arc<AtomicI32>,
+    ) -> Result<Self, StoreError> {
+        pid.store(backend_pid(&mut client)?, Ordering::Relaxed);
+        Ok(PgWrites {
             client: Some(client),
             config,
             staged: Vec::new(),
-        }
+            pid,
+        })
     }
 
     /// The connection, made again if the last one failed.
     fn conn(&mut self) -> Result<&mut Client, StoreError> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
             self.client = None;
-            let client = self.config.connect(postgres::NoTls)?;
+            let mut client = self.config.connect(postgres::NoTls)?;
+            self.pid.store(backend_pid(&mut client)?, Ordering::Relaxed);
             tracing::info!("store connected to PostgreSQL again");
             self.client = Some(client);
         }
         self.client.as_mut().ok_or(StoreError::WriterGone)
     }
+}
+
+fn backend_pid(client: &mut Client) -> Result<i32, StoreError> {
+    Ok(client.query_one("SELECT pg_backend_pid()", &[])?.get(0))
+}
+
+/// Whether a PostgreSQL error means the server could not be reached or went away.
+pub(in crate::store) fn is_lost_connection(error: &postgres::Error) -> bool {
+    use std::error::Error as _;
+    if error.is_closed() {
+        return true;
+    }
+    if let Some(code) = error.code() {
+        // Class 08: connection exceptions; 57P01-03: shutting down, cannot connect now.
+        let code = code.code();
+        return code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03");
+    }
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if cause.is::<std::io::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 impl Engine for PgWrites {
@@ -326,6 +367,46 @@ impl Engine for PgWrites {
             json: event.json.clone(),
         });
         Ok(())
+    }
+
+    fn announce(
+        &mut self,
+        batches: &[(JobId, u64, u64)],
+        changed: &[JobId],
+        queue: bool,
+    ) -> Result<(), StoreError> {
+        // Lines `e JOB FIRST LAST`, `j JOB`, `q`; sent on commit, in commit order.
+        let mut payloads = vec![String::new()];
+        let mut line = |text: std::fmt::Arguments<'_>| {
+            let last = payloads.last_mut().expect("one payload at least");
+            if last.len() > PAYLOAD_MAX {
+                payloads.push(String::new());
+            }
+            let last = payloads.last_mut().expect("one payload at least");
+            let _ = writeln!(last, "{text}");
+        };
+        for (job, first, last) in batches {
+            line(format_args!("e {job} {first} {last}"));
+        }
+        let mut seen = Vec::with_capacity(changed.len());
+        for job in changed {
+            if !seen.contains(job) {
+                seen.push(*job);
+                line(format_args!("j {job}"));
+            }
+        }
+        if queue {
+            line(format_args!("q"));
+        }
+        let c = self.conn()?;
+        for payload in payloads.iter().filter(|p| !p.is_empty()) {
+            c.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, payload])?;
+        }
+        Ok(())
+    }
+
+    fn lost_connection(&self, error: &StoreError) -> bool {
+        matches!(error, StoreError::Postgres(e) if is_lost_connection(e))
     }
 
     /// Every event of the group in one statement.

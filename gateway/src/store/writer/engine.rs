@@ -92,6 +92,20 @@ pub(in crate::store) trait Engine: Send + 'static {
     ) -> Result<(), StoreError>;
     /// Writes what [`Engine::stage_event`] kept back, before the commit.
     fn write_staged(&mut self) -> Result<(), StoreError>;
+    /// Tells other gateways, with the commit, what it brings: each job's batch as
+    /// `(job, first seq, last seq)`, the jobs whose state changed, whether the queue did.
+    fn announce(
+        &mut self,
+        _batches: &[(JobId, u64, u64)],
+        _changed: &[JobId],
+        _queue: bool,
+    ) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Whether `error` says the database could not be reached (worth trying again).
+    fn lost_connection(&self, _error: &StoreError) -> bool {
+        false
+    }
 
     /// After each commit, with the bytes of event JSON it carried.
     fn committed(&mut self, _bytes: usize) {}

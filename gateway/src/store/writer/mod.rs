@@ -28,6 +28,11 @@ use op::Outcome;
 const GROUP_EVENTS: usize = 1_000;
 /// How often recording a job's failure is retried while the disk stays full.
 const RETRY_FAILURES: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long a group is retried while the database cannot be reached (a PostgreSQL
+/// restart), before its jobs fail as on any failed commit.
+const RETRY_CONNECTION_FOR: std::time::Duration = std::time::Duration::from_secs(120);
+/// The longest pause between two tries of a group while the database is away.
+const RETRY_CONNECTION_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A job's row as the writer keeps it while it changes it.
 #[derive(Clone, Copy)]
@@ -111,6 +116,8 @@ struct Group {
     changed: Vec<JobId>,
     /// One per op applied, in order.
     outcomes: Vec<Outcome>,
+    /// A job was queued or ended: a shared queue's other gateways may have work.
+    queue: bool,
 }
 
 impl<E: Engine> Writer<E> {
@@ -210,10 +217,35 @@ impl<E: Engine> Writer<E> {
         if !E::KEEPS_JOB_ROWS {
             self.jobs.clear();
         }
-        let mut g = Group::default();
         let began = Instant::now();
         let weight: usize = ops.iter().map(Op::weight).sum();
-        let result = self.transaction(&mut g, &ops);
+        let mut g = Group::default();
+        let mut result = self.transaction(&mut g, &ops);
+        // The database went away (restarting): try the whole group again, from the
+        // job rows as they are then, for a while, saying so once. Resent runner events
+        // are skipped by their rseq if a commit whose answer was lost did go through.
+        let mut pause = std::time::Duration::from_millis(50);
+        while let Err(error) = &result
+            && self.engine.lost_connection(error)
+            && began.elapsed() < RETRY_CONNECTION_FOR
+        {
+            if pause.as_millis() == 50 {
+                tracing::warn!(error = %Report(error), "store lost its database; retrying the commit");
+            }
+            self.engine.rollback();
+            self.jobs.clear();
+            self.engine.forget();
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(RETRY_CONNECTION_MAX);
+            g = Group::default();
+            result = self.transaction(&mut g, &ops);
+            if result.is_ok() {
+                tracing::info!(
+                    after_ms = began.elapsed().as_millis() as u64,
+                    "store reached its database again; committed"
+                );
+            }
+        }
         // The time a line waits in the store before anyone may see it.
         metrics::histogram!(crate::metrics::STORE_COMMIT_SECONDS).record(began.elapsed());
         metrics::histogram!(crate::metrics::STORE_COMMIT_OPS).record(weight as f64);
@@ -242,6 +274,12 @@ impl<E: Engine> Writer<E> {
         if fail {
             return Err(self.engine.injected_full());
         }
+        let batches: Vec<(JobId, u64, u64)> = g
+            .pending
+            .iter()
+            .filter_map(|p| Some((p.job, p.events.first()?.seq, p.events.last()?.seq)))
+            .collect();
+        self.engine.announce(&batches, &g.changed, g.queue)?;
         self.engine.commit()
     }
 
@@ -284,6 +322,7 @@ impl<E: Engine> Writer<E> {
             } => {
                 let id = self.engine.create(spec, params, started_by)?;
                 g.changed.push(id);
+                g.queue = true;
                 Outcome::Job(id)
             }
             Op::Append { job, events, .. } => match self.writable(*job)? {
@@ -393,6 +432,7 @@ impl<E: Engine> Writer<E> {
                 self.engine
                     .job_changed(job, *state, reason.as_deref(), ts)?;
                 g.changed.push(job);
+                g.queue |= *state == JobState::Queued || state.is_terminal();
             }
             _ => {}
         }
@@ -515,7 +555,11 @@ impl<E: Engine> Writer<E> {
 }
 
 /// One job's committed events as the fan-out takes them, with their frame made once.
-fn committed_batch(job: JobId, events: Vec<CommittedEvent>, job_state: JobState) -> CommittedBatch {
+pub(super) fn committed_batch(
+    job: JobId,
+    events: Vec<CommittedEvent>,
+    job_state: JobState,
+) -> CommittedBatch {
     let len: usize = events.iter().map(|e| e.json.len() + 1).sum();
     let mut frame = Vec::with_capacity(len + 1);
     frame.push(b'[');
