@@ -74,23 +74,35 @@ impl Postgres {
         Ok(self.config.connect(NoTls)?)
     }
 
-    /// Runs `f` on a pooled connection on a blocking thread.
+    /// Runs `f` on a pooled connection on a blocking thread. When a pooled connection
+    /// turns out dead (the server restarted), the pool is emptied and `f` runs again on
+    /// a new one.
     pub(super) async fn read<T: Send + 'static>(
         self: &std::sync::Arc<Self>,
-        f: impl FnOnce(&mut Client) -> Result<T, StoreError> + Send + 'static,
+        f: impl Fn(&mut Client) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let pg = self.clone();
         tokio::task::spawn_blocking(move || {
             let pooled = pg.readers.lock().ok().and_then(|mut p| p.pop());
-            let mut client = match pooled {
-                Some((c, used)) if !c.is_closed() && used.elapsed() < CHECK_AFTER => c,
+            let (mut client, was_pooled) = match pooled {
+                Some((c, used)) if !c.is_closed() && used.elapsed() < CHECK_AFTER => (c, true),
                 Some((mut c, _)) if !c.is_closed() => match c.is_valid(CHECK_AFTER) {
-                    Ok(()) => c,
-                    Err(_) => pg.connect()?,
+                    Ok(()) => (c, true),
+                    Err(_) => (pg.connect()?, false),
                 },
-                _ => pg.connect()?,
+                _ => (pg.connect()?, false),
             };
-            let out = f(&mut client);
+            let mut out = f(&mut client);
+            if was_pooled
+                && let Err(StoreError::Postgres(e)) = &out
+                && write::is_lost_connection(e)
+            {
+                // Its siblings date from before the restart too.
+                let stale = pg.readers.lock().map(|mut p| std::mem::take(&mut *p));
+                drop(stale);
+                client = pg.connect()?;
+                out = f(&mut client);
+            }
             // A connection that failed a read is not kept (the server may have dropped it
             // without the client knowing yet): the next read connects again.
             if out.is_ok()
