@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use shipwatch_protocol::{EventBody, HostState, HostTarget, JobId, JobSpec, JobState, Timestamp};
+use shipwatch_protocol::{
+    EventBody, HostState, HostTarget, JobId, JobSpec, JobState, Timestamp, Transport,
+};
 use tokio_util::sync::CancellationToken;
 
 use crate::host::{HostContext, HostOutcome, HostRun, run_host};
@@ -32,7 +34,7 @@ pub async fn run_job(
     let timeout = Duration::from_secs(spec.timeout_secs.max(1));
     let mut failures: u32 = 0;
     let mut stopped = false;
-    for wave in &spec.waves {
+    for (index, wave) in spec.waves.iter().enumerate() {
         if stopped || failures > spec.max_failures || cancel.is_cancelled() {
             stopped = true;
             for name in wave {
@@ -92,7 +94,27 @@ pub async fn run_job(
                 outcome
             });
         }
-        for outcome in futures_util::future::join_all(runs).await {
+        // While this wave runs, the next one's ssh masters start: a rolling deploy then
+        // pays one connection setup, not one per wave.
+        let warms: Vec<_> = match (spec.transport, spec.waves.get(index + 1)) {
+            (Transport::Ssh, Some(next)) => next
+                .iter()
+                .filter_map(|name| targets.get(name.as_str()))
+                .map(|target| crate::ssh::warm_master(target, &spec.ssh, ctx))
+                .collect(),
+            _ => Vec::new(),
+        };
+        // Warming never ends the wave: once its masters are up it waits, and it is dropped
+        // when the hosts are done.
+        let warming = async {
+            futures_util::future::join_all(warms).await;
+            std::future::pending().await
+        };
+        let outcomes = tokio::select! {
+            outcomes = futures_util::future::join_all(runs) => outcomes,
+            outcomes = warming => outcomes,
+        };
+        for outcome in outcomes {
             if matches!(
                 outcome.state,
                 HostState::Failed | HostState::Timeout | HostState::Unreachable

@@ -210,6 +210,40 @@ pub(crate) async fn start_master(
     })
 }
 
+/// Starts the master of a host of the next wave while this one runs, so the host finds
+/// its connection up and costs no setup of its own. Best effort and silent: a master that
+/// cannot start here is started again, and reported, by the host's own run. Dropped when
+/// the wave ends (an ssh still connecting is killed with it).
+pub(crate) async fn warm_master(target: &HostTarget, ssh: &SshSpec, ctx: &HostContext) {
+    let socket = control_path(target, ssh, ctx);
+    if answers(&socket).await {
+        return;
+    }
+    let Ok(_lock) = lock_destination(&socket).await else {
+        return;
+    };
+    if answers(&socket).await {
+        return;
+    }
+    let mut cmd = ssh_command(target, ssh, ctx, "auto", &["-N", "-f"]);
+    cmd.env_remove(shipwatch_protocol::supervision::READY_FD_ENV)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true);
+    let started = tokio::time::Instant::now();
+    let status = match cmd.spawn() {
+        Ok(mut child) => child.wait().await.ok(),
+        Err(_) => None,
+    };
+    tracing::debug!(
+        host = %target.name,
+        ok = status.is_some_and(|s| s.success()),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "ssh master warmed for the next wave"
+    );
+}
+
 /// Ends every master in `control_dir` (`ssh -O exit`): the runner's own on its way out,
 /// and at its start those a killed predecessor of its index left; how many answered.
 /// Sessions still open over one end with it, so this never runs beside a job.

@@ -235,3 +235,46 @@ async fn a_session_over_the_master_starts_faster_than_a_new_connection() {
     shipwatch_runner::ssh::close_masters(with_master.path()).await;
     assert_no_survivors(&with_master.path().display().to_string()).await;
 }
+
+/// While a wave runs, the next wave's masters start: the first wave's host waits until
+/// a second master socket is there, which without warming appears only after it ended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_waves_masters_start_while_this_wave_runs() {
+    let Some(f) = fleet::fleet() else { return };
+    let (dir, ctx) = control_dir("sww");
+    let hosts = vec![
+        host_at("h07".into(), f.ports[7]),
+        host_at("h08".into(), f.ports[8]),
+    ];
+    let waves = vec![vec!["h07".into()], vec!["h08".into()]];
+    let script = format!(
+        "for i in $(seq 1 400); do\n\
+         [ \"$(find '{dir}' -maxdepth 1 -type s | wc -l)\" -ge 2 ] && {{ echo warmed; exit 0; }}\n\
+         sleep 0.05\n\
+         done\n\
+         echo 'no master for the next wave within 20 s' >&2\n\
+         exit 1\n",
+        dir = dir.path().display()
+    );
+    let spec = JobSpec {
+        script,
+        ..fleet_spec(f, hosts, waves)
+    };
+    let (tx, mut rx) = mpsc::channel::<Vec<Pending>>(64);
+    let job = run_job(8, &spec, &ctx, tx, CancellationToken::new());
+    let collect = async {
+        let mut events = Vec::new();
+        while let Some(batch) = rx.recv().await {
+            events.extend(batch);
+        }
+        events
+    };
+    let (state, events) = tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::join!(job, collect)
+    })
+    .await
+    .expect("job finished in time");
+    assert_eq!(state, JobState::Succeeded, "{events:?}");
+    assert_eq!(shipwatch_runner::ssh::close_masters(dir.path()).await, 2);
+    assert_no_survivors(&dir.path().display().to_string()).await;
+}
