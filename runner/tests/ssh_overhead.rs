@@ -17,9 +17,10 @@ const SCRIPT: &str = "echo first\nsleep 0.4\necho last\n";
 /// Per host, in ms: (started_at → first line, last line → ended_at).
 type Overheads = BTreeMap<String, (i64, i64)>;
 
-async fn timed_job(spec: &JobSpec, ctx: &HostContext) -> Overheads {
+/// Runs `spec` as job `id` to its end (within a minute); its state and every event.
+async fn run_collecting(id: u64, spec: &JobSpec, ctx: &HostContext) -> (JobState, Vec<Pending>) {
     let (tx, mut rx) = mpsc::channel::<Vec<Pending>>(64);
-    let job = run_job(7, spec, ctx, tx, CancellationToken::new());
+    let job = run_job(id, spec, ctx, tx, CancellationToken::new());
     let collect = async {
         let mut events = Vec::new();
         while let Some(batch) = rx.recv().await {
@@ -27,11 +28,15 @@ async fn timed_job(spec: &JobSpec, ctx: &HostContext) -> Overheads {
         }
         events
     };
-    let (state, events) = tokio::time::timeout(Duration::from_secs(60), async {
+    tokio::time::timeout(Duration::from_secs(60), async {
         tokio::join!(job, collect)
     })
     .await
-    .expect("job finished in time");
+    .expect("job finished in time")
+}
+
+async fn timed_job(spec: &JobSpec, ctx: &HostContext) -> Overheads {
+    let (state, events) = run_collecting(7, spec, ctx).await;
     assert_eq!(state, JobState::Succeeded, "{events:?}");
     let mut out = Overheads::new();
     for h in &spec.hosts {
@@ -260,20 +265,7 @@ async fn the_next_waves_masters_start_while_this_wave_runs() {
         script,
         ..fleet_spec(f, hosts, waves)
     };
-    let (tx, mut rx) = mpsc::channel::<Vec<Pending>>(64);
-    let job = run_job(8, &spec, &ctx, tx, CancellationToken::new());
-    let collect = async {
-        let mut events = Vec::new();
-        while let Some(batch) = rx.recv().await {
-            events.extend(batch);
-        }
-        events
-    };
-    let (state, events) = tokio::time::timeout(Duration::from_secs(60), async {
-        tokio::join!(job, collect)
-    })
-    .await
-    .expect("job finished in time");
+    let (state, events) = run_collecting(8, &spec, &ctx).await;
     assert_eq!(state, JobState::Succeeded, "{events:?}");
     assert_eq!(shipwatch_runner::ssh::close_masters(dir.path()).await, 2);
     assert_no_survivors(&dir.path().display().to_string()).await;
