@@ -418,13 +418,7 @@ impl<E: Engine> Writer<E> {
     }
 
     fn after_commit(&mut self, g: Group, ops: Vec<Op>) {
-        let bytes = g
-            .pending
-            .iter()
-            .flat_map(|p| &p.events)
-            .map(|e| e.json.len())
-            .sum::<usize>();
-        self.engine.committed(bytes);
+        self.engine.committed();
         for p in g.pending {
             let state = self
                 .jobs
