@@ -167,7 +167,7 @@ impl WalLimit {
             self.fold_at = WAL_MAX_FRAMES;
         } else if frames >= self.fold_at
             && !checkpointer.running()
-            && !self.retry_at.is_some_and(|at| Instant::now() < at)
+            && self.retry_at.is_none_or(|at| Instant::now() >= at)
         {
             self.fold(conn, frames);
         }
