@@ -25,11 +25,7 @@ fn no_ssh_master_outlives_shipwatch_up() {
             r#"[auth]
 anonymous = "admin"
 
-[ssh]
-user = "{user}"
-identity_file = "{identity}"
-known_hosts = "{known_hosts}"
-
+{ssh}
 [hosts]
 fleet = [{hosts}]
 
@@ -39,9 +35,7 @@ hosts = ["fleet"]
 batch = 2
 script = "echo hi from $SHIPWATCH_HOST"
 "#,
-            user = f.user,
-            identity = f.identity.display(),
-            known_hosts = f.known_hosts.display(),
+            ssh = f.ssh_section(None, ""),
             hosts = hosts.join(", "),
         ),
     );

@@ -109,6 +109,18 @@ impl Fleet {
         spawn_sshd(&self.dir, &self.user, name, listen, port, wrap)
     }
 
+    /// The `[ssh]` section of a shipwatch config that reaches this fleet's daemons, with
+    /// `known_hosts` in place of the fleet's own file (one that holds its lines and more)
+    /// and `more` (further keys of the section, a line each) after it.
+    pub fn ssh_section(&self, known_hosts: Option<&Path>, more: &str) -> String {
+        format!(
+            "[ssh]\nuser = \"{user}\"\nidentity_file = \"{identity}\"\nknown_hosts = \"{known}\"\n{more}",
+            user = self.user,
+            identity = self.identity.display(),
+            known = known_hosts.unwrap_or(&self.known_hosts).display(),
+        )
+    }
+
     /// The known_hosts line of this fleet's host key for `[address]:port`.
     pub fn known_host(&self, address: &str, port: u16) -> String {
         let key = std::fs::read_to_string(self.dir.join("host_key.pub")).unwrap_or_default();

@@ -231,22 +231,18 @@ impl Run {
                 r#"[auth]
 anonymous = "admin"
 
-[ssh]
-user = "{user}"
-identity_file = "{identity}"
-known_hosts = "{known_hosts}"
-connect_timeout_secs = 5
-# How an operator finds a host whose network vanished: 3 unanswered keepalives.
-options = ["ServerAliveInterval=1", "ServerAliveCountMax=3"]
-
+{ssh}
 [hosts]
 fleet = [{hosts}]
 
 {tasks}
 "#,
-                user = self.fleet.user,
-                identity = self.fleet.identity.display(),
-                known_hosts = known_hosts.display(),
+                ssh = self.fleet.ssh_section(
+                    Some(&known_hosts),
+                    "connect_timeout_secs = 5\n\
+                     # How an operator finds a host whose network vanished: 3 unanswered keepalives.\n\
+                     options = [\"ServerAliveInterval=1\", \"ServerAliveCountMax=3\"]\n",
+                ),
             ),
         )
     }

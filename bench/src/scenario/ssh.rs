@@ -35,11 +35,7 @@ pub async fn ssh(hosts: usize, waves: usize, script_secs: f64) -> Result<Vec<Row
         r#"[auth]
 anonymous = "admin"
 
-[ssh]
-user = "{user}"
-identity_file = "{identity}"
-known_hosts = "{known_hosts}"
-
+{ssh}
 [hosts]
 fleet = [{targets}]
 
@@ -54,9 +50,7 @@ sleep {script_secs}
 echo "last $(date +%s%3N)"
 '''
 "#,
-        user = fleet.user,
-        identity = fleet.identity.display(),
-        known_hosts = fleet.known_hosts.display(),
+        ssh = fleet.ssh_section(None, ""),
         targets = targets.join(", "),
     );
     let mut system = System::start_config(&body, None, 1 << 30)?;
