@@ -251,19 +251,21 @@ async fn rerun_copies_the_stored_spec_and_refuses_when_nothing_can_be_rerun() {
     gateway.stop().await;
 }
 
-/// `GET /api/jobs/{id}/log?after=N`: exactly the events after N, across the store's
-/// pages, in both formats and with the filters, so a reader that holds seqs up to N
-/// (the page's gap fill) reads on from there instead of from seq 1.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_log_reads_on_after_a_seq() {
-    use common::{config, line, line_on, serve_api, short_tempdir, spec, unlimited_store};
-    use shipwatch_gateway::fanout::{Hub, PAGE_EVENTS};
-    use shipwatch_protocol::Stream;
+/// The API served on an unlimited store that holds one job, on web-01 and web-02.
+struct Served {
+    _dir: tempfile::TempDir,
+    shutdown: tokio_util::sync::CancellationToken,
+    store: shipwatch_gateway::store::Store,
+    port: u16,
+    job: shipwatch_protocol::JobId,
+}
 
-    let dir = short_tempdir("log-after");
+async fn serve_a_job(prefix: &str) -> Served {
+    use common::{config, serve_api, short_tempdir, spec, unlimited_store};
+    let dir = short_tempdir(prefix);
     let cfg = config(dir.path());
     let shutdown = tokio_util::sync::CancellationToken::new();
-    let hub = Hub::new(shutdown.clone());
+    let hub = shipwatch_gateway::fanout::Hub::new(shutdown.clone());
     let store = unlimited_store(&cfg.server.data_dir, &hub);
     let port = serve_api(
         cfg,
@@ -278,6 +280,31 @@ async fn the_log_reads_on_after_a_seq() {
         .await
         .unwrap()
         .id;
+    Served {
+        _dir: dir,
+        shutdown,
+        store,
+        port,
+        job,
+    }
+}
+
+/// `GET /api/jobs/{id}/log?after=N`: exactly the events after N, across the store's
+/// pages, in both formats and with the filters, so a reader that holds seqs up to N
+/// (the page's gap fill) reads on from there instead of from seq 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_reads_on_after_a_seq() {
+    use common::{line, line_on};
+    use shipwatch_gateway::fanout::PAGE_EVENTS;
+    use shipwatch_protocol::Stream;
+
+    let Served {
+        _dir,
+        shutdown,
+        store,
+        port,
+        job,
+    } = serve_a_job("log-after").await;
     // More than a page, every tenth line from web-02 on stderr.
     let total = PAGE_EVENTS as u64 + 500;
     let events = (1..=total)
@@ -329,35 +356,22 @@ async fn the_log_reads_on_after_a_seq() {
     shutdown.cancel();
 }
 
-/// GET `path`: the status and the body, de-chunked (the log is streamed).
 /// `format=compact` is the NDJSON log with its line events in columns: across several of
 /// the log's store reads (which overlap), after a seq and with filters, the same events
 /// in the same order; a text holding a newline stays JSON, tabs, escapes and non-ASCII
 /// text stay as they are.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_compact_log_is_the_ndjson_log_in_columns() {
-    use common::{config, host_is, line, line_on, serve_api, short_tempdir, spec, unlimited_store};
-    use shipwatch_gateway::fanout::Hub;
+    use common::{host_is, line, line_on};
     use shipwatch_protocol::{HostState, Stream, Timestamp};
 
-    let dir = short_tempdir("log-compact");
-    let cfg = config(dir.path());
-    let shutdown = tokio_util::sync::CancellationToken::new();
-    let hub = Hub::new(shutdown.clone());
-    let store = unlimited_store(&cfg.server.data_dir, &hub);
-    let port = serve_api(
-        cfg,
-        &store,
-        &hub,
-        tokio_util::task::TaskTracker::new(),
-        &shutdown,
-    )
-    .await;
-    let job = store
-        .create_job(spec(&["web-01", "web-02"]), Default::default(), "test")
-        .await
-        .unwrap()
-        .id;
+    let Served {
+        _dir,
+        shutdown,
+        store,
+        port,
+        job,
+    } = serve_a_job("log-compact").await;
     // Over two of the log's 16,384-event reads, with odd texts and a host event among them.
     let total = 2 * 16_384 + 777;
     let events = (1..=total)
@@ -445,6 +459,7 @@ async fn the_compact_log_is_the_ndjson_log_in_columns() {
     shutdown.cancel();
 }
 
+/// GET `path`: the status and the body, de-chunked (the log is streamed).
 async fn get(port: u16, path: &str) -> (u16, String) {
     let reply = http(port, "GET", path, &[], "").await;
     let chunked = reply
