@@ -143,7 +143,8 @@ pub(super) struct WalLimit {
 }
 
 impl WalLimit {
-    /// For the writer's connection `conn`, on the writer's thread.
+    /// For the writer's connection `conn`, whose commits (on the writer's thread, where
+    /// [`WalLimit::after_commit`] runs too) report the WAL's fill to the hook.
     pub(super) fn new(conn: &Connection) -> Self {
         // After `wal_autocheckpoint`, which would replace it.
         conn.wal_hook(Some(count_frames));
