@@ -35,7 +35,7 @@ hosts = ["fleet"]
 batch = 2
 script = "echo hi from $SHIPWATCH_HOST"
 "#,
-            ssh = f.ssh_section(None, ""),
+            ssh = f.ssh_section(&f.known_hosts),
             hosts = hosts.join(", "),
         ),
     );

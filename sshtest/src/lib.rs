@@ -109,15 +109,15 @@ impl Fleet {
         spawn_sshd(&self.dir, &self.user, name, listen, port, wrap)
     }
 
-    /// The `[ssh]` section of a shipwatch config that reaches this fleet's daemons, with
-    /// `known_hosts` in place of the fleet's own file (one that holds its lines and more)
-    /// and `more` (further keys of the section, a line each) after it.
-    pub fn ssh_section(&self, known_hosts: Option<&Path>, more: &str) -> String {
+    /// The `[ssh]` section of a shipwatch config that reaches this fleet's daemons, its
+    /// hosts checked against `known_hosts` (the fleet's own file, or one with more lines);
+    /// further keys of the section may follow it.
+    pub fn ssh_section(&self, known_hosts: &Path) -> String {
         format!(
-            "[ssh]\nuser = \"{user}\"\nidentity_file = \"{identity}\"\nknown_hosts = \"{known}\"\n{more}",
+            "[ssh]\nuser = \"{user}\"\nidentity_file = \"{identity}\"\nknown_hosts = \"{known}\"\n",
             user = self.user,
             identity = self.identity.display(),
-            known = known_hosts.unwrap_or(&self.known_hosts).display(),
+            known = known_hosts.display(),
         )
     }
 

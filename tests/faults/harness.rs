@@ -231,18 +231,16 @@ impl Run {
                 r#"[auth]
 anonymous = "admin"
 
-{ssh}
+{ssh}connect_timeout_secs = 5
+# How an operator finds a host whose network vanished: 3 unanswered keepalives.
+options = ["ServerAliveInterval=1", "ServerAliveCountMax=3"]
+
 [hosts]
 fleet = [{hosts}]
 
 {tasks}
 "#,
-                ssh = self.fleet.ssh_section(
-                    Some(&known_hosts),
-                    "connect_timeout_secs = 5\n\
-                     # How an operator finds a host whose network vanished: 3 unanswered keepalives.\n\
-                     options = [\"ServerAliveInterval=1\", \"ServerAliveCountMax=3\"]\n",
-                ),
+                ssh = self.fleet.ssh_section(&known_hosts),
             ),
         )
     }

@@ -50,7 +50,7 @@ sleep {script_secs}
 echo "last $(date +%s%3N)"
 '''
 "#,
-        ssh = fleet.ssh_section(None, ""),
+        ssh = fleet.ssh_section(&fleet.known_hosts),
         targets = targets.join(", "),
     );
     let mut system = System::start_config(&body, None, 1 << 30)?;
