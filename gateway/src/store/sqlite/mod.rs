@@ -43,7 +43,7 @@ impl Sqlite {
         schema::prepare_writer(&conn)?;
         schema::migrate(&conn)?;
         let checkpoint = checkpoint::spawn(&path)?;
-        let wal = checkpoint::WalLimit::new(&conn);
+        let wal = checkpoint::WalLimit::new(&path);
         let writes = write::SqliteWrites::new(conn, checkpoint, wal);
         let db = Sqlite {
             path,

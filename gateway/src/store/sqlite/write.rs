@@ -1,5 +1,5 @@
 //! The writer's SQL on the embedded SQLite file: one connection, owned by the writer
-//! thread, with the WAL kept small and checkpoints nudged after each commit (checkpoint.rs).
+//! thread, with the WAL kept small and checkpoints nudged as commits add up.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -15,11 +15,15 @@ use crate::model::CommittedEvent;
 use crate::store::writer::{Engine, JobRow};
 use crate::store::{AuditRecord, SessionWrite, StoreError};
 
+/// About what SQLite's own auto-checkpoint (1,000 pages) amounts to in event text.
+const CHECKPOINT_BYTES: usize = 2 * 1024 * 1024;
+
 /// The SQLite side of the writer: its connection and what it keeps between groups.
 pub(in crate::store) struct SqliteWrites {
     conn: Connection,
-    /// Nudged by `wal` after each commit.
+    /// Asked for a checkpoint once about [`CHECKPOINT_BYTES`] have been committed.
     checkpoint: Checkpointer,
+    since_checkpoint: usize,
     /// Keeps the WAL file small (checkpoint.rs).
     wal: WalLimit,
     /// `host_names` as committed: name → number.
@@ -31,6 +35,7 @@ impl SqliteWrites {
         SqliteWrites {
             conn,
             checkpoint,
+            since_checkpoint: 0,
             wal,
             host_ids: HashMap::new(),
         }
@@ -357,8 +362,13 @@ impl Engine for SqliteWrites {
         Ok(())
     }
 
-    fn committed(&mut self) {
-        self.wal.after_commit(&self.conn, &self.checkpoint);
+    fn committed(&mut self, bytes: usize) {
+        self.wal.after_commit(&self.conn);
+        self.since_checkpoint += bytes;
+        if self.since_checkpoint >= CHECKPOINT_BYTES {
+            self.since_checkpoint = 0;
+            self.checkpoint.nudge();
+        }
     }
 
     fn idle_after(&self) -> Option<Duration> {

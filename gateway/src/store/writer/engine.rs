@@ -107,8 +107,8 @@ pub(in crate::store) trait Engine: Send + 'static {
         false
     }
 
-    /// After each commit.
-    fn committed(&mut self) {}
+    /// After each commit, with the bytes of event JSON it carried.
+    fn committed(&mut self, _bytes: usize) {}
     /// How long the writer may wait for work before [`Engine::idle`] is due.
     fn idle_after(&self) -> Option<Duration> {
         None

@@ -418,7 +418,13 @@ impl<E: Engine> Writer<E> {
     }
 
     fn after_commit(&mut self, g: Group, ops: Vec<Op>) {
-        self.engine.committed();
+        let bytes = g
+            .pending
+            .iter()
+            .flat_map(|p| &p.events)
+            .map(|e| e.json.len())
+            .sum::<usize>();
+        self.engine.committed(bytes);
         for p in g.pending {
             let state = self
                 .jobs
